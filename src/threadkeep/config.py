@@ -1,0 +1,77 @@
+"""Settings: defaults < TOML file in the user's config dir < THREADKEEP_* env < flags.
+
+One object, validated by pydantic, so a bad value fails at start with the
+name of the setting and where it came from, not at the first request.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from platformdirs import user_config_dir, user_data_dir
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+APP = "threadkeep"
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("THREADKEEP_DATA_DIR") or user_data_dir(APP))
+
+
+def config_file() -> Path:
+    return Path(os.environ.get("THREADKEEP_CONFIG") or Path(user_config_dir(APP)) / "config.toml")
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{data_dir() / 'threadkeep.db'}"
+
+
+class Limits(BaseModel):
+    """Size limits on what one call may store. Over a limit: TooLarge, nothing written."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_message_bytes: int = Field(default=1_048_576, ge=1)
+    max_json_bytes: int = Field(default=1_048_576, ge=1)
+    max_batch: int = Field(default=1_000, ge=1)
+    max_page: int = Field(default=1_000, ge=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="THREADKEEP_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    database_url: str = Field(default_factory=default_database_url)
+    limits: Limits = Field(default_factory=Limits)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Earlier sources win: flags (init) > env > TOML > defaults.
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=config_file()),
+        )
+
+
+def load_settings(**flags: Any) -> Settings:
+    """Settings with ``flags`` (None values ignored) on top of env, TOML and defaults."""
+    return Settings(**{k: v for k, v in flags.items() if v is not None})

@@ -1,0 +1,145 @@
+"""The threadkeep error hierarchy.
+
+Every error a caller can act on is a subclass of :class:`ThreadkeepError`, named
+after what went wrong and carrying fields, not only text. Nothing here knows
+about HTTP: the API layer maps these classes to status codes in one place, the
+CLI maps them to exit codes in another.
+"""
+
+from __future__ import annotations
+
+
+class ThreadkeepError(Exception):
+    """Root of every error threadkeep raises on purpose."""
+
+
+# --- input -------------------------------------------------------------------
+
+
+class InvalidInput(ThreadkeepError):
+    """The caller sent something threadkeep will not store. Nothing was written."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+class InvalidText(InvalidInput):
+    """Text holds a NUL byte or a lone surrogate, which no engine stores faithfully."""
+
+
+class TooLarge(InvalidInput):
+    """A value is over a configured size limit."""
+
+    def __init__(self, field: str, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(field, f"is {size} bytes, over the limit of {limit} bytes")
+
+
+# --- lookups -----------------------------------------------------------------
+
+
+class NotFound(ThreadkeepError):
+    """No such row for this actor. A row owned by someone else is reported exactly
+    like a missing one, so ids cannot be probed."""
+
+    kind = "row"
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"{self.kind} {key!r} not found")
+
+
+class UserNotFound(NotFound):
+    kind = "user"
+
+
+class SessionNotFound(NotFound):
+    kind = "session"
+
+
+class MessageNotFound(NotFound):
+    kind = "message"
+
+
+class ToolEventNotFound(NotFound):
+    kind = "tool event"
+
+
+# --- conflicts ---------------------------------------------------------------
+
+
+class Conflict(ThreadkeepError):
+    """The write clashes with the current state. Nothing was written."""
+
+
+class VersionConflict(Conflict):
+    """Optimistic concurrency: the caller's version is not the stored one."""
+
+    def __init__(self, key: str, expected: int, actual: int) -> None:
+        self.key = key
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"{key!r} is at version {actual}, not {expected}: reload it and apply the change again"
+        )
+
+
+class AlreadyExists(Conflict):
+    """A client-chosen id is taken."""
+
+    def __init__(self, kind: str, key: str) -> None:
+        self.kind = kind
+        self.key = key
+        super().__init__(f"{kind} id {key!r} is already taken; choose another id")
+
+
+class HasBranches(Conflict):
+    """Purging would destroy history that branches still share."""
+
+    def __init__(self, key: str, branches: int) -> None:
+        self.key = key
+        self.branches = branches
+        super().__init__(
+            f"session {key!r} has {branches} branch(es) that share its history; "
+            "purge the branches first"
+        )
+
+
+class InvalidState(Conflict):
+    """The operation does not apply to the row in its current state
+    (e.g. appending to a session in the trash)."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"{key!r}: {reason}")
+
+
+# --- the store itself ----------------------------------------------------------
+
+
+class StoreError(ThreadkeepError):
+    """The database could not do what was asked (not the caller's fault)."""
+
+
+class SchemaTooNew(StoreError):
+    """The database was migrated by a newer threadkeep than this one."""
+
+    def __init__(self, database_revision: str, code_revision: str) -> None:
+        self.database_revision = database_revision
+        self.code_revision = code_revision
+        super().__init__(
+            f"the database schema is at revision {database_revision!r}, newer than this "
+            f"threadkeep knows (its newest is {code_revision!r}); upgrade threadkeep, or "
+            "restore a backup taken before the upgrade (see docs/rollback.md)"
+        )
+
+
+class StoreClosed(StoreError):
+    """The store was closed; open a new one."""
+
+    def __init__(self) -> None:
+        super().__init__("the store is closed")

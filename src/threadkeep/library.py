@@ -1,0 +1,80 @@
+"""``Threadkeep``: the library API that apps and agent frameworks call.
+
+Each operation is implemented once, in the service mixins; this class only
+puts them together with an engine. :class:`threadkeep.AsyncThreadkeep` offers
+the same operations to asyncio code (it is generated from this class).
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from threadkeep.config import Limits, Settings, load_settings
+from threadkeep.service.branches import BranchOps
+from threadkeep.service.changes import ChangeOps
+from threadkeep.service.events import EventOps
+from threadkeep.service.sessions import SessionOps
+from threadkeep.service.users import UserOps
+from threadkeep.store import open_engine
+from threadkeep.store.contract import StoreEngine
+
+
+class Threadkeep(UserOps, SessionOps, EventOps, BranchOps, ChangeOps):
+    """A durable store of chat and agent sessions.
+
+    Examples:
+        >>> tk = Threadkeep.open("sqlite:///chats.db")        # doctest: +SKIP
+        >>> user = tk.create_user("ada").value                  # doctest: +SKIP
+        >>> me = Actor(user.id)                                  # doctest: +SKIP
+        >>> s = tk.create_session(me, title="Plans").value      # doctest: +SKIP
+        >>> tk.append_message(me, s.id, {"role": "user", "content": "hi"})  # doctest: +SKIP
+
+    Thread-safe: share one instance across threads. Every write is durable when
+    its call returns.
+    """
+
+    def __init__(self, engine: StoreEngine, limits: Limits | None = None) -> None:
+        self.engine = engine
+        self.limits = limits or Limits()
+
+    @classmethod
+    def open(
+        cls,
+        url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        migrate: bool = True,
+    ) -> Threadkeep:
+        """Open (and, unless ``migrate=False``, migrate) the store at ``url``.
+
+        Args:
+            url: ``sqlite:///path.db`` or ``postgresql://user@host/db``; default:
+                ``THREADKEEP_DATABASE_URL``, the config file, or a SQLite file in
+                the user's data dir.
+            settings: explicit settings (``url`` still wins when given).
+
+        Raises:
+            SchemaTooNew: the database was migrated by a newer threadkeep.
+        """
+        settings = settings or load_settings()
+        engine = open_engine(url or settings.database_url, migrate=migrate)
+        return cls(engine, settings.limits)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect
+
+    def close(self) -> None:
+        """Wait for writes in flight, then release every connection."""
+        self.engine.close()
+
+    def __enter__(self) -> Threadkeep:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

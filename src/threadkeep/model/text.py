@@ -1,0 +1,61 @@
+"""Text checks shared by every model.
+
+NUL bytes and lone surrogates are refused everywhere (text *and* JSON): PostgreSQL
+cannot store a NUL in text or jsonb, and a lone surrogate cannot be encoded as
+UTF-8. Accepting them on SQLite only would make the two engines disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from threadkeep.errors import InvalidText, TooLarge
+
+MAX_DEPTH = 64
+
+
+def check_text(field: str, value: str) -> str:
+    """Return ``value`` if it can be stored faithfully; raise InvalidText if not."""
+    if "\x00" in value:
+        raise InvalidText(field, "contains a NUL byte (U+0000)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidText(
+            field, f"contains a lone surrogate at position {exc.start}"
+        ) from None
+    return value
+
+
+def check_json(field: str, value: Any, depth: int = 0) -> Any:
+    """Check every string (keys too) of a JSON-able value; reject non-JSON types."""
+    if depth > MAX_DEPTH:
+        raise InvalidText(field, f"is nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, str):
+        check_text(field, value)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise InvalidText(field, "has a key that is not a string")
+            check_text(field, k)
+            check_json(field, v, depth + 1)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            check_json(field, v, depth + 1)
+    elif value is None or isinstance(value, bool | int | float):
+        if isinstance(value, float) and value != value:  # NaN is not JSON
+            raise InvalidText(field, "holds NaN, which JSON cannot represent")
+    else:
+        raise InvalidText(field, f"holds a {type(value).__name__}, which is not JSON")
+    return value
+
+
+def json_size(value: Any) -> int:
+    """Bytes of ``value`` as compact UTF-8 JSON: what the size limits measure."""
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+
+def check_size(field: str, size: int, limit: int) -> None:
+    if size > limit:
+        raise TooLarge(field, size, limit)

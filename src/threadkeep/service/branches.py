@@ -1,0 +1,81 @@
+"""Branch operations: fork, rewind, list."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from threadkeep.errors import InvalidInput
+from threadkeep.model.common import Actor, Committed
+from threadkeep.model.sessions import Session
+from threadkeep.model.text import check_text
+from threadkeep.service.base import ServiceBase, check_actor
+from threadkeep.store import branches as branch_q
+from threadkeep.store import messages as message_q
+
+
+@dataclass(frozen=True, slots=True)
+class Rewound:
+    """The rewound session, and the branch now holding what followed the
+    rewind point (None when nothing did)."""
+
+    session: Session
+    branch: Session | None
+
+
+class BranchOps(ServiceBase):
+    def _seq_of(self, owner: str, at_seq: int | None, message_id: str | None) -> int | None:
+        if (at_seq is None) == (message_id is None):
+            raise InvalidInput("at", "give exactly one of a seq or a message id")
+        if message_id is not None:
+            return self.engine.read(lambda c: message_q.get_message(c, owner, message_id)).seq
+        return at_seq
+
+    def fork_session(
+        self,
+        actor: Actor,
+        session_id: str,
+        *,
+        at_seq: int | None = None,
+        at_message_id: str | None = None,
+        id: str | None = None,
+        title: str | None = None,
+    ) -> Committed[Session]:
+        """A new branch sharing ``session_id``'s history up to and including the
+        message at ``at_seq`` (or ``at_message_id``). Copies no messages."""
+        owner = check_actor(actor)
+        seq = self._seq_of(owner, at_seq, at_message_id)
+        assert seq is not None
+        new_id = check_text("id", id) if id else str(uuid.uuid4())
+        if title is not None:
+            check_text("title", title)
+        return self.engine.write(
+            lambda tx: branch_q.fork(tx, owner, session_id, seq, new_id, title)
+        )
+
+    def rewind_session(
+        self,
+        actor: Actor,
+        session_id: str,
+        *,
+        to_seq: int | None = None,
+        to_message_id: str | None = None,
+        branch_id: str | None = None,
+    ) -> Committed[Rewound]:
+        """Make the message at ``to_seq`` the last of the session. Nothing is
+        destroyed: the messages after it move to a new branch (returned)."""
+        owner = check_actor(actor)
+        seq = self._seq_of(owner, to_seq, to_message_id)
+        assert seq is not None
+        new_id = check_text("branch_id", branch_id) if branch_id else str(uuid.uuid4())
+
+        def op(tx: object) -> Rewound:
+            session, branch = branch_q.rewind(tx, owner, session_id, seq, new_id)  # type: ignore[arg-type]
+            return Rewound(session, branch)
+
+        return self.engine.write(op)
+
+    def list_branches(self, actor: Actor, session_id: str) -> list[Session]:
+        """Sessions forked from ``session_id`` (its direct branches)."""
+        owner = check_actor(actor)
+        return self.engine.read(lambda c: branch_q.list_branches(c, owner, session_id))

@@ -1,0 +1,144 @@
+"""Message operations: append (one, a batch, with events), and reads."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from threadkeep.errors import InvalidInput
+from threadkeep.model.common import Actor, Committed
+from threadkeep.model.events import NewTimelineEvent, NewToolEvent
+from threadkeep.model.messages import Appended, Message, NewMessage
+from threadkeep.model.text import check_size, json_size
+from threadkeep.service.base import ServiceBase, check_actor, coerce
+from threadkeep.store import messages as message_q
+
+MessageInput = NewMessage | Mapping[str, Any]
+ToolEventInput = NewToolEvent | Mapping[str, Any]
+TimelineEventInput = NewTimelineEvent | Mapping[str, Any]
+
+
+class MessageOps(ServiceBase):
+    def _message(self, value: MessageInput, i: int) -> NewMessage:
+        m = coerce(NewMessage, value, f"messages[{i}]")
+        limit = self.limits.max_message_bytes
+        # Bytes of UTF-8 text are at most 4x its length: skip the encode when
+        # the message is clearly small.
+        size = len(m.content) * 4
+        if size > limit:
+            size = len(m.content.encode("utf-8"))
+        for extra in (m.parts, m.tool_calls):
+            if extra is not None:
+                size += json_size(extra)
+        if m.metadata:
+            size += json_size(m.metadata)
+        check_size(f"messages[{i}]", size, limit)
+        return m
+
+    def _json_limited(self, field: str, *values: Any) -> None:
+        limit = self.limits.max_json_bytes
+        check_size(field, sum(json_size(v) for v in values if v is not None), limit)
+
+    def append(
+        self,
+        actor: Actor,
+        session_id: str,
+        messages: Sequence[MessageInput] = (),
+        *,
+        tool_events: Sequence[ToolEventInput] = (),
+        timeline_events: Sequence[TimelineEventInput] = (),
+    ) -> Committed[Appended]:
+        """Append messages, tool events and timeline events in one transaction.
+
+        Messages get the next seq numbers of the session, in the order given.
+        A message whose ``client_id`` the session already holds is not written
+        again: the stored message is returned in its place.
+
+        Raises:
+            SessionNotFound: no such session for this actor.
+            InvalidState: the session is in the trash.
+            InvalidInput / InvalidText / TooLarge: bad input; nothing is written.
+        """
+        owner = check_actor(actor)
+        if isinstance(messages, Mapping | str | bytes):
+            raise InvalidInput("messages", "expected a list of messages")
+        total = len(messages) + len(tool_events) + len(timeline_events)
+        if total == 0:
+            raise InvalidInput("messages", "nothing to append")
+        if total > self.limits.max_batch:
+            raise InvalidInput("messages", f"at most {self.limits.max_batch} items per append")
+        new = [self._message(m, i) for i, m in enumerate(messages)]
+        tools = [coerce(NewToolEvent, e, f"tool_events[{i}]") for i, e in enumerate(tool_events)]
+        for i, t in enumerate(tools):
+            self._json_limited(f"tool_events[{i}]", t.input, t.output)
+        timeline = [
+            coerce(NewTimelineEvent, e, f"timeline_events[{i}]")
+            for i, e in enumerate(timeline_events)
+        ]
+        for i, e in enumerate(timeline):
+            self._json_limited(f"timeline_events[{i}]", e.payload)
+        return self.engine.write(
+            lambda tx: message_q.append(tx, owner, session_id, new, tools, timeline)
+        )
+
+    def append_messages(
+        self, actor: Actor, session_id: str, messages: Sequence[MessageInput]
+    ) -> Committed[list[Message]]:
+        """Append a batch of messages atomically (see :meth:`append`)."""
+        done = self.append(actor, session_id, messages)
+        return Committed(done.value.messages, done.txid)
+
+    def append_message(
+        self, actor: Actor, session_id: str, message: MessageInput
+    ) -> Committed[Message]:
+        """Append one message (see :meth:`append`)."""
+        done = self.append(actor, session_id, [message])
+        return Committed(done.value.messages[0], done.txid)
+
+    def get_messages(
+        self,
+        actor: Actor,
+        session_id: str,
+        *,
+        after_seq: int | None = None,
+        before_seq: int | None = None,
+        limit: int | None = None,
+    ) -> list[Message]:
+        """Messages of the session's history (a branch includes its inherited
+        part), oldest first, with seq > ``after_seq`` and < ``before_seq``."""
+        owner = check_actor(actor)
+        if limit is not None:
+            self._page_limit(limit)
+        return self.engine.read(
+            lambda c: message_q.read_history(
+                c, owner, session_id, after_seq=after_seq, before_seq=before_seq, limit=limit
+            )
+        )
+
+    def last_messages(
+        self, actor: Actor, session_id: str, n: int, *, before_seq: int | None = None
+    ) -> list[Message]:
+        """The last ``n`` messages (before ``before_seq`` if given), oldest first:
+        what a chat UI shows first, and pages back from."""
+        owner = check_actor(actor)
+        self._page_limit(n)
+        return self.engine.read(
+            lambda c: message_q.read_history(
+                c, owner, session_id, before_seq=before_seq, limit=n, newest=True
+            )
+        )
+
+    def get_history(self, actor: Actor, session_id: str) -> list[Message]:
+        """The session's whole history as one ordered list (for a branch: the
+        parent's messages up to the fork, then the branch's own)."""
+        owner = check_actor(actor)
+        return self.engine.read(lambda c: message_q.read_history(c, owner, session_id))
+
+    def get_message(self, actor: Actor, message_id: str) -> Message:
+        owner = check_actor(actor)
+        return self.engine.read(lambda c: message_q.get_message(c, owner, message_id))
+
+    def count_messages(self, actor: Actor, session_id: str) -> int:
+        """How many messages the session's history holds, without reading them."""
+        owner = check_actor(actor)
+        return self.engine.read(lambda c: message_q.count_messages(c, owner, session_id))

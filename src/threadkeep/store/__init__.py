@@ -1,0 +1,40 @@
+"""The store: the only place SQL exists. ``open_engine`` picks the engine from
+the URL and brings the schema up to date."""
+
+from __future__ import annotations
+
+from threadkeep.errors import StoreError
+from threadkeep.store.contract import StoreEngine, WriteTx
+
+
+def open_engine(url: str, *, migrate: bool = True) -> StoreEngine:
+    """Open the database at ``url`` (``sqlite:///...`` or ``postgresql://...``)."""
+    from threadkeep.store import migrate as migrations
+
+    engine: StoreEngine
+    if url.startswith("sqlite"):
+        from threadkeep.store.sqlite import SqliteStore
+
+        engine = SqliteStore(url)
+    elif url.startswith(("postgresql", "postgres")):
+        from threadkeep.store.postgres import PostgresStore
+
+        engine = PostgresStore(url)
+    else:
+        raise StoreError(
+            f"unsupported database URL {url!r}: use sqlite:///path/to/file.db or "
+            "postgresql://user@host/dbname"
+        )
+    try:
+        if migrate:
+            migrations.upgrade(engine.sa_engine)
+        else:
+            with engine.sa_engine.connect() as conn:
+                migrations.check_not_newer(conn)
+    except BaseException:
+        engine.close()
+        raise
+    return engine
+
+
+__all__ = ["StoreEngine", "WriteTx", "open_engine"]

@@ -1,0 +1,126 @@
+"""Branches: fork (copies nothing) and rewind (moves only what follows the
+rewind point, and keeps it reachable as a branch)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from threadkeep.errors import InvalidInput
+from threadkeep.model.sessions import Session
+from threadkeep.store import sessions as session_q
+from threadkeep.store.changes import row_json
+from threadkeep.store.contract import WriteTx
+from threadkeep.store.tables import messages, sessions, timeline_events, tool_events
+
+_INHERITED = ("title", "model", "provider", "state", "tags", "metadata")
+
+
+def _check_seq(name: str, seq: int, head: int) -> None:
+    if seq < 0 or seq > head:
+        raise InvalidInput(name, f"must be between 0 and the session's head seq {head}")
+
+
+def fork(
+    tx: WriteTx, owner_id: str, session_id: str, at_seq: int, new_id: str, title: str | None
+) -> Session:
+    """A new session whose history is ``session_id``'s first ``at_seq`` messages.
+
+    One row is written, whatever the length of the history: the branch reads
+    the shared part from its parent (store/messages.py, segments)."""
+    parent = session_q.get_live_row(tx.conn, owner_id, session_id)
+    _check_seq("at_seq", at_seq, parent.head_seq)
+    fields: dict[str, Any] = {k: parent._mapping[k] for k in _INHERITED}
+    if title is not None:
+        fields["title"] = title
+    fields.update(parent_session_id=session_id, fork_seq=at_seq, head_seq=at_seq)
+    return session_q.insert_session(tx, owner_id, new_id, fields)
+
+
+def rewind(
+    tx: WriteTx, owner_id: str, session_id: str, to_seq: int, branch_id: str
+) -> tuple[Session, Session | None]:
+    """Make ``to_seq`` the head of ``session_id``; what came after moves, intact,
+    to a new branch. Returns (the rewound session, the branch or None when
+    there was nothing after ``to_seq``)."""
+    conn = tx.conn
+    s = session_q.get_live_row(conn, owner_id, session_id, lock=True)
+    _check_seq("to_seq", to_seq, s.head_seq)
+    if to_seq == s.head_seq:
+        return session_q.to_session(s), None
+
+    own_from = s.fork_seq or 0  # the session's own messages have seq > own_from
+    fields: dict[str, Any] = {k: s._mapping[k] for k in _INHERITED}
+    fields.update(
+        head_seq=s.head_seq,
+        event_seq=s.event_seq,
+        last_activity_at=s.last_activity_at,
+        created_at=tx.now,
+    )
+    if s.parent_session_id is None or to_seq >= own_from:
+        # The branch forks from this session at to_seq and takes the tail.
+        fields.update(parent_session_id=session_id, fork_seq=to_seq)
+        move_after = to_seq
+        new_fork: int | None = s.fork_seq
+    else:
+        # Rewinding into the inherited part: the branch takes this session's
+        # place under its parent, with all its own messages, and this session
+        # now shares less of the parent.
+        fields.update(parent_session_id=s.parent_session_id, fork_seq=s.fork_seq)
+        move_after = own_from
+        new_fork = to_seq
+    branch = session_q.insert_session(tx, owner_id, branch_id, fields)
+
+    moved_ids = list(
+        conn.execute(
+            messages.update()
+            .where(messages.c.session_id == session_id, messages.c.seq > move_after)
+            .values(session_id=branch_id)
+            .returning(messages.c.id)
+        ).scalars()
+    )
+    for table in (tool_events, timeline_events):
+        conn.execute(
+            table.update()
+            .where(
+                table.c.session_id == session_id,
+                table.c.message_id.in_(
+                    sa.select(messages.c.id).where(messages.c.session_id == branch_id)
+                ),
+            )
+            .values(session_id=branch_id)
+        )
+    # Branches of this session that forked after the rewind point read their
+    # shared history from the new branch now (it holds what they saw).
+    children = conn.execute(
+        sessions.update()
+        .where(
+            sessions.c.parent_session_id == session_id,
+            sessions.c.fork_seq > to_seq,
+            sessions.c.id != branch_id,
+        )
+        .values(parent_session_id=branch_id, updated_at=tx.now)
+        .returning(*sessions.c)
+    ).all()
+    for child in children:
+        session_q.log_session(tx, "update", child)
+    if moved_ids:
+        for row in conn.execute(sa.select(messages).where(messages.c.id.in_(moved_ids))):
+            tx.log("messages", row.id, "update", row_json(row._mapping), owner_id, branch_id)
+
+    values: dict[str, Any] = {"head_seq": to_seq, "last_activity_at": tx.now}
+    if new_fork != s.fork_seq:
+        values["fork_seq"] = new_fork
+    rewound = session_q.update_session(tx, owner_id, session_id, values, None)
+    return rewound, branch
+
+
+def list_branches(conn: sa.Connection, owner_id: str, session_id: str) -> list[Session]:
+    session_q.get_row(conn, owner_id, session_id)
+    rows = conn.execute(
+        sa.select(sessions)
+        .where(sessions.c.parent_session_id == session_id, sessions.c.owner_id == owner_id)
+        .order_by(sessions.c.created_at, sessions.c.id)
+    )
+    return [session_q.to_session(r) for r in rows]

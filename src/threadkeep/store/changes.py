@@ -1,0 +1,139 @@
+"""The change log: written with every operation, read by sync.
+
+Ordering on PostgreSQL. A sequence value taken by one transaction can become
+visible after a larger value taken by another, so a reader that followed a
+sequence-assigned offset would skip the late one forever. Here writers do not
+assign offsets: they insert their rows with ``log_offset`` NULL, and
+:func:`assign_offsets` later numbers the committed-but-unnumbered rows, in one
+transaction that holds the ``log_state`` row lock. Assigners are therefore
+serialised, and each one's numbers are above every number handed out before.
+A reader asking for ``log_offset > N`` sees a row only once its assigner has
+committed, and by then every smaller number is already visible: nothing is
+skipped, nothing is read twice. Writers never wait on this, so concurrent
+commits still share WAL flushes.
+
+On SQLite every write goes through one writer at a time (the database write
+lock), so the writer numbers rows as it inserts them: commit order is
+insertion order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from threadkeep.model.changes import Change, Operation
+from threadkeep.store.contract import ChangeRow
+from threadkeep.store.tables import changes, log_state
+
+
+def row_json(row: Any) -> dict[str, Any]:
+    """A table row as a JSON-able dict (timestamps as ISO 8601 text)."""
+    out: dict[str, Any] = {}
+    for k, v in dict(row).items():
+        if isinstance(v, datetime):
+            out[k] = v.isoformat()
+        elif isinstance(v, Decimal):
+            out[k] = float(v)
+        else:
+            out[k] = v
+    return out
+
+
+def change_params(rows: Sequence[ChangeRow], now: datetime) -> list[dict[str, Any]]:
+    return [
+        {
+            "table_name": r.table,
+            "row_key": r.key,
+            "op": r.op,
+            "row": r.row,
+            "owner_id": r.owner_id,
+            "session_id": r.session_id,
+            "created_at": now,
+        }
+        for r in rows
+    ]
+
+
+def assign_offsets(conn: sa.Connection) -> int:
+    """Number the committed rows that have no offset yet (PostgreSQL). Returns how
+    many were numbered. Must run in its own transaction, committed right after."""
+    pending = conn.execute(
+        sa.select(changes.c.id).where(changes.c.log_offset.is_(None)).limit(1)
+    ).first()
+    if pending is None:
+        return 0
+    # Take the assigners' lock, then look again: rows that committed while we
+    # waited are ours to number too.
+    last = conn.execute(
+        sa.select(log_state.c.last_offset).where(log_state.c.id == 1).with_for_update()
+    ).scalar_one()
+    ids = (
+        conn.execute(
+            sa.select(changes.c.id)
+            .where(changes.c.log_offset.is_(None))
+            .order_by(changes.c.txid, changes.c.id)
+            .limit(10_000)
+        )
+        .scalars()
+        .all()
+    )
+    if not ids:
+        return 0
+    numbered = sa.values(
+        sa.column("id", sa.BigInteger), sa.column("n", sa.BigInteger), name="numbered"
+    ).data([(i, last + k) for k, i in enumerate(ids, start=1)])
+    conn.execute(
+        changes.update()
+        .where(changes.c.id == numbered.c.id)
+        .values(log_offset=numbered.c.n)
+    )
+    conn.execute(
+        log_state.update().where(log_state.c.id == 1).values(last_offset=last + len(ids))
+    )
+    return len(ids)
+
+
+def read_changes(
+    conn: sa.Connection,
+    after: int,
+    *,
+    limit: int = 1000,
+    owner_id: str | None = None,
+    session_id: str | None = None,
+    tables: Sequence[str] | None = None,
+) -> list[Change]:
+    """Changes with offset > ``after``, in offset order."""
+    q = sa.select(changes).where(changes.c.log_offset > after)
+    if owner_id is not None:
+        q = q.where(changes.c.owner_id == owner_id)
+    if session_id is not None:
+        q = q.where(changes.c.session_id == session_id)
+    if tables:
+        q = q.where(changes.c.table_name.in_(list(tables)))
+    q = q.order_by(changes.c.log_offset).limit(limit)
+    return [
+        Change.model_construct(
+            offset=r.log_offset,
+            txid=r.txid,
+            table=r.table_name,
+            key=r.row_key,
+            op=Operation(r.op),
+            row=r.row,
+            owner_id=r.owner_id,
+            session_id=r.session_id,
+            created_at=r.created_at,
+        )
+        for r in conn.execute(q)
+    ]
+
+
+def last_offset(conn: sa.Connection) -> int:
+    """The newest offset handed out (0 for an empty log)."""
+    return int(
+        conn.execute(sa.select(log_state.c.last_offset).where(log_state.c.id == 1)).scalar_one()
+    )

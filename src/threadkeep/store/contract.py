@@ -1,0 +1,104 @@
+"""What the service layer may ask of a store, whatever the engine.
+
+A store runs *write functions* and *read functions*. A write function gets a
+:class:`WriteTx`: a connection inside an open transaction, the time of the
+write, and a buffer for change-log rows. The engine commits the function's
+statements together with its change-log rows, atomically, and returns the
+function's result with the transaction id (:class:`Committed`).
+
+The engines differ in how they get there (SQLite: one writer, group commit;
+PostgreSQL: a pool, row locks, offsets assigned after commit) and in a few SQL
+fragments; those differences live in ``sqlite.py`` and ``postgres.py``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+
+from threadkeep.model.common import Committed
+
+T = TypeVar("T")
+
+
+@dataclass
+class ChangeRow:
+    table: str
+    key: str
+    op: str
+    row: dict[str, Any] | None
+    owner_id: str
+    session_id: str | None
+
+
+@dataclass
+class WriteTx:
+    """The context of one operation's transaction."""
+
+    conn: sa.Connection
+    now: datetime
+    store: StoreEngine
+    changes: list[ChangeRow] = field(default_factory=list)
+    # Set by an operation that wrote nothing because it replays an earlier one
+    # (an idempotent retry): the engine then answers with the original txid.
+    replay_txid: int | None = None
+
+    def log(
+        self,
+        table: str,
+        key: str,
+        op: str,
+        row: dict[str, Any] | None,
+        owner_id: str,
+        session_id: str | None,
+    ) -> None:
+        """Record a row change; it is written to ``changes`` in this transaction."""
+        self.changes.append(ChangeRow(table, key, op, row, owner_id, session_id))
+
+
+WriteFn = Callable[[WriteTx], T]
+ReadFn = Callable[[sa.Connection], T]
+
+
+class StoreEngine(abc.ABC):
+    """One database, one engine. Service code holds one of these."""
+
+    dialect: str
+    url: str
+
+    @abc.abstractmethod
+    def write(self, fn: WriteFn[T]) -> Committed[T]:
+        """Run ``fn`` in a write transaction with its change-log rows; commit durably."""
+
+    @abc.abstractmethod
+    def read(self, fn: ReadFn[T]) -> T:
+        """Run ``fn`` on a consistent snapshot."""
+
+    @abc.abstractmethod
+    def prepare_changes_read(self) -> None:
+        """Make every committed change readable by offset (PostgreSQL assigns offsets
+        after commit; SQLite has nothing to do)."""
+
+    @abc.abstractmethod
+    def tag_predicate(self, column: sa.ColumnElement[Any], tag: str) -> sa.ColumnElement[bool]:
+        """SQL that is true when the JSON list ``column`` holds ``tag``."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release every connection. Idempotent."""
+
+    @property
+    @abc.abstractmethod
+    def sa_engine(self) -> sa.Engine:
+        """The SQLAlchemy engine (migrations and tests use it)."""
+
+    def __enter__(self) -> StoreEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

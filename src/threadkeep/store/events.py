@@ -1,0 +1,168 @@
+"""Queries on tool events and timeline events."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from threadkeep.errors import ToolEventNotFound
+from threadkeep.model.events import (
+    NewTimelineEvent,
+    NewToolEvent,
+    TimelineEvent,
+    ToolEvent,
+    ToolEventUpdate,
+    ToolStatus,
+)
+from threadkeep.store.changes import row_json
+from threadkeep.store.contract import WriteTx
+from threadkeep.store.tables import timeline_events, tool_events
+
+
+def to_tool_event(row: Any) -> ToolEvent:
+    m = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
+    m["status"] = ToolStatus(m["status"])
+    return ToolEvent.model_construct(**m)
+
+
+def to_timeline_event(row: Any) -> TimelineEvent:
+    m = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
+    return TimelineEvent.model_construct(**m)
+
+
+def _duration_ms(started: Any, finished: Any) -> int | None:
+    if started is None or finished is None:
+        return None
+    return max(0, int((finished - started).total_seconds() * 1000))
+
+
+def insert_tool_events(
+    tx: WriteTx, owner_id: str, session_id: str, events: Sequence[NewToolEvent]
+) -> list[ToolEvent]:
+    rows: list[dict[str, Any]] = []
+    for e in events:
+        started = e.started_at or tx.now
+        finished = e.finished_at or (tx.now if e.status.finished else None)
+        rows.append(
+            {
+                "id": e.id or str(uuid.uuid4()),
+                "owner_id": owner_id,
+                "session_id": session_id,
+                "message_id": e.message_id,
+                "call_id": e.call_id,
+                "name": e.name,
+                "status": e.status.value,
+                "input": e.input,
+                "output": e.output,
+                "error": e.error,
+                "started_at": started,
+                "finished_at": finished,
+                "duration_ms": _duration_ms(started, finished),
+                "version": 1,
+                "created_at": tx.now,
+                "updated_at": tx.now,
+            }
+        )
+    tx.conn.execute(tool_events.insert(), rows)
+    for r in rows:
+        tx.log("tool_events", r["id"], "insert", row_json(r), owner_id, session_id)
+    return [to_tool_event(r) for r in rows]
+
+
+def update_tool_event(
+    tx: WriteTx, owner_id: str, event_id: str, update: ToolEventUpdate
+) -> ToolEvent:
+    c = tool_events.c
+    row = tx.conn.execute(
+        sa.select(tool_events)
+        .where(c.id == event_id, c.owner_id == owner_id)
+        .with_for_update()
+    ).first()
+    if row is None:
+        raise ToolEventNotFound(event_id)
+    values: dict[str, Any] = {"updated_at": tx.now, "version": c.version + 1}
+    fields = update.model_fields_set
+    if update.status is not None:
+        values["status"] = update.status.value
+    if "output" in fields:
+        values["output"] = update.output
+    if "error" in fields:
+        values["error"] = update.error
+    finished = update.finished_at
+    if finished is None and update.status is not None and update.status.finished:
+        finished = row.finished_at or tx.now
+    if finished is not None:
+        values["finished_at"] = finished
+        values["duration_ms"] = _duration_ms(row.started_at, finished)
+    new = tx.conn.execute(
+        tool_events.update().where(c.id == event_id).values(**values).returning(*tool_events.c)
+    ).one()
+    tx.log("tool_events", event_id, "update", row_json(new._mapping), owner_id, new.session_id)
+    return to_tool_event(new)
+
+
+def get_tool_event(conn: sa.Connection, owner_id: str, event_id: str) -> ToolEvent:
+    row = conn.execute(
+        sa.select(tool_events).where(
+            tool_events.c.id == event_id, tool_events.c.owner_id == owner_id
+        )
+    ).first()
+    if row is None:
+        raise ToolEventNotFound(event_id)
+    return to_tool_event(row)
+
+
+def list_tool_events(
+    conn: sa.Connection, owner_id: str, session_id: str, message_id: str | None = None
+) -> list[ToolEvent]:
+    c = tool_events.c
+    q = sa.select(tool_events).where(c.session_id == session_id, c.owner_id == owner_id)
+    if message_id is not None:
+        q = q.where(c.message_id == message_id)
+    return [to_tool_event(r) for r in conn.execute(q.order_by(c.created_at, c.id))]
+
+
+def insert_timeline_events(
+    tx: WriteTx,
+    owner_id: str,
+    session_id: str,
+    events: Sequence[NewTimelineEvent],
+    base_seq: int,
+) -> list[TimelineEvent]:
+    rows = [
+        {
+            "id": e.id or str(uuid.uuid4()),
+            "owner_id": owner_id,
+            "session_id": session_id,
+            "seq": base_seq + i,
+            "kind": e.kind,
+            "payload": e.payload,
+            "message_id": e.message_id,
+            "created_at": tx.now,
+        }
+        for i, e in enumerate(events, start=1)
+    ]
+    tx.conn.execute(timeline_events.insert(), rows)
+    for r in rows:
+        tx.log("timeline_events", r["id"], "insert", row_json(r), owner_id, session_id)
+    return [to_timeline_event(r) for r in rows]
+
+
+def list_timeline_events(
+    conn: sa.Connection,
+    owner_id: str,
+    session_id: str,
+    after_seq: int | None = None,
+    limit: int | None = None,
+) -> list[TimelineEvent]:
+    c = timeline_events.c
+    q = sa.select(timeline_events).where(c.session_id == session_id, c.owner_id == owner_id)
+    if after_seq is not None:
+        q = q.where(c.seq > after_seq)
+    q = q.order_by(c.seq)
+    if limit is not None:
+        q = q.limit(limit)
+    return [to_timeline_event(r) for r in conn.execute(q)]

@@ -1,0 +1,250 @@
+"""Queries on messages: the append path, and reading a (branch's) history.
+
+A session's history is a list of *segments*: its own messages, then for each
+ancestor the part of that ancestor's own messages that precedes the fork. The
+segments' seq ranges are disjoint and together cover 1..head_seq, so one query
+with one ``ORDER BY seq`` reads any slice of a branch's history, and forking
+copies nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from threadkeep.errors import InvalidInput, MessageNotFound, SessionNotFound
+from threadkeep.model.events import NewTimelineEvent, NewToolEvent
+from threadkeep.model.messages import Appended, Message, NewMessage, Role
+from threadkeep.store import sessions as session_q
+from threadkeep.store.changes import row_json
+from threadkeep.store.contract import WriteTx
+from threadkeep.store.events import insert_timeline_events, insert_tool_events
+from threadkeep.store.tables import changes, messages, sessions
+
+Segment = tuple[str, int, int]  # (session_id, first seq, last seq), inclusive
+
+
+def _construct(values: Any) -> Message:
+    m = dict(values)
+    m["role"] = Role(m["role"])
+    return Message.model_construct(**m)
+
+
+def to_message(row: Any) -> Message:
+    return _construct(row._mapping)
+
+
+def segments(conn: sa.Connection, owner_id: str, row: Any) -> list[Segment]:
+    """The history segments of the session in ``row``, newest first."""
+    segs: list[Segment] = []
+    lo = (row.fork_seq or 0) + 1
+    if row.head_seq >= lo:
+        segs.append((row.id, lo, row.head_seq))
+    limit = row.fork_seq
+    parent_id = row.parent_session_id
+    while parent_id is not None and limit is not None and limit > 0:
+        parent = session_q.get_row(conn, owner_id, parent_id)
+        plo = (parent.fork_seq or 0) + 1
+        if limit >= plo:
+            segs.append((parent.id, plo, limit))
+        limit = parent.fork_seq if parent.fork_seq is not None else None
+        parent_id = parent.parent_session_id
+    return segs
+
+
+def _segment_predicate(segs: Sequence[Segment]) -> sa.ColumnElement[bool]:
+    c = messages.c
+    if not segs:
+        return sa.false()
+    return sa.or_(
+        *(sa.and_(c.session_id == sid, c.seq >= lo, c.seq <= hi) for sid, lo, hi in segs)
+    )
+
+
+def read_history(
+    conn: sa.Connection,
+    owner_id: str,
+    session_id: str,
+    *,
+    after_seq: int | None = None,
+    before_seq: int | None = None,
+    limit: int | None = None,
+    newest: bool = False,
+) -> list[Message]:
+    """Messages of a session's history in seq order. With ``newest`` the *last*
+    ``limit`` messages of the range (still returned oldest first)."""
+    row = session_q.get_row(conn, owner_id, session_id)
+    segs = segments(conn, owner_id, row)
+    c = messages.c
+    q = sa.select(messages).where(_segment_predicate(segs))
+    if after_seq is not None:
+        q = q.where(c.seq > after_seq)
+    if before_seq is not None:
+        q = q.where(c.seq < before_seq)
+    q = q.order_by(c.seq.desc() if newest else c.seq)
+    if limit is not None:
+        q = q.limit(limit)
+    out = [to_message(r) for r in conn.execute(q)]
+    if newest:
+        out.reverse()
+    return out
+
+
+def get_message(conn: sa.Connection, owner_id: str, message_id: str) -> Message:
+    row = conn.execute(
+        sa.select(messages).where(messages.c.id == message_id, messages.c.owner_id == owner_id)
+    ).first()
+    if row is None:
+        raise MessageNotFound(message_id)
+    return to_message(row)
+
+
+def _replayed(
+    conn: sa.Connection, owner_id: str, session_id: str, client_ids: list[str]
+) -> dict[str, Any]:
+    if not client_ids:
+        return {}
+    rows = conn.execute(
+        sa.select(messages).where(
+            messages.c.session_id == session_id,
+            messages.c.owner_id == owner_id,
+            messages.c.client_id.in_(client_ids),
+        )
+    )
+    return {r.client_id: r for r in rows}
+
+
+def _original_txid(conn: sa.Connection, message_id: str) -> int | None:
+    return conn.execute(
+        sa.select(changes.c.txid)
+        .where(changes.c.table_name == "messages", changes.c.row_key == message_id)
+        .order_by(changes.c.id)
+        .limit(1)
+    ).scalar()
+
+
+def check_linked_messages(
+    conn: sa.Connection, owner_id: str, session_id: str, ids: set[str]
+) -> None:
+    """Events may only point at messages of the same user and session."""
+    if not ids:
+        return
+    found = set(
+        conn.execute(
+            sa.select(messages.c.id).where(
+                messages.c.id.in_(list(ids)),
+                messages.c.owner_id == owner_id,
+                messages.c.session_id == session_id,
+            )
+        ).scalars()
+    )
+    missing = ids - found
+    if missing:
+        raise MessageNotFound(sorted(missing)[0])
+
+
+def append(
+    tx: WriteTx,
+    owner_id: str,
+    session_id: str,
+    new: Sequence[NewMessage],
+    tool_evts: Sequence[NewToolEvent] = (),
+    timeline_evts: Sequence[NewTimelineEvent] = (),
+) -> Appended:
+    """Append messages (and events) atomically; seq is allocated by the session
+    row's update, which on PostgreSQL also serialises writers to one session."""
+    conn = tx.conn
+    client_ids = [m.client_id for m in new if m.client_id is not None]
+    if len(set(client_ids)) != len(client_ids):
+        raise InvalidInput("client_id", "the same client_id appears twice in one batch")
+    replayed = _replayed(conn, owner_id, session_id, client_ids)
+    fresh = [m for m in new if m.client_id is None or m.client_id not in replayed]
+
+    if not fresh and not tool_evts and not timeline_evts:
+        # A pure retry: nothing to write. Answer with the original rows, and the
+        # transaction id that wrote them so a sync client's wait resolves.
+        session_q.get_live_row(conn, owner_id, session_id)
+        rows = [replayed[m.client_id] for m in new if m.client_id is not None]
+        if rows:
+            txid = _original_txid(conn, rows[0].id)
+            if txid is not None:
+                tx.replay_txid = txid
+        return Appended([to_message(r) for r in rows], [], [])
+
+    n = len(fresh)
+    c = sessions.c
+    in_tok = sum(m.input_tokens or 0 for m in fresh)
+    out_tok = sum(m.output_tokens or 0 for m in fresh)
+    srow = conn.execute(
+        sessions.update()
+        .where(c.id == session_id, c.owner_id == owner_id, c.deleted_at.is_(None))
+        .values(
+            head_seq=c.head_seq + n,
+            event_seq=c.event_seq + len(timeline_evts),
+            input_tokens=c.input_tokens + in_tok,
+            output_tokens=c.output_tokens + out_tok,
+            last_activity_at=tx.now,
+            updated_at=tx.now,
+        )
+        .returning(*sessions.c)
+    ).first()
+    if srow is None:
+        session_q.get_live_row(conn, owner_id, session_id)  # raises the precise error
+        raise SessionNotFound(session_id)
+
+    base = srow.head_seq - n
+    rows: list[dict[str, Any]] = []
+    for i, m in enumerate(fresh, start=1):
+        rows.append(
+            {
+                "id": m.id or str(uuid.uuid4()),
+                "owner_id": owner_id,
+                "session_id": session_id,
+                "seq": base + i,
+                "role": m.role.value,
+                "content": m.content,
+                "parts": m.parts,
+                "tool_calls": m.tool_calls,
+                "model": m.model,
+                "input_tokens": m.input_tokens,
+                "output_tokens": m.output_tokens,
+                "client_id": m.client_id,
+                "metadata": m.metadata,
+                "created_at": tx.now,
+            }
+        )
+    if rows:
+        conn.execute(messages.insert(), rows)
+        for r in rows:
+            tx.log("messages", r["id"], "insert", row_json(r), owner_id, session_id)
+
+    linked = {e.message_id for e in (*tool_evts, *timeline_evts) if e.message_id is not None}
+    linked -= {r["id"] for r in rows}
+    check_linked_messages(conn, owner_id, session_id, linked)
+    tools = insert_tool_events(tx, owner_id, session_id, tool_evts) if tool_evts else []
+    timeline = (
+        insert_timeline_events(
+            tx, owner_id, session_id, timeline_evts, srow.event_seq - len(timeline_evts)
+        )
+        if timeline_evts
+        else []
+    )
+    session_q.log_session(tx, "update", srow)
+
+    out: list[Message] = []
+    fresh_rows = iter(rows)  # same order as `fresh`, which keeps the order of `new`
+    for m in new:
+        if m.client_id is not None and m.client_id in replayed:
+            out.append(to_message(replayed[m.client_id]))
+        else:
+            out.append(_construct(next(fresh_rows)))
+    return Appended(out, tools, timeline)
+
+
+def count_messages(conn: sa.Connection, owner_id: str, session_id: str) -> int:
+    """The length of the session's history, from the session row alone (seq is
+    contiguous from 1, so the head is the count)."""
+    return int(session_q.get_row(conn, owner_id, session_id).head_seq)

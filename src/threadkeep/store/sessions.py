@@ -1,0 +1,218 @@
+"""Queries on sessions. Every query is scoped by ``owner_id``: a session owned by
+someone else is indistinguishable from a missing one."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from threadkeep.errors import (
+    AlreadyExists,
+    HasBranches,
+    InvalidInput,
+    InvalidState,
+    SessionNotFound,
+    VersionConflict,
+)
+from threadkeep.model.sessions import Session, SessionFilter
+from threadkeep.store.changes import row_json
+from threadkeep.store.contract import StoreEngine, WriteTx
+from threadkeep.store.tables import messages, sessions, timeline_events, tool_events
+
+
+def to_session(row: Any) -> Session:
+    return Session.model_construct(**row._mapping)
+
+
+def log_session(tx: WriteTx, op: str, row: Any) -> None:
+    m = row._mapping
+    tx.log("sessions", m["id"], op, row_json(m), m["owner_id"], m["id"])
+
+
+def insert_session(tx: WriteTx, owner_id: str, session_id: str, fields: dict[str, Any]) -> Session:
+    taken = tx.conn.execute(sa.select(sessions.c.id).where(sessions.c.id == session_id)).first()
+    if taken is not None:
+        # Reported the same way whoever owns it: the id is simply not available.
+        raise AlreadyExists("session", session_id)
+    values = {
+        "id": session_id,
+        "owner_id": owner_id,
+        "title": None,
+        "model": None,
+        "provider": None,
+        "state": "active",
+        "tags": [],
+        "starred": False,
+        "pinned": False,
+        "archived": False,
+        "metadata": {},
+        "parent_session_id": None,
+        "fork_seq": None,
+        "head_seq": 0,
+        "event_seq": 0,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cost_usd": 0.0,
+        "version": 1,
+        "created_at": tx.now,
+        "updated_at": tx.now,
+        "last_activity_at": tx.now,
+        "deleted_at": None,
+    }
+    values.update(fields)
+    row = tx.conn.execute(sessions.insert().values(**values).returning(*sessions.c)).one()
+    log_session(tx, "insert", row)
+    return to_session(row)
+
+
+def get_row(conn: sa.Connection, owner_id: str, session_id: str, *, lock: bool = False) -> Any:
+    q = sa.select(sessions).where(sessions.c.id == session_id, sessions.c.owner_id == owner_id)
+    if lock:
+        q = q.with_for_update()
+    row = conn.execute(q).first()
+    if row is None:
+        raise SessionNotFound(session_id)
+    return row
+
+
+def get_live_row(conn: sa.Connection, owner_id: str, session_id: str, *, lock: bool = False) -> Any:
+    row = get_row(conn, owner_id, session_id, lock=lock)
+    if row.deleted_at is not None:
+        raise InvalidState(session_id, "the session is in the trash; restore it first")
+    return row
+
+
+def get_session(conn: sa.Connection, owner_id: str, session_id: str) -> Session:
+    return to_session(get_row(conn, owner_id, session_id))
+
+
+def _encode_cursor(at: datetime, key: str) -> str:
+    raw = json.dumps([at.isoformat(), key]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, key = json.loads(raw)
+        when = datetime.fromisoformat(at)
+        if when.tzinfo is None or not isinstance(key, str):
+            raise ValueError
+        return when, key
+    except (ValueError, TypeError, json.JSONDecodeError):
+        raise InvalidInput("cursor", "is not a cursor this server returned") from None
+
+
+def list_sessions(
+    conn: sa.Connection,
+    engine: StoreEngine,
+    owner_id: str,
+    flt: SessionFilter,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Session], str | None]:
+    """Newest activity first; keyset pagination on (last_activity_at, id), which
+    the partial index ix_sessions_live_activity serves directly."""
+    c = sessions.c
+    q = sa.select(sessions).where(c.owner_id == owner_id)
+    q = q.where(c.deleted_at.is_not(None) if flt.trashed else c.deleted_at.is_(None))
+    for name in ("starred", "pinned", "archived"):
+        want = getattr(flt, name)
+        if want is not None:
+            q = q.where(c[name] == want)
+    if flt.tag is not None:
+        q = q.where(engine.tag_predicate(c.tags, flt.tag))
+    if flt.title_contains:
+        pattern = "%" + flt.title_contains.lower().replace("\\", "\\\\").replace(
+            "%", "\\%"
+        ).replace("_", "\\_") + "%"
+        q = q.where(sa.func.lower(c.title).like(pattern, escape="\\"))
+    if cursor is not None:
+        at, key = _decode_cursor(cursor)
+        q = q.where(sa.tuple_(c.last_activity_at, c.id) < sa.tuple_(at, key))
+    q = q.order_by(c.last_activity_at.desc(), c.id.desc()).limit(limit + 1)
+    rows = conn.execute(q).all()
+    items = [to_session(r) for r in rows[:limit]]
+    nxt = None
+    if len(rows) > limit:
+        last = items[-1]
+        nxt = _encode_cursor(last.last_activity_at, last.id)
+    return items, nxt
+
+
+def _conflict_or_missing(
+    conn: sa.Connection, owner_id: str, session_id: str, expected: int | None
+) -> Exception:
+    row = get_row(conn, owner_id, session_id)  # raises SessionNotFound
+    if expected is not None and row.version != expected:
+        return VersionConflict(session_id, expected, row.version)
+    return InvalidState(session_id, "the session is in the trash; restore it first")
+
+
+def update_session(
+    tx: WriteTx,
+    owner_id: str,
+    session_id: str,
+    changes: dict[str, Any],
+    expected_version: int | None,
+    *,
+    live_only: bool = True,
+) -> Session:
+    c = sessions.c
+    q = sessions.update().where(c.id == session_id, c.owner_id == owner_id)
+    if live_only:
+        q = q.where(c.deleted_at.is_(None))
+    if expected_version is not None:
+        q = q.where(c.version == expected_version)
+    q = q.values(**changes, version=c.version + 1, updated_at=tx.now).returning(*sessions.c)
+    row = tx.conn.execute(q).first()
+    if row is None:
+        raise _conflict_or_missing(tx.conn, owner_id, session_id, expected_version)
+    log_session(tx, "update", row)
+    return to_session(row)
+
+
+def set_deleted(
+    tx: WriteTx, owner_id: str, session_id: str, deleted: bool, expected_version: int | None
+) -> Session:
+    row = get_row(tx.conn, owner_id, session_id, lock=True)
+    if expected_version is not None and row.version != expected_version:
+        raise VersionConflict(session_id, expected_version, row.version)
+    if (row.deleted_at is not None) == deleted:
+        return to_session(row)  # already there: deleting twice is not an error
+    return update_session(
+        tx,
+        owner_id,
+        session_id,
+        {"deleted_at": tx.now if deleted else None},
+        None,
+        live_only=False,
+    )
+
+
+def purge_session(tx: WriteTx, owner_id: str, session_id: str) -> None:
+    """Delete a session and everything in it, for good, with a delete in the
+    change log for every row so sync clients drop them too."""
+    conn = tx.conn
+    get_row(conn, owner_id, session_id, lock=True)
+    children = conn.execute(
+        sa.select(sa.func.count())
+        .select_from(sessions)
+        .where(sessions.c.parent_session_id == session_id)
+    ).scalar_one()
+    if children:
+        raise HasBranches(session_id, int(children))
+    for table in (tool_events, timeline_events, messages):
+        keys = conn.execute(
+            sa.delete(table)
+            .where(table.c.session_id == session_id, table.c.owner_id == owner_id)
+            .returning(table.c.id)
+        ).scalars()
+        for key in keys:
+            tx.log(table.name, key, "delete", None, owner_id, session_id)
+    conn.execute(sa.delete(sessions).where(sessions.c.id == session_id))
+    tx.log("sessions", session_id, "delete", None, owner_id, session_id)

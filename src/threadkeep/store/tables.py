@@ -1,0 +1,232 @@
+"""The one schema definition, as SQLAlchemy Core tables.
+
+Alembic migrations are written from these tables, and a test checks that
+``alembic autogenerate`` finds no difference between the two on either engine.
+
+Every session-scoped table carries ``owner_id`` and ``session_id`` itself, and
+the composite foreign key ``(session_id, owner_id) -> sessions(id, owner_id)``
+makes it impossible to attach a row to another user's session, whatever the
+code above does.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from threadkeep.store.types import BigIntPK, JSONType, UTCDateTime
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = sa.String(128)
+ROLES = ("system", "developer", "user", "assistant", "tool")
+TOOL_STATUSES = ("started", "running", "succeeded", "failed", "cancelled")
+OPERATIONS = ("insert", "update", "delete")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("disabled", sa.Boolean(), nullable=False, server_default=sa.text("false")),
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("user_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    # sha256 of the token; the token itself is never stored.
+    sa.Column("token_hash", sa.String(128), nullable=False, unique=True),
+    sa.Column("scopes", JSONType, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=True),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
+    sa.Column("last_used_at", UTCDateTime(), nullable=True),
+    sa.Index(None, "user_id"),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("owner_id", ID, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("title", sa.String(1000), nullable=True),
+    sa.Column("model", sa.String(200), nullable=True),
+    sa.Column("provider", sa.String(200), nullable=True),
+    sa.Column("state", sa.String(64), nullable=False),
+    sa.Column("tags", JSONType, nullable=False),
+    sa.Column("starred", sa.Boolean(), nullable=False),
+    sa.Column("pinned", sa.Boolean(), nullable=False),
+    sa.Column("archived", sa.Boolean(), nullable=False),
+    sa.Column("metadata", JSONType, nullable=False),
+    sa.Column("parent_session_id", ID, sa.ForeignKey("sessions.id"), nullable=True),
+    sa.Column("fork_seq", sa.BigInteger(), nullable=True),
+    sa.Column("head_seq", sa.BigInteger(), nullable=False),
+    sa.Column("event_seq", sa.BigInteger(), nullable=False),
+    sa.Column("input_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("output_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("cost_usd", sa.Float(), nullable=False),
+    sa.Column("version", sa.BigInteger(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("last_activity_at", UTCDateTime(), nullable=False),
+    sa.Column("deleted_at", UTCDateTime(), nullable=True),
+    sa.UniqueConstraint("id", "owner_id"),
+    sa.CheckConstraint("head_seq >= 0 AND event_seq >= 0", name="counters"),
+    sa.CheckConstraint("version >= 1", name="version"),
+    sa.CheckConstraint("input_tokens >= 0 AND output_tokens >= 0", name="tokens"),
+    sa.CheckConstraint(
+        "(parent_session_id IS NULL AND fork_seq IS NULL) OR "
+        "(parent_session_id IS NOT NULL AND fork_seq >= 0 AND fork_seq <= head_seq)",
+        name="fork",
+    ),
+    # The session list: newest activity first, live sessions only. Keyset
+    # pagination walks this index, so page 2,000 costs what page 1 costs.
+    sa.Index(
+        "ix_sessions_live_activity",
+        "owner_id",
+        "last_activity_at",
+        "id",
+        sqlite_where=sa.text("deleted_at IS NULL"),
+        postgresql_where=sa.text("deleted_at IS NULL"),
+    ),
+    sa.Index(
+        "ix_sessions_trash",
+        "owner_id",
+        "deleted_at",
+        sqlite_where=sa.text("deleted_at IS NOT NULL"),
+        postgresql_where=sa.text("deleted_at IS NOT NULL"),
+    ),
+    sa.Index(None, "parent_session_id"),
+)
+
+
+def _session_fk() -> sa.ForeignKeyConstraint:
+    return sa.ForeignKeyConstraint(["session_id", "owner_id"], ["sessions.id", "sessions.owner_id"])
+
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("owner_id", ID, nullable=False),
+    sa.Column("session_id", ID, nullable=False),
+    sa.Column("seq", sa.BigInteger(), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("content", sa.Text(), nullable=False),
+    sa.Column("parts", JSONType, nullable=True),
+    sa.Column("tool_calls", JSONType, nullable=True),
+    sa.Column("model", sa.String(200), nullable=True),
+    sa.Column("input_tokens", sa.BigInteger(), nullable=True),
+    sa.Column("output_tokens", sa.BigInteger(), nullable=True),
+    sa.Column("client_id", ID, nullable=True),
+    sa.Column("metadata", JSONType, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    _session_fk(),
+    # One order, no duplicates: the database enforces both.
+    sa.UniqueConstraint("session_id", "seq"),
+    sa.UniqueConstraint("session_id", "client_id"),
+    sa.CheckConstraint("seq >= 1", name="seq"),
+    sa.CheckConstraint(_in("role", ROLES), name="role"),
+)
+
+tool_events = sa.Table(
+    "tool_events",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("owner_id", ID, nullable=False),
+    sa.Column("session_id", ID, nullable=False),
+    sa.Column("message_id", ID, sa.ForeignKey("messages.id"), nullable=True),
+    sa.Column("call_id", ID, nullable=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("input", JSONType, nullable=True),
+    sa.Column("output", JSONType, nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("finished_at", UTCDateTime(), nullable=True),
+    sa.Column("duration_ms", sa.BigInteger(), nullable=True),
+    sa.Column("version", sa.BigInteger(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    _session_fk(),
+    sa.CheckConstraint(_in("status", TOOL_STATUSES), name="status"),
+    sa.CheckConstraint("duration_ms IS NULL OR duration_ms >= 0", name="duration"),
+    sa.Index(None, "session_id", "created_at"),
+    sa.Index(None, "message_id"),
+)
+
+timeline_events = sa.Table(
+    "timeline_events",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("owner_id", ID, nullable=False),
+    sa.Column("session_id", ID, nullable=False),
+    sa.Column("seq", sa.BigInteger(), nullable=False),
+    sa.Column("kind", sa.String(100), nullable=False),
+    sa.Column("payload", JSONType, nullable=True),
+    sa.Column("message_id", ID, sa.ForeignKey("messages.id"), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    _session_fk(),
+    sa.UniqueConstraint("session_id", "seq"),
+    sa.CheckConstraint("seq >= 1", name="seq"),
+    sa.Index(None, "message_id"),
+)
+
+changes = sa.Table(
+    "changes",
+    metadata,
+    # Insert order. Not the reading order: see log_offset.
+    sa.Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    # The order readers follow. Assigned in commit order (store/changes.py), so a
+    # reader asking for log_offset > N can never miss a row that commits later
+    # with a smaller number. NULL until assigned (PostgreSQL only).
+    sa.Column("log_offset", sa.BigInteger(), nullable=True, unique=True),
+    sa.Column("txid", sa.BigInteger(), nullable=False),
+    sa.Column("table_name", sa.String(64), nullable=False),
+    sa.Column("row_key", ID, nullable=False),
+    sa.Column("op", sa.String(8), nullable=False),
+    sa.Column("row", JSONType, nullable=True),
+    sa.Column("owner_id", ID, nullable=False),
+    sa.Column("session_id", ID, nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.CheckConstraint(_in("op", OPERATIONS), name="op"),
+    sa.Index(None, "owner_id", "log_offset"),
+    sa.Index(None, "session_id", "log_offset"),
+    sa.Index(None, "txid"),
+    sa.Index(
+        "ix_changes_unsequenced",
+        "id",
+        sqlite_where=sa.text("log_offset IS NULL"),
+        postgresql_where=sa.text("log_offset IS NULL"),
+    ),
+)
+
+# One row: the last offset and txid handed out. Assigning offsets updates it,
+# which both keeps offsets increasing after the log is pruned and serialises
+# the assigners (a row lock on PostgreSQL, the write lock on SQLite).
+log_state = sa.Table(
+    "log_state",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("last_offset", sa.BigInteger(), nullable=False),
+    sa.Column("last_txid", sa.BigInteger(), nullable=False),
+    sa.CheckConstraint("id = 1", name="single_row"),
+)
+
+SYNCED_TABLES = ("sessions", "messages", "tool_events", "timeline_events")

@@ -1,0 +1,128 @@
+"""Fixtures shared by the whole suite.
+
+``db_url`` (and everything built on it: ``tk``, ``actor``...) is parametrised
+over both engines, so every test that uses it runs on SQLite and on
+PostgreSQL, each with a fresh, empty database.
+
+PostgreSQL: ``THREADKEEP_TEST_PG_URL`` (default
+``postgresql://postgres@127.0.0.1:5432/test``) names a database we may connect
+to and create scratch databases from. When it is unreachable the PostgreSQL
+tests are skipped with a message saying how to enable them, except under
+``CI=true``, where a missing PostgreSQL fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from threadkeep import Actor, Threadkeep
+from threadkeep.store import tables
+
+PG_ADMIN_URL = os.environ.get(
+    "THREADKEEP_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+ENGINES = ("sqlite", "postgres")
+_pg_state: dict[str, Any] = {}
+
+
+def _pg_available() -> str | None:
+    """None if PostgreSQL answers, else why not."""
+    if "error" not in _pg_state:
+        try:
+            with psycopg.connect(PG_ADMIN_URL, connect_timeout=3) as conn:
+                conn.execute("SELECT 1")
+            _pg_state["error"] = None
+        except psycopg.Error as exc:
+            _pg_state["error"] = str(exc).strip().splitlines()[0]
+    return _pg_state["error"]  # type: ignore[no-any-return]
+
+
+def require_pg() -> None:
+    error = _pg_available()
+    if error is None:
+        return
+    message = (
+        f"PostgreSQL is not reachable at {PG_ADMIN_URL} ({error}). Start it "
+        "(e.g. `pg_ctlcluster 15 main start`) or point THREADKEEP_TEST_PG_URL at a "
+        "server where the user may CREATE DATABASE."
+    )
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail("CI requires PostgreSQL: " + message, pytrace=False)
+    pytest.skip(message)
+
+
+def _with_db(url: str, dbname: str) -> str:
+    return sa.make_url(url).set(database=dbname).render_as_string(hide_password=False)
+
+
+def create_pg_database() -> str:
+    """A fresh scratch database; returns its URL."""
+    require_pg()
+    name = f"tk_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return _with_db(PG_ADMIN_URL, name)
+
+
+def drop_pg_database(url: str) -> None:
+    name = sa.make_url(url).database
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=ENGINES)
+def engine_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(engine_name: str, tmp_path: Any) -> Iterator[str]:
+    """A URL of a fresh, empty database on the engine under test."""
+    if engine_name == "sqlite":
+        yield f"sqlite:///{tmp_path / 'threadkeep.db'}"
+        return
+    url = create_pg_database()
+    try:
+        yield url
+    finally:
+        drop_pg_database(url)
+
+
+@pytest.fixture
+def tk(db_url: str) -> Iterator[Threadkeep]:
+    store = Threadkeep.open(db_url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def actor(tk: Threadkeep) -> Actor:
+    return Actor(tk.create_user("ada").value.id)
+
+
+@pytest.fixture
+def other_actor(tk: Threadkeep) -> Actor:
+    return Actor(tk.create_user("mallory").value.id)
+
+
+def row_counts(tk: Threadkeep) -> dict[str, int]:
+    """Rows per table: take before and after a failing call to show it wrote nothing."""
+    out: dict[str, int] = {}
+    with tk.engine.sa_engine.connect() as conn:
+        for table in tables.metadata.sorted_tables:
+            out[table.name] = conn.execute(
+                sa.select(sa.func.count()).select_from(table)
+            ).scalar_one()
+        out["log_state.last_offset"] = conn.execute(
+            sa.select(tables.log_state.c.last_offset)
+        ).scalar_one()
+    return out
