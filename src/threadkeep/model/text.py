@@ -22,9 +22,7 @@ def check_text(field: str, value: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise InvalidText(
-            field, f"contains a lone surrogate at position {exc.start}"
-        ) from None
+        raise InvalidText(field, f"contains a lone surrogate at position {exc.start}") from None
     return value
 
 

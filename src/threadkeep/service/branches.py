@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
 from threadkeep.errors import InvalidInput
 from threadkeep.model.common import Actor, Committed
+from threadkeep.model.ids import new_id
 from threadkeep.model.sessions import Session
 from threadkeep.model.text import check_text
 from threadkeep.service.base import ServiceBase, check_actor
 from threadkeep.store import branches as branch_q
 from threadkeep.store import messages as message_q
+from threadkeep.store.contract import WriteTx
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +47,11 @@ class BranchOps(ServiceBase):
         owner = check_actor(actor)
         seq = self._seq_of(owner, at_seq, at_message_id)
         assert seq is not None
-        new_id = check_text("id", id) if id else str(uuid.uuid4())
+        branch = check_text("id", id) if id else new_id()
         if title is not None:
             check_text("title", title)
         return self.engine.write(
-            lambda tx: branch_q.fork(tx, owner, session_id, seq, new_id, title)
+            lambda tx: branch_q.fork(tx, owner, session_id, seq, branch, title)
         )
 
     def rewind_session(
@@ -67,10 +68,10 @@ class BranchOps(ServiceBase):
         owner = check_actor(actor)
         seq = self._seq_of(owner, to_seq, to_message_id)
         assert seq is not None
-        new_id = check_text("branch_id", branch_id) if branch_id else str(uuid.uuid4())
+        branch_key = check_text("branch_id", branch_id) if branch_id else new_id()
 
-        def op(tx: object) -> Rewound:
-            session, branch = branch_q.rewind(tx, owner, session_id, seq, new_id)  # type: ignore[arg-type]
+        def op(tx: WriteTx) -> Rewound:
+            session, branch = branch_q.rewind(tx, owner, session_id, seq, branch_key)
             return Rewound(session, branch)
 
         return self.engine.write(op)

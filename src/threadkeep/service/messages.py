@@ -77,6 +77,10 @@ class MessageOps(ServiceBase):
         ]
         for i, e in enumerate(timeline):
             self._json_limited(f"timeline_events[{i}]", e.payload)
+        if not tools and not timeline:
+            fast = message_q.append_at_once(self.engine, owner, session_id, new)
+            if fast is not None:
+                return fast
         return self.engine.write(
             lambda tx: message_q.append(tx, owner, session_id, new, tools, timeline)
         )

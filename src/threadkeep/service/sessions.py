@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from threadkeep.model.common import Actor, Committed, Page
+from threadkeep.model.ids import new_id
 from threadkeep.model.sessions import NewSession, Session, SessionFilter, SessionPatch
 from threadkeep.model.text import check_size, json_size
 from threadkeep.service.base import ServiceBase, check_actor, coerce
@@ -30,11 +30,13 @@ class SessionOps(ServiceBase):
             InvalidInput: a field is malformed or too large.
         """
         owner = check_actor(actor)
-        new = coerce(NewSession, {**dict(session or {}), **fields}, "session") if (
-            session is None or isinstance(session, Mapping)
-        ) else session
+        new = (
+            coerce(NewSession, {**dict(session or {}), **fields}, "session")
+            if (session is None or isinstance(session, Mapping))
+            else session
+        )
         check_size("metadata", json_size(new.metadata), self.limits.max_json_bytes)
-        session_id = new.id or str(uuid.uuid4())
+        session_id = new.id or new_id()
         values = new.model_dump(exclude={"id"})
 
         def op(tx: Any) -> Session:

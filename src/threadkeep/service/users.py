@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-
+from threadkeep.errors import InvalidInput
 from threadkeep.model.common import Committed
+from threadkeep.model.ids import new_id
 from threadkeep.model.text import check_text
 from threadkeep.model.users import User
 from threadkeep.service.base import ServiceBase
 from threadkeep.store import users as user_q
-from threadkeep.errors import InvalidInput
 
 
 class UserOps(ServiceBase):
@@ -23,7 +22,7 @@ class UserOps(ServiceBase):
         check_text("name", name)
         if not name or len(name) > 200:
             raise InvalidInput("name", "must be 1 to 200 characters")
-        user_id = id or str(uuid.uuid4())
+        user_id = id or new_id()
         check_text("id", user_id)
         return self.engine.write(lambda tx: user_q.insert_user(tx, user_id, name))
 

@@ -23,7 +23,7 @@ def _check_seq(name: str, seq: int, head: int) -> None:
 
 
 def fork(
-    tx: WriteTx, owner_id: str, session_id: str, at_seq: int, new_id: str, title: str | None
+    tx: WriteTx, owner_id: str, session_id: str, at_seq: int, branch_id: str, title: str | None
 ) -> Session:
     """A new session whose history is ``session_id``'s first ``at_seq`` messages.
 
@@ -35,7 +35,7 @@ def fork(
     if title is not None:
         fields["title"] = title
     fields.update(parent_session_id=session_id, fork_seq=at_seq, head_seq=at_seq)
-    return session_q.insert_session(tx, owner_id, new_id, fields)
+    return session_q.insert_session(tx, owner_id, branch_id, fields)
 
 
 def rewind(

@@ -88,13 +88,9 @@ def assign_offsets(conn: sa.Connection) -> int:
         sa.column("id", sa.BigInteger), sa.column("n", sa.BigInteger), name="numbered"
     ).data([(i, last + k) for k, i in enumerate(ids, start=1)])
     conn.execute(
-        changes.update()
-        .where(changes.c.id == numbered.c.id)
-        .values(log_offset=numbered.c.n)
+        changes.update().where(changes.c.id == numbered.c.id).values(log_offset=numbered.c.n)
     )
-    conn.execute(
-        log_state.update().where(log_state.c.id == 1).values(last_offset=last + len(ids))
-    )
+    conn.execute(log_state.update().where(log_state.c.id == 1).values(last_offset=last + len(ids)))
     return len(ids)
 
 

@@ -47,6 +47,9 @@ class WriteTx:
     # Set by an operation that wrote nothing because it replays an earlier one
     # (an idempotent retry): the engine then answers with the original txid.
     replay_txid: int | None = None
+    # SQLite knows the txid before the operation runs; PostgreSQL writes it
+    # with a SQL expression (StoreEngine.txid_sql) and leaves this None.
+    txid: int | None = None
 
     def log(
         self,
@@ -87,6 +90,33 @@ class StoreEngine(abc.ABC):
     @abc.abstractmethod
     def tag_predicate(self, column: sa.ColumnElement[Any], tag: str) -> sa.ColumnElement[bool]:
         """SQL that is true when the JSON list ``column`` holds ``tag``."""
+
+    #: Whether :meth:`append_at_once` is implemented.
+    supports_append_at_once = False
+
+    def append_at_once(
+        self,
+        owner_id: str,
+        session_id: str,
+        rows: list[dict[str, Any]],
+        changes: list[dict[str, Any]],
+        now: datetime,
+        input_tokens: int,
+        output_tokens: int,
+    ) -> tuple[int, int, int, int, int] | None:
+        """Optionally, a plain append (message ``rows`` whose ``seq`` is their
+        1-based position in the batch, and their change-log rows without seq)
+        done whole in one go. Returns (head_seq, event_seq, input_tokens,
+        output_tokens, txid) of the session after it, or None when nothing was
+        written (no such live session, a clash): the caller then takes the
+        general path, which raises the precise error."""
+        return None
+
+    @property
+    @abc.abstractmethod
+    def txid_sql(self) -> sa.ColumnElement[int]:
+        """What to write in a ``txid`` column: a bind parameter named ``txid``
+        (filled from WriteTx.txid) or the engine's own transaction-id expression."""
 
     @abc.abstractmethod
     def close(self) -> None:

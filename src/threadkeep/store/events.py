@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +16,7 @@ from threadkeep.model.events import (
     ToolEventUpdate,
     ToolStatus,
 )
+from threadkeep.model.ids import new_id
 from threadkeep.store.changes import row_json
 from threadkeep.store.contract import WriteTx
 from threadkeep.store.tables import timeline_events, tool_events
@@ -48,7 +48,7 @@ def insert_tool_events(
         finished = e.finished_at or (tx.now if e.status.finished else None)
         rows.append(
             {
-                "id": e.id or str(uuid.uuid4()),
+                "id": e.id or new_id(),
                 "owner_id": owner_id,
                 "session_id": session_id,
                 "message_id": e.message_id,
@@ -77,9 +77,7 @@ def update_tool_event(
 ) -> ToolEvent:
     c = tool_events.c
     row = tx.conn.execute(
-        sa.select(tool_events)
-        .where(c.id == event_id, c.owner_id == owner_id)
-        .with_for_update()
+        sa.select(tool_events).where(c.id == event_id, c.owner_id == owner_id).with_for_update()
     ).first()
     if row is None:
         raise ToolEventNotFound(event_id)
@@ -134,7 +132,7 @@ def insert_timeline_events(
 ) -> list[TimelineEvent]:
     rows = [
         {
-            "id": e.id or str(uuid.uuid4()),
+            "id": e.id or new_id(),
             "owner_id": owner_id,
             "session_id": session_id,
             "seq": base_seq + i,

@@ -28,26 +28,26 @@ _WAITING, _DONE, _LEAD = 0, 1, 2
 class Request:
     __slots__ = ("error", "event", "fn", "result", "state")
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
+    def __init__(self, fn: Callable[..., Any], event: threading.Event | None) -> None:
         self.fn = fn
         self.result: Any = None
         self.error: BaseException | None = None
-        self.event = threading.Event()
+        # Only a caller that has to wait needs an Event; a lone leader never does.
+        self.event = event
         self.state = _WAITING
 
     def finish(self, result: Any = None, error: BaseException | None = None) -> None:
         self.result = result
         self.error = error
         self.state = _DONE
-        self.event.set()
+        if self.event is not None:
+            self.event.set()
 
 
 class GroupCommitQueue:
     """Serialises batches of requests through ``run_batch`` (see module doc)."""
 
-    def __init__(
-        self, run_batch: Callable[[list[Request]], None], max_batch: int = 512
-    ) -> None:
+    def __init__(self, run_batch: Callable[[list[Request]], None], max_batch: int = 512) -> None:
         self._run_batch = run_batch
         self._max_batch = max_batch
         self._mutex = threading.Lock()
@@ -57,14 +57,15 @@ class GroupCommitQueue:
         self._idle = threading.Condition(self._mutex)
 
     def submit(self, fn: Callable[..., Any]) -> Any:
-        req = Request(fn)
         with self._mutex:
             if self._closed:
                 raise StoreClosed()
-            self._queue.append(req)
             lead = not self._busy
+            req = Request(fn, None if lead else threading.Event())
+            self._queue.append(req)
             self._busy = True
         if not lead:
+            assert req.event is not None
             req.event.wait()
         if req.state != _DONE:
             self._lead()
@@ -90,6 +91,7 @@ class GroupCommitQueue:
                 if self._queue:
                     nxt = self._queue[0]
                     nxt.state = _LEAD
+                    assert nxt.event is not None  # queued behind a leader, so it waits
                     nxt.event.set()
                 else:
                     self._busy = False

@@ -9,26 +9,31 @@ copies nothing.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from threadkeep.errors import InvalidInput, MessageNotFound, SessionNotFound
+from threadkeep.model.common import Committed, utcnow
 from threadkeep.model.events import NewTimelineEvent, NewToolEvent
+from threadkeep.model.ids import new_id
 from threadkeep.model.messages import Appended, Message, NewMessage, Role
 from threadkeep.store import sessions as session_q
 from threadkeep.store.changes import row_json
-from threadkeep.store.contract import WriteTx
+from threadkeep.store.contract import StoreEngine, WriteTx
 from threadkeep.store.events import insert_timeline_events, insert_tool_events
-from threadkeep.store.tables import changes, messages, sessions
+from threadkeep.store.prepared import cursor, decoder, prepared
+from threadkeep.store.tables import messages, sessions
+from threadkeep.store.types import UTCDateTime
 
 Segment = tuple[str, int, int]  # (session_id, first seq, last seq), inclusive
 
 
 def _construct(values: Any) -> Message:
     m = dict(values)
+    m.pop("txid", None)
     m["role"] = Role(m["role"])
     return Message.model_construct(**m)
 
@@ -59,9 +64,7 @@ def _segment_predicate(segs: Sequence[Segment]) -> sa.ColumnElement[bool]:
     c = messages.c
     if not segs:
         return sa.false()
-    return sa.or_(
-        *(sa.and_(c.session_id == sid, c.seq >= lo, c.seq <= hi) for sid, lo, hi in segs)
-    )
+    return sa.or_(*(sa.and_(c.session_id == sid, c.seq >= lo, c.seq <= hi) for sid, lo, hi in segs))
 
 
 def read_history(
@@ -107,6 +110,15 @@ def _replayed(
 ) -> dict[str, Any]:
     if not client_ids:
         return {}
+    if len(client_ids) == 1:  # the common case (one message per call): hot path
+        stmt = prepared(conn.dialect, "messages.by_client_id", _by_client_id_statement)
+        got = stmt.execute(
+            cursor(conn), {"sid": session_id, "owner": owner_id, "cid": client_ids[0]}
+        ).fetchone()
+        if got is None:
+            return {}
+        row = decoder(conn.dialect, messages)(got)
+        return {row["client_id"]: row}
     rows = conn.execute(
         sa.select(messages).where(
             messages.c.session_id == session_id,
@@ -114,16 +126,16 @@ def _replayed(
             messages.c.client_id.in_(client_ids),
         )
     )
-    return {r.client_id: r for r in rows}
+    return {r.client_id: dict(r._mapping) for r in rows}
 
 
-def _original_txid(conn: sa.Connection, message_id: str) -> int | None:
-    return conn.execute(
-        sa.select(changes.c.txid)
-        .where(changes.c.table_name == "messages", changes.c.row_key == message_id)
-        .order_by(changes.c.id)
-        .limit(1)
-    ).scalar()
+def _by_client_id_statement() -> sa.Executable:
+    c = messages.c
+    return sa.select(messages).where(
+        c.session_id == sa.bindparam("sid"),
+        c.owner_id == sa.bindparam("owner"),
+        c.client_id == sa.bindparam("cid"),
+    )
 
 
 def check_linked_messages(
@@ -168,80 +180,178 @@ def append(
         # transaction id that wrote them so a sync client's wait resolves.
         session_q.get_live_row(conn, owner_id, session_id)
         rows = [replayed[m.client_id] for m in new if m.client_id is not None]
-        if rows:
-            txid = _original_txid(conn, rows[0].id)
-            if txid is not None:
-                tx.replay_txid = txid
-        return Appended([to_message(r) for r in rows], [], [])
+        if rows and rows[0]["txid"] is not None:
+            tx.replay_txid = rows[0]["txid"]
+        return Appended([_construct(r) for r in rows], [], [])
 
     n = len(fresh)
-    c = sessions.c
-    in_tok = sum(m.input_tokens or 0 for m in fresh)
-    out_tok = sum(m.output_tokens or 0 for m in fresh)
-    srow = conn.execute(
-        sessions.update()
-        .where(c.id == session_id, c.owner_id == owner_id, c.deleted_at.is_(None))
-        .values(
-            head_seq=c.head_seq + n,
-            event_seq=c.event_seq + len(timeline_evts),
-            input_tokens=c.input_tokens + in_tok,
-            output_tokens=c.output_tokens + out_tok,
-            last_activity_at=tx.now,
-            updated_at=tx.now,
-        )
-        .returning(*sessions.c)
-    ).first()
-    if srow is None:
+    dialect = conn.dialect
+    cur = cursor(conn)
+    bump = prepared(dialect, "sessions.bump", _bump_statement)
+    got = bump.execute(
+        cur,
+        {
+            "sid": session_id,
+            "owner": owner_id,
+            "n": n,
+            "events": len(timeline_evts),
+            "in_tok": sum(m.input_tokens or 0 for m in fresh),
+            "out_tok": sum(m.output_tokens or 0 for m in fresh),
+            "now": tx.now,
+        },
+    ).fetchone()
+    if got is None:
         session_q.get_live_row(conn, owner_id, session_id)  # raises the precise error
         raise SessionNotFound(session_id)
+    head_seq, event_seq, in_total, out_total = got
 
-    base = srow.head_seq - n
-    rows: list[dict[str, Any]] = []
-    for i, m in enumerate(fresh, start=1):
-        rows.append(
-            {
-                "id": m.id or str(uuid.uuid4()),
-                "owner_id": owner_id,
-                "session_id": session_id,
-                "seq": base + i,
-                "role": m.role.value,
-                "content": m.content,
-                "parts": m.parts,
-                "tool_calls": m.tool_calls,
-                "model": m.model,
-                "input_tokens": m.input_tokens,
-                "output_tokens": m.output_tokens,
-                "client_id": m.client_id,
-                "metadata": m.metadata,
-                "created_at": tx.now,
-            }
-        )
+    rows = message_rows(fresh, owner_id, session_id, tx.now, head_seq - n, tx.txid)
     if rows:
-        conn.execute(messages.insert(), rows)
+        insert = prepared(dialect, "messages.insert", lambda: _insert_statement(tx))
+        insert.executemany(cur, rows)
         for r in rows:
+            del r["txid"]
             tx.log("messages", r["id"], "insert", row_json(r), owner_id, session_id)
 
-    linked = {e.message_id for e in (*tool_evts, *timeline_evts) if e.message_id is not None}
+    linked = {e.message_id for e in tool_evts if e.message_id is not None}
+    linked |= {e.message_id for e in timeline_evts if e.message_id is not None}
     linked -= {r["id"] for r in rows}
     check_linked_messages(conn, owner_id, session_id, linked)
     tools = insert_tool_events(tx, owner_id, session_id, tool_evts) if tool_evts else []
     timeline = (
         insert_timeline_events(
-            tx, owner_id, session_id, timeline_evts, srow.event_seq - len(timeline_evts)
+            tx, owner_id, session_id, timeline_evts, event_seq - len(timeline_evts)
         )
         if timeline_evts
         else []
     )
-    session_q.log_session(tx, "update", srow)
+    tx.log(
+        "sessions",
+        session_id,
+        "update",
+        session_change(session_id, head_seq, event_seq, in_total, out_total, tx.now),
+        owner_id,
+        session_id,
+    )
 
     out: list[Message] = []
     fresh_rows = iter(rows)  # same order as `fresh`, which keeps the order of `new`
     for m in new:
         if m.client_id is not None and m.client_id in replayed:
-            out.append(to_message(replayed[m.client_id]))
+            out.append(_construct(replayed[m.client_id]))
         else:
             out.append(_construct(next(fresh_rows)))
     return Appended(out, tools, timeline)
+
+
+def message_rows(
+    fresh: Sequence[NewMessage],
+    owner_id: str,
+    session_id: str,
+    now: datetime,
+    base: int,
+    txid: int | None,
+) -> list[dict[str, Any]]:
+    """Rows for the messages table; seq runs from ``base + 1``."""
+    return [
+        {
+            "id": m.id or new_id(),
+            "owner_id": owner_id,
+            "session_id": session_id,
+            "seq": base + i,
+            "role": m.role.value,
+            "content": m.content,
+            "parts": m.parts,
+            "tool_calls": m.tool_calls,
+            "model": m.model,
+            "input_tokens": m.input_tokens,
+            "output_tokens": m.output_tokens,
+            "client_id": m.client_id,
+            "metadata": m.metadata,
+            "created_at": now,
+            "txid": txid,
+        }
+        for i, m in enumerate(fresh, start=1)
+    ]
+
+
+def session_change(
+    session_id: str, head_seq: int, event_seq: int, in_total: int, out_total: int, now: datetime
+) -> dict[str, Any]:
+    """The session's change-log row after an append: a partial update, only the
+    columns an append changes (plus the key)."""
+    now_text = now.isoformat()
+    return {
+        "id": session_id,
+        "head_seq": head_seq,
+        "event_seq": event_seq,
+        "input_tokens": in_total,
+        "output_tokens": out_total,
+        "last_activity_at": now_text,
+        "updated_at": now_text,
+    }
+
+
+def append_at_once(
+    engine: StoreEngine, owner_id: str, session_id: str, new: Sequence[NewMessage]
+) -> Committed[Appended] | None:
+    """The hot path for plain appends (messages only, no replayed client id):
+    the engine may do the whole append in one round trip. None means "take
+    the general path" (which also raises the precise error, if any)."""
+    client_ids = [m.client_id for m in new if m.client_id is not None]
+    if len(set(client_ids)) != len(client_ids) or not engine.supports_append_at_once:
+        return None
+    if client_ids and engine.read(lambda c: bool(_replayed(c, owner_id, session_id, client_ids))):
+        return None
+    now = utcnow()
+    rows = message_rows(new, owner_id, session_id, now, 0, None)
+    for r in rows:
+        del r["txid"]
+    changes = [row_json(r) for r in rows]
+    got = engine.append_at_once(
+        owner_id,
+        session_id,
+        rows,
+        changes,
+        now,
+        sum(m.input_tokens or 0 for m in new),
+        sum(m.output_tokens or 0 for m in new),
+    )
+    if got is None:
+        return None
+    head_seq, _event_seq, _in, _out, txid = got
+    base = head_seq - len(rows)
+    for r in rows:
+        r["seq"] += base
+    return Committed(Appended([_construct(r) for r in rows]), txid)
+
+
+def _insert_statement(tx: WriteTx) -> sa.Executable:
+    cols = {c.name: sa.bindparam(c.name, type_=c.type) for c in messages.c if c.name != "txid"}
+    return messages.insert().values({**cols, "txid": tx.store.txid_sql})
+
+
+def _bump_statement() -> sa.Executable:
+    """Allocate seq: the session row's update is the lock that orders appends."""
+    c = sessions.c
+    now = sa.bindparam("now", type_=UTCDateTime())
+    return (
+        sessions.update()
+        .where(
+            c.id == sa.bindparam("sid"),
+            c.owner_id == sa.bindparam("owner"),
+            c.deleted_at.is_(None),
+        )
+        .values(
+            head_seq=c.head_seq + sa.bindparam("n", type_=sa.BigInteger),
+            event_seq=c.event_seq + sa.bindparam("events", type_=sa.BigInteger),
+            input_tokens=c.input_tokens + sa.bindparam("in_tok", type_=sa.BigInteger),
+            output_tokens=c.output_tokens + sa.bindparam("out_tok", type_=sa.BigInteger),
+            last_activity_at=now,
+            updated_at=now,
+        )
+        .returning(c.head_seq, c.event_seq, c.input_tokens, c.output_tokens)
+    )
 
 
 def count_messages(conn: sa.Connection, owner_id: str, session_id: str) -> int:

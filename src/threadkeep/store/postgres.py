@@ -14,10 +14,13 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any, TypeVar
 
+import psycopg
 import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
+from psycopg.types.json import Jsonb
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
@@ -37,6 +40,20 @@ _TXID = sa.cast(sa.cast(sa.func.pg_current_xact_id(), sa.Text), sa.BigInteger)
 # running the operation again finds the winner's row and returns it.
 _MAX_ATTEMPTS = 4
 
+_RECORD_KEYS = (
+    "seq",
+    "id",
+    "role",
+    "content",
+    "parts",
+    "tool_calls",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "client_id",
+    "metadata",
+)
+
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
@@ -51,8 +68,66 @@ def normalise_url(url: str) -> sa.URL:
     return u
 
 
+# A plain append in one statement: allocate seq by bumping the session row
+# (the row lock orders concurrent appends), insert the messages, and write
+# their change-log rows, all with this transaction's id. Sent with BEGIN and
+# COMMIT in one pipeline, the whole durable append is one round trip, as the
+# raw driver's single-statement append is. `rows` carries the messages and
+# their change-log rows (built by store/messages.py, the same code as the
+# general path) as JSON; seq is filled in here.
+_APPEND_AT_ONCE = """
+WITH s AS (
+    UPDATE sessions
+    SET head_seq = head_seq + %(n)s,
+        input_tokens = input_tokens + %(in_tok)s,
+        output_tokens = output_tokens + %(out_tok)s,
+        last_activity_at = %(now)s,
+        updated_at = %(now)s
+    WHERE id = %(sid)s AND owner_id = %(owner)s AND deleted_at IS NULL
+    RETURNING head_seq, event_seq, input_tokens, output_tokens,
+              pg_current_xact_id()::text::bigint AS txid
+),
+v AS (
+    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS v(
+        seq bigint, id text, role text, content text, parts jsonb, tool_calls jsonb,
+        model text, input_tokens bigint, output_tokens bigint, client_id text,
+        metadata jsonb, change jsonb)
+),
+m AS (
+    INSERT INTO messages (id, owner_id, session_id, seq, role, content, parts, tool_calls,
+                          model, input_tokens, output_tokens, client_id, metadata,
+                          created_at, txid)
+    SELECT v.id, %(owner)s, %(sid)s, s.head_seq - %(n)s + v.seq, v.role, v.content,
+           v.parts, v.tool_calls, v.model, v.input_tokens, v.output_tokens, v.client_id,
+           v.metadata, %(now)s, s.txid
+    FROM s, v
+    RETURNING id
+),
+c AS (
+    INSERT INTO changes (txid, table_name, row_key, op, row, owner_id, session_id, created_at)
+    SELECT s.txid, 'messages', v.id, 'insert',
+           v.change || jsonb_build_object('seq', s.head_seq - %(n)s + v.seq),
+           %(owner)s, %(sid)s, %(now)s
+    FROM s, v
+    UNION ALL
+    SELECT s.txid, 'sessions', %(sid)s, 'update',
+           jsonb_build_object(
+               'id', %(sid)s::text, 'head_seq', s.head_seq, 'event_seq', s.event_seq,
+               'input_tokens', s.input_tokens, 'output_tokens', s.output_tokens,
+               'last_activity_at', %(now_text)s::text, 'updated_at', %(now_text)s::text),
+           %(owner)s, %(sid)s, %(now)s
+    FROM s
+    RETURNING 1
+)
+SELECT s.head_seq, s.event_seq, s.input_tokens, s.output_tokens, s.txid,
+       (SELECT count(*) FROM m), (SELECT count(*) FROM c)
+FROM s
+"""
+
+
 class PostgresStore(StoreEngine):
     dialect = "postgresql"
+    supports_append_at_once = True
 
     def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 20) -> None:
         self.url = url
@@ -117,6 +192,54 @@ class PostgresStore(StoreEngine):
         ):
             return fn(conn)
 
+    def append_at_once(
+        self,
+        owner_id: str,
+        session_id: str,
+        rows: list[dict[str, Any]],
+        changes: list[dict[str, Any]],
+        now: datetime,
+        input_tokens: int,
+        output_tokens: int,
+    ) -> tuple[int, int, int, int, int] | None:
+        if self._closed:
+            raise StoreClosed()
+        records = []
+        for r, ch in zip(rows, changes, strict=True):
+            rec = {k: r[k] for k in _RECORD_KEYS}
+            ch.pop("seq", None)
+            rec["change"] = ch
+            records.append(rec)
+        params = {
+            "n": len(rows),
+            "in_tok": input_tokens,
+            "out_tok": output_tokens,
+            "now": now,
+            "now_text": now.isoformat(),
+            "sid": session_id,
+            "owner": owner_id,
+            "rows": Jsonb(records, dumps=_dumps),
+        }
+        with self._engine.connect() as conn:
+            raw: psycopg.Connection[Any] = conn.connection.dbapi_connection  # type: ignore[assignment]
+            try:
+                with raw.pipeline(), raw.cursor() as cur:
+                    cur.execute(_APPEND_AT_ONCE, params)
+                    raw.commit()
+                    got = cur.fetchone()
+            except psycopg.Error:
+                # A clash (e.g. a client id written concurrently): nothing was
+                # written; the general path sorts it out.
+                raw.rollback()
+                return None
+        if got is None:
+            return None
+        return int(got[0]), int(got[1]), int(got[2]), int(got[3]), int(got[4])
+
+    @property
+    def txid_sql(self) -> sa.ColumnElement[int]:
+        return _TXID
+
     def prepare_changes_read(self) -> None:
         with self._engine.connect() as conn, translate_errors():
             while True:
@@ -126,7 +249,7 @@ class PostgresStore(StoreEngine):
                     return
 
     def tag_predicate(self, column: sa.ColumnElement[Any], tag: str) -> sa.ColumnElement[bool]:
-        return column.op("@>")(sa.func.jsonb_build_array(tag))  # type: ignore[no-any-return]
+        return column.op("@>")(sa.func.jsonb_build_array(tag))
 
     def close(self) -> None:
         if not self._closed:

@@ -38,7 +38,7 @@ def insert_session(tx: WriteTx, owner_id: str, session_id: str, fields: dict[str
     if taken is not None:
         # Reported the same way whoever owns it: the id is simply not available.
         raise AlreadyExists("session", session_id)
-    values = {
+    values: dict[str, Any] = {
         "id": session_id,
         "owner_id": owner_id,
         "title": None,
@@ -127,9 +127,14 @@ def list_sessions(
     if flt.tag is not None:
         q = q.where(engine.tag_predicate(c.tags, flt.tag))
     if flt.title_contains:
-        pattern = "%" + flt.title_contains.lower().replace("\\", "\\\\").replace(
-            "%", "\\%"
-        ).replace("_", "\\_") + "%"
+        pattern = (
+            "%"
+            + flt.title_contains.lower()
+            .replace("\\", "\\\\")
+            .replace("%", "\\%")
+            .replace("_", "\\_")
+            + "%"
+        )
         q = q.where(sa.func.lower(c.title).like(pattern, escape="\\"))
     if cursor is not None:
         at, key = _decode_cursor(cursor)

@@ -28,7 +28,8 @@ from threadkeep.model.common import Committed, utcnow
 from threadkeep.store.changes import change_params
 from threadkeep.store.contract import ReadFn, StoreEngine, WriteFn, WriteTx
 from threadkeep.store.group_commit import GroupCommitQueue, Request
-from threadkeep.store.tables import changes, log_state
+from threadkeep.store.prepared import cursor, prepared
+from threadkeep.store.tables import changes
 from threadkeep.store.translate import translate_errors
 
 T = TypeVar("T")
@@ -38,14 +39,19 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-class _Counters:
-    """Offsets and txids handed out inside one batch (see store/changes.py)."""
-
-    __slots__ = ("last_offset", "last_txid")
-
-    def __init__(self, last_offset: int, last_txid: int) -> None:
-        self.last_offset = last_offset
-        self.last_txid = last_txid
+def _changes_insert() -> sa.Executable:
+    cols = (
+        "log_offset",
+        "txid",
+        "table_name",
+        "row_key",
+        "op",
+        "row",
+        "owner_id",
+        "session_id",
+        "created_at",
+    )
+    return changes.insert().values({c: sa.bindparam(c, type_=changes.c[c].type) for c in cols})
 
 
 class SqliteStore(StoreEngine):
@@ -100,83 +106,141 @@ class SqliteStore(StoreEngine):
         return result
 
     def _run_batch(self, batch: list[Request]) -> None:
-        conn = self._writer
-        try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        except Exception as exc:
-            err = StoreError(f"could not start a write transaction: {exc}")
-            for r in batch:
-                r.finish(error=err)
+        """Run a batch in one transaction: first optimistically, every request on
+        the same footing; if one raises, roll back and run them again each in
+        its own savepoint, so only the failing caller sees its error.
+
+        The batch protocol runs on the DBAPI cursor: SQLAlchemy's per-call
+        overhead would be paid several times per commit (store/prepared.py).
+        Offsets and txids come from log_state, read and written inside the
+        transaction: SQLite's write lock makes this the only writer, in any
+        process, so numbering change rows here is numbering them in commit
+        order."""
+        cur = cursor(self._writer)
+        if not self._begin(cur, batch):
             return
-        done: list[tuple[Request, Any]] = []
         try:
-            state = conn.execute(
-                sa.select(log_state.c.last_offset, log_state.c.last_txid).where(
-                    log_state.c.id == 1
-                )
-            ).one()
-            counters = _Counters(state.last_offset, state.last_txid)
-            alone = len(batch) == 1
+            offset, txid = cur.execute(
+                "SELECT last_offset, last_txid FROM log_state WHERE id = 1"
+            ).fetchone()
+            pending: list[dict[str, Any]] = []
+            results: list[Committed[Any]] = []
             for req in batch:
-                if alone:
-                    try:
-                        done.append((req, self._run_one(conn, req.fn, counters)))
-                    except BaseException as exc:
-                        conn.exec_driver_sql("ROLLBACK")
-                        req.finish(error=exc)
-                        return
+                txid += 1
+                value, params, replay = self._run_one(req.fn, txid)
+                if replay is not None:
+                    results.append(Committed(value, replay))
                     continue
-                conn.exec_driver_sql("SAVEPOINT op")
-                try:
-                    res = self._run_one(conn, req.fn, counters)
-                except BaseException as exc:
-                    # Undo this caller's statements only; the others stand.
-                    conn.exec_driver_sql("ROLLBACK TO op")
-                    conn.exec_driver_sql("RELEASE op")
-                    req.finish(error=exc)
-                    continue
-                conn.exec_driver_sql("RELEASE op")
-                done.append((req, res))
-            if done:
-                conn.execute(
-                    log_state.update()
-                    .where(log_state.c.id == 1)
-                    .values(last_offset=counters.last_offset, last_txid=counters.last_txid)
-                )
-            conn.exec_driver_sql("COMMIT")
+                for p in params:
+                    offset += 1
+                    p["log_offset"] = offset
+                pending.extend(params)
+                results.append(Committed(value, txid))
+            self._finish_log(cur, pending, offset, txid)
         except BaseException as exc:
             self._rollback_quietly()
-            err = exc if isinstance(exc, ThreadkeepError) else StoreError(f"commit failed: {exc}")
-            for req, _ in done:
-                req.finish(error=err)
+            if len(batch) == 1:
+                batch[0].finish(error=self._store_error(exc))
+            else:
+                self._run_isolated(batch)
+            return
+        if not self._commit(cur, batch):
+            return
+        for req, res in zip(batch, results, strict=True):
+            req.finish(result=res)
+
+    def _run_isolated(self, batch: list[Request]) -> None:
+        """The slow path: each request in its own savepoint."""
+        cur = cursor(self._writer)
+        if not self._begin(cur, batch):
+            return
+        done: list[tuple[Request, Committed[Any]]] = []
+        try:
+            offset, txid = cur.execute(
+                "SELECT last_offset, last_txid FROM log_state WHERE id = 1"
+            ).fetchone()
+            for req in batch:
+                cur.execute("SAVEPOINT op")
+                try:
+                    value, params, replay = self._run_one(req.fn, txid + 1)
+                    if replay is None:
+                        for p in params:
+                            p["log_offset"] = offset + 1 + params.index(p)
+                        self._finish_log(cur, params, offset + len(params), txid + 1)
+                except BaseException as exc:
+                    cur.execute("ROLLBACK TO op")
+                    cur.execute("RELEASE op")
+                    req.finish(error=self._store_error(exc))
+                    continue
+                cur.execute("RELEASE op")
+                if replay is not None:
+                    done.append((req, Committed(value, replay)))
+                else:
+                    txid += 1
+                    offset += len(params)
+                    done.append((req, Committed(value, txid)))
+        except BaseException as exc:
+            self._rollback_quietly()
+            err = self._store_error(exc)
             for req in batch:
                 if req.state != 1:
                     req.finish(error=err)
             return
+        if not self._commit(cur, [r for r, _ in done]):
+            return
         for req, res in done:
             req.finish(result=res)
 
-    def _run_one(self, conn: sa.Connection, fn: WriteFn[Any], counters: _Counters) -> Committed[Any]:
-        tx = WriteTx(conn=conn, now=utcnow(), store=self)
+    def _run_one(self, fn: WriteFn[Any], txid: int) -> tuple[Any, list[dict[str, Any]], int | None]:
+        tx = WriteTx(conn=self._writer, now=utcnow(), store=self, txid=txid)
         with translate_errors():
             value = fn(tx)
-            if not tx.changes and tx.replay_txid is not None:
-                return Committed(value, tx.replay_txid)
-            counters.last_txid += 1
-            txid = counters.last_txid
-            params = change_params(tx.changes, tx.now)
-            for p in params:
-                counters.last_offset += 1
-                p["log_offset"] = counters.last_offset
-                p["txid"] = txid
-            if params:
-                conn.execute(changes.insert(), params)
-        return Committed(value, txid)
+        if not tx.changes and tx.replay_txid is not None:
+            return value, [], tx.replay_txid
+        params = change_params(tx.changes, tx.now)
+        for p in params:
+            p["txid"] = txid
+        return value, params, None
+
+    def _finish_log(self, cur: Any, params: list[dict[str, Any]], offset: int, txid: int) -> None:
+        if params:
+            stmt = prepared(self._writer.dialect, "changes.insert", _changes_insert)
+            stmt.executemany(cur, params)
+        cur.execute(
+            "UPDATE log_state SET last_offset = ?, last_txid = ? WHERE id = 1", (offset, txid)
+        )
+
+    def _begin(self, cur: Any, batch: list[Request]) -> bool:
+        try:
+            cur.execute("BEGIN IMMEDIATE")
+            return True
+        except Exception as exc:
+            err = StoreError(f"could not start a write transaction: {exc}")
+            for r in batch:
+                r.finish(error=err)
+            return False
+
+    def _commit(self, cur: Any, batch: list[Request]) -> bool:
+        try:
+            cur.execute("COMMIT")
+            return True
+        except Exception as exc:
+            self._rollback_quietly()
+            err = StoreError(f"commit failed, nothing was written: {exc}")
+            for r in batch:
+                r.finish(error=err)
+            return False
+
+    @staticmethod
+    def _store_error(exc: BaseException) -> BaseException:
+        if isinstance(exc, ThreadkeepError | KeyboardInterrupt | SystemExit):
+            return exc
+        return StoreError(f"write failed, nothing was written: {exc}")
 
     def _rollback_quietly(self) -> None:
         try:
             self._writer.exec_driver_sql("ROLLBACK")
-        except Exception:  # noqa: S110 - no transaction left to roll back
+        except Exception:
             pass
 
     # --- reads ------------------------------------------------------------------
@@ -195,6 +259,10 @@ class SqliteStore(StoreEngine):
 
     def prepare_changes_read(self) -> None:
         return None
+
+    @property
+    def txid_sql(self) -> sa.ColumnElement[int]:
+        return sa.bindparam("txid", type_=sa.BigInteger)
 
     def tag_predicate(self, column: sa.ColumnElement[Any], tag: str) -> sa.ColumnElement[bool]:
         each = sa.func.json_each(column).table_valued("value")

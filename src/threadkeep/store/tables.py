@@ -137,10 +137,21 @@ messages = sa.Table(
     sa.Column("client_id", ID, nullable=True),
     sa.Column("metadata", JSONType, nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
+    # The transaction that wrote the row: an idempotent retry answers with it,
+    # so a sync client waiting for that txid sees it arrive.
+    sa.Column("txid", sa.BigInteger(), nullable=True),
     _session_fk(),
-    # One order, no duplicates: the database enforces both.
+    # One order, no duplicates: the database enforces both. The client_id
+    # index is partial: appends without a client id pay nothing for it.
     sa.UniqueConstraint("session_id", "seq"),
-    sa.UniqueConstraint("session_id", "client_id"),
+    sa.Index(
+        "uq_messages_session_client",
+        "session_id",
+        "client_id",
+        unique=True,
+        sqlite_where=sa.text("client_id IS NOT NULL"),
+        postgresql_where=sa.text("client_id IS NOT NULL"),
+    ),
     sa.CheckConstraint("seq >= 1", name="seq"),
     sa.CheckConstraint(_in("role", ROLES), name="role"),
 )
@@ -206,9 +217,10 @@ changes = sa.Table(
     sa.Column("session_id", ID, nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.CheckConstraint(_in("op", OPERATIONS), name="op"),
+    # Readers follow one user's log (sync scopes every shape to its owner).
+    # Kept to this one index on purpose: every index here is written once per
+    # changed row, on the hottest path there is.
     sa.Index(None, "owner_id", "log_offset"),
-    sa.Index(None, "session_id", "log_offset"),
-    sa.Index(None, "txid"),
     sa.Index(
         "ix_changes_unsequenced",
         "id",

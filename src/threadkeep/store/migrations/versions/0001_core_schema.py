@@ -39,13 +39,6 @@ def upgrade() -> None:
         op.f("ix_changes_owner_id_log_offset"), "changes", ["owner_id", "log_offset"], unique=False
     )
     op.create_index(
-        op.f("ix_changes_session_id_log_offset"),
-        "changes",
-        ["session_id", "log_offset"],
-        unique=False,
-    )
-    op.create_index(op.f("ix_changes_txid"), "changes", ["txid"], unique=False)
-    op.create_index(
         "ix_changes_unsequenced",
         "changes",
         ["id"],
@@ -174,6 +167,7 @@ def upgrade() -> None:
         sa.Column("client_id", sa.String(length=128), nullable=True),
         sa.Column("metadata", tk_types.JSONType, nullable=False),
         sa.Column("created_at", tk_types.UTCDateTime(), nullable=False),
+        sa.Column("txid", sa.BigInteger(), nullable=True),
         sa.CheckConstraint(
             "role IN ('system', 'developer', 'user', 'assistant', 'tool')",
             name=op.f("ck_messages_role"),
@@ -185,10 +179,15 @@ def upgrade() -> None:
             name=op.f("fk_messages_session_id_owner_id_sessions"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_messages")),
-        sa.UniqueConstraint(
-            "session_id", "client_id", name=op.f("uq_messages_session_id_client_id")
-        ),
         sa.UniqueConstraint("session_id", "seq", name=op.f("uq_messages_session_id_seq")),
+    )
+    op.create_index(
+        "uq_messages_session_client",
+        "messages",
+        ["session_id", "client_id"],
+        unique=True,
+        sqlite_where=sa.text("client_id IS NOT NULL"),
+        postgresql_where=sa.text("client_id IS NOT NULL"),
     )
     op.create_table(
         "timeline_events",
@@ -268,6 +267,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_timeline_events_message_id"), table_name="timeline_events")
 
     op.drop_table("timeline_events")
+    op.drop_index("uq_messages_session_client", table_name="messages")
     op.drop_table("messages")
     op.drop_index(
         "ix_sessions_trash",
@@ -295,8 +295,6 @@ def downgrade() -> None:
         sqlite_where=sa.text("log_offset IS NULL"),
         postgresql_where=sa.text("log_offset IS NULL"),
     )
-    op.drop_index(op.f("ix_changes_txid"), table_name="changes")
-    op.drop_index(op.f("ix_changes_session_id_log_offset"), table_name="changes")
     op.drop_index(op.f("ix_changes_owner_id_log_offset"), table_name="changes")
 
     op.drop_table("changes")
