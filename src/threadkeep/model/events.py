@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from threadkeep.model.text import check_json, check_text
 
@@ -60,8 +60,8 @@ class NewToolEvent(BaseModel):
     message_id: str | None = Field(default=None, max_length=MAX_ID)
     call_id: str | None = Field(default=None, max_length=MAX_ID)
     id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
+    started_at: AwareDatetime | None = None
+    finished_at: AwareDatetime | None = None
 
     @field_validator("name", "error", "message_id", "call_id", "id")
     @classmethod
@@ -82,7 +82,7 @@ class ToolEventUpdate(BaseModel):
     status: ToolStatus | None = None
     output: Any = None
     error: str | None = None
-    finished_at: datetime | None = None
+    finished_at: AwareDatetime | None = None
 
     @field_validator("error")
     @classmethod

@@ -60,8 +60,8 @@ class NewMessage(BaseModel):
     parts: list[Any] | None = None
     tool_calls: list[Any] | None = None
     model: str | None = Field(default=None, max_length=200)
-    input_tokens: int | None = Field(default=None, ge=0)
-    output_tokens: int | None = Field(default=None, ge=0)
+    input_tokens: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    output_tokens: int | None = Field(default=None, ge=0, le=2**63 - 1)
     client_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
     id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
     metadata: dict[str, Any] = Field(default_factory=dict)

@@ -13,6 +13,7 @@ from typing import Any
 from threadkeep.errors import InvalidText, TooLarge
 
 MAX_DEPTH = 64
+_INF = float("inf")
 
 
 def check_text(field: str, value: str) -> str:
@@ -42,8 +43,10 @@ def check_json(field: str, value: Any, depth: int = 0) -> Any:
         for v in value:
             check_json(field, v, depth + 1)
     elif value is None or isinstance(value, bool | int | float):
-        if isinstance(value, float) and value != value:  # NaN is not JSON
-            raise InvalidText(field, "holds NaN, which JSON cannot represent")
+        if isinstance(value, float) and (value != value or value in (_INF, -_INF)):
+            raise InvalidText(field, "holds NaN or infinity, which JSON cannot represent")
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**63 - 1:
+            raise InvalidText(field, "holds an integer beyond 64 bits")
     else:
         raise InvalidText(field, f"holds a {type(value).__name__}, which is not JSON")
     return value

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import pydantic
 
 from threadkeep.config import Limits
-from threadkeep.errors import InvalidInput
+from threadkeep.errors import InvalidInput, InvalidText
 from threadkeep.model.common import Actor
 from threadkeep.store.contract import StoreEngine
 
@@ -27,7 +27,10 @@ def coerce(model: type[M], value: M | Mapping[str, Any], field: str) -> M:
     except pydantic.ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
-        raise InvalidInput(f"{field}.{loc}" if loc else field, err["msg"]) from None
+        where = f"{field}.{loc}" if loc else field
+        if err["type"] == "string_unicode":  # pydantic's word for a lone surrogate
+            raise InvalidText(where, "contains a lone surrogate") from None
+        raise InvalidInput(where, err["msg"]) from None
 
 
 def check_actor(actor: Actor) -> str:
@@ -43,6 +46,8 @@ class ServiceBase:
     limits: Limits
 
     def _page_limit(self, limit: int) -> int:
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise InvalidInput("limit", f"must be an integer, not {type(limit).__name__}")
         if limit < 1 or limit > self.limits.max_page:
             raise InvalidInput("limit", f"must be between 1 and {self.limits.max_page}")
         return limit

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from threadkeep.errors import InvalidInput
 from threadkeep.model.common import Actor, Committed
 from threadkeep.model.ids import new_id
-from threadkeep.model.sessions import Session
+from threadkeep.model.sessions import MAX_TITLE, Session
 from threadkeep.model.text import check_text
+from threadkeep.service import args
 from threadkeep.service.base import ServiceBase, check_actor
 from threadkeep.store import branches as branch_q
 from threadkeep.store import messages as message_q
@@ -25,12 +26,16 @@ class Rewound:
 
 
 class BranchOps(ServiceBase):
-    def _seq_of(self, owner: str, at_seq: int | None, message_id: str | None) -> int | None:
+    def _seq_of(
+        self, owner: str, session_id: str, at_seq: int | None, message_id: str | None
+    ) -> int:
+        """The seq named by ``at_seq`` or by a message of the session's history."""
         if (at_seq is None) == (message_id is None):
             raise InvalidInput("at", "give exactly one of a seq or a message id")
-        if message_id is not None:
-            return self.engine.read(lambda c: message_q.get_message(c, owner, message_id)).seq
-        return at_seq
+        if message_id is None:
+            return args.integer("seq", at_seq)
+        mid = args.key("message_id", message_id)
+        return self.engine.read(lambda c: message_q.seq_in_history(c, owner, session_id, mid))
 
     def fork_session(
         self,
@@ -45,10 +50,12 @@ class BranchOps(ServiceBase):
         """A new branch sharing ``session_id``'s history up to and including the
         message at ``at_seq`` (or ``at_message_id``). Copies no messages."""
         owner = check_actor(actor)
-        seq = self._seq_of(owner, at_seq, at_message_id)
-        assert seq is not None
-        branch = check_text("id", id) if id else new_id()
+        session_id = args.key("session_id", session_id)
+        seq = self._seq_of(owner, session_id, at_seq, at_message_id)
+        branch = args.key("id", id) if id is not None else new_id()
         if title is not None:
+            if not isinstance(title, str) or len(title) > MAX_TITLE:
+                raise InvalidInput("title", f"must be a string of at most {MAX_TITLE} characters")
             check_text("title", title)
         return self.engine.write(
             lambda tx: branch_q.fork(tx, owner, session_id, seq, branch, title)
@@ -66,9 +73,9 @@ class BranchOps(ServiceBase):
         """Make the message at ``to_seq`` the last of the session. Nothing is
         destroyed: the messages after it move to a new branch (returned)."""
         owner = check_actor(actor)
-        seq = self._seq_of(owner, to_seq, to_message_id)
-        assert seq is not None
-        branch_key = check_text("branch_id", branch_id) if branch_id else new_id()
+        session_id = args.key("session_id", session_id)
+        seq = self._seq_of(owner, session_id, to_seq, to_message_id)
+        branch_key = args.key("branch_id", branch_id) if branch_id is not None else new_id()
 
         def op(tx: WriteTx) -> Rewound:
             session, branch = branch_q.rewind(tx, owner, session_id, seq, branch_key)
@@ -79,4 +86,5 @@ class BranchOps(ServiceBase):
     def list_branches(self, actor: Actor, session_id: str) -> list[Session]:
         """Sessions forked from ``session_id`` (its direct branches)."""
         owner = check_actor(actor)
+        session_id = args.key("session_id", session_id)
         return self.engine.read(lambda c: branch_q.list_branches(c, owner, session_id))

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from threadkeep.errors import InvalidInput
 from threadkeep.model.changes import Change
 from threadkeep.model.common import Actor
+from threadkeep.service import args
 from threadkeep.service.base import ServiceBase, check_actor
 from threadkeep.store import changes as change_q
 from threadkeep.store.tables import SYNCED_TABLES
@@ -25,8 +26,13 @@ class ChangeOps(ServiceBase):
         """The actor's changes with offset > ``after``, in commit order. Following
         ``after = last offset seen`` never skips and never repeats a change."""
         owner = check_actor(actor)
+        args.integer("after", after)
+        session_id = args.optional_key("session_id", session_id)
         self._page_limit(limit)
         if tables is not None:
+            tables = args.items("tables", tables)
+            if not all(isinstance(t, str) for t in tables):
+                raise InvalidInput("tables", "must be a list of table names")
             unknown = set(tables) - set(SYNCED_TABLES)
             if unknown:
                 raise InvalidInput("tables", f"unknown table(s): {', '.join(sorted(unknown))}")

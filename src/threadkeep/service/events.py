@@ -16,6 +16,7 @@ from threadkeep.model.events import (
     ToolStatus,
 )
 from threadkeep.model.text import check_size, json_size
+from threadkeep.service import args
 from threadkeep.service.base import check_actor, coerce
 from threadkeep.service.messages import MessageOps
 from threadkeep.store import events as event_q
@@ -40,6 +41,8 @@ class EventOps(MessageOps):
     ) -> Committed[ToolEvent]:
         """Change a tool call's status, output or error."""
         owner = check_actor(actor)
+        event_id = args.key("event_id", event_id)
+        args.mapping_or_model("update", update, ToolEventUpdate)
         u = coerce(ToolEventUpdate, update, "update")
         if u.output is not None:
             check_size("output", json_size(u.output), self.limits.max_json_bytes)
@@ -57,20 +60,25 @@ class EventOps(MessageOps):
     ) -> Committed[ToolEvent]:
         """Mark a tool call finished: succeeded, or failed when ``error`` is given."""
         final = status or (ToolStatus.FAILED if error else ToolStatus.SUCCEEDED)
-        return self.update_tool_event(
-            actor,
-            event_id,
-            {"status": final, "output": output, "error": error, "finished_at": finished_at},
-        )
+        update: dict[str, Any] = {"status": final, "finished_at": finished_at}
+        # Only what the caller gives replaces what an earlier update recorded.
+        if output is not None:
+            update["output"] = output
+        if error is not None:
+            update["error"] = error
+        return self.update_tool_event(actor, event_id, update)
 
     def get_tool_event(self, actor: Actor, event_id: str) -> ToolEvent:
         owner = check_actor(actor)
+        event_id = args.key("event_id", event_id)
         return self.engine.read(lambda c: event_q.get_tool_event(c, owner, event_id))
 
     def list_tool_events(
         self, actor: Actor, session_id: str, *, message_id: str | None = None
     ) -> list[ToolEvent]:
         owner = check_actor(actor)
+        session_id = args.key("session_id", session_id)
+        message_id = args.optional_key("message_id", message_id)
         return self.engine.read(
             lambda c: event_q.list_tool_events(c, owner, session_id, message_id)
         )
@@ -94,6 +102,8 @@ class EventOps(MessageOps):
         limit: int | None = None,
     ) -> list[TimelineEvent]:
         owner = check_actor(actor)
+        session_id = args.key("session_id", session_id)
+        args.optional_integer("after_seq", after_seq)
         if limit is not None:
             self._page_limit(limit)
         return self.engine.read(

@@ -10,6 +10,7 @@ from threadkeep.model.common import Actor, Committed
 from threadkeep.model.events import NewTimelineEvent, NewToolEvent
 from threadkeep.model.messages import Appended, Message, NewMessage
 from threadkeep.model.text import check_size, json_size
+from threadkeep.service import args
 from threadkeep.service.base import ServiceBase, check_actor, coerce
 from threadkeep.store import messages as message_q
 
@@ -60,8 +61,10 @@ class MessageOps(ServiceBase):
             InvalidInput / InvalidText / TooLarge: bad input; nothing is written.
         """
         owner = check_actor(actor)
-        if isinstance(messages, Mapping | str | bytes):
-            raise InvalidInput("messages", "expected a list of messages")
+        session_id = args.key("session_id", session_id)
+        messages = args.items("messages", messages)
+        tool_events = args.items("tool_events", tool_events)
+        timeline_events = args.items("timeline_events", timeline_events)
         total = len(messages) + len(tool_events) + len(timeline_events)
         if total == 0:
             raise InvalidInput("messages", "nothing to append")
@@ -111,6 +114,9 @@ class MessageOps(ServiceBase):
         """Messages of the session's history (a branch includes its inherited
         part), oldest first, with seq > ``after_seq`` and < ``before_seq``."""
         owner = check_actor(actor)
+        session_id = args.key("session_id", session_id)
+        args.optional_integer("after_seq", after_seq)
+        args.optional_integer("before_seq", before_seq)
         if limit is not None:
             self._page_limit(limit)
         return self.engine.read(
@@ -125,6 +131,8 @@ class MessageOps(ServiceBase):
         """The last ``n`` messages (before ``before_seq`` if given), oldest first:
         what a chat UI shows first, and pages back from."""
         owner = check_actor(actor)
+        session_id = args.key("session_id", session_id)
+        args.optional_integer("before_seq", before_seq)
         self._page_limit(n)
         return self.engine.read(
             lambda c: message_q.read_history(
@@ -136,13 +144,16 @@ class MessageOps(ServiceBase):
         """The session's whole history as one ordered list (for a branch: the
         parent's messages up to the fork, then the branch's own)."""
         owner = check_actor(actor)
+        session_id = args.key("session_id", session_id)
         return self.engine.read(lambda c: message_q.read_history(c, owner, session_id))
 
     def get_message(self, actor: Actor, message_id: str) -> Message:
         owner = check_actor(actor)
+        message_id = args.key("message_id", message_id)
         return self.engine.read(lambda c: message_q.get_message(c, owner, message_id))
 
     def count_messages(self, actor: Actor, session_id: str) -> int:
         """How many messages the session's history holds, without reading them."""
         owner = check_actor(actor)
+        session_id = args.key("session_id", session_id)
         return self.engine.read(lambda c: message_q.count_messages(c, owner, session_id))

@@ -5,13 +5,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from threadkeep.errors import InvalidInput
 from threadkeep.model.common import Actor, Committed, Page
 from threadkeep.model.ids import new_id
 from threadkeep.model.sessions import NewSession, Session, SessionFilter, SessionPatch
 from threadkeep.model.text import check_size, json_size
+from threadkeep.service import args
 from threadkeep.service.base import ServiceBase, check_actor, coerce
 from threadkeep.store import sessions as session_q
 from threadkeep.store import users as user_q
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    """The fields a caller set, from a model or a mapping."""
+    if value is None:
+        return {}
+    if isinstance(value, SessionPatch | SessionFilter | NewSession):
+        return value.model_dump(exclude_unset=True)
+    return dict(value)
 
 
 class SessionOps(ServiceBase):
@@ -30,10 +41,11 @@ class SessionOps(ServiceBase):
             InvalidInput: a field is malformed or too large.
         """
         owner = check_actor(actor)
+        args.mapping_or_model("session", session, NewSession)
         new = (
-            coerce(NewSession, {**dict(session or {}), **fields}, "session")
-            if (session is None or isinstance(session, Mapping))
-            else session
+            session
+            if isinstance(session, NewSession) and not fields
+            else coerce(NewSession, {**_fields(session), **fields}, "session")
         )
         check_size("metadata", json_size(new.metadata), self.limits.max_json_bytes)
         session_id = new.id or new_id()
@@ -48,6 +60,7 @@ class SessionOps(ServiceBase):
     def get_session(self, actor: Actor, session_id: str) -> Session:
         """The session, in the trash or not. Raises SessionNotFound."""
         owner = check_actor(actor)
+        session_id = args.key("session_id", session_id)
         return self.engine.read(lambda c: session_q.get_session(c, owner, session_id))
 
     def list_sessions(
@@ -69,12 +82,15 @@ class SessionOps(ServiceBase):
             cursor: ``next_cursor`` of the previous page.
         """
         owner = check_actor(actor)
+        args.mapping_or_model("filter", filter, SessionFilter)
         flt = (
             filter
-            if isinstance(filter, SessionFilter)
-            else coerce(SessionFilter, {**dict(filter or {}), **filters}, "filter")
+            if isinstance(filter, SessionFilter) and not filters
+            else coerce(SessionFilter, {**_fields(filter), **filters}, "filter")
         )
         n = self._page_limit(limit)
+        if cursor is not None and not isinstance(cursor, str):
+            raise InvalidInput("cursor", "must be a string returned as next_cursor")
         items, nxt = self.engine.read(
             lambda c: session_q.list_sessions(c, self.engine, owner, flt, n, cursor)
         )
@@ -96,10 +112,13 @@ class SessionOps(ServiceBase):
                 and stale, nothing changes and VersionConflict is raised.
         """
         owner = check_actor(actor)
+        session_id = args.key("session_id", session_id)
+        args.mapping_or_model("patch", patch, SessionPatch)
+        args.optional_integer("expected_version", expected_version)
         p = (
             patch
-            if isinstance(patch, SessionPatch)
-            else coerce(SessionPatch, {**dict(patch or {}), **fields}, "patch")
+            if isinstance(patch, SessionPatch) and not fields
+            else coerce(SessionPatch, {**_fields(patch), **fields}, "patch")
         )
         changes = p.changes()
         if changes.get("metadata") is not None:
@@ -116,6 +135,8 @@ class SessionOps(ServiceBase):
     ) -> Committed[Session]:
         """Move a session to the trash (restorable until purged)."""
         owner = check_actor(actor)
+        session_id = args.key("session_id", session_id)
+        args.optional_integer("expected_version", expected_version)
         return self.engine.write(
             lambda tx: session_q.set_deleted(tx, owner, session_id, True, expected_version)
         )
@@ -125,6 +146,8 @@ class SessionOps(ServiceBase):
     ) -> Committed[Session]:
         """Take a session out of the trash."""
         owner = check_actor(actor)
+        session_id = args.key("session_id", session_id)
+        args.optional_integer("expected_version", expected_version)
         return self.engine.write(
             lambda tx: session_q.set_deleted(tx, owner, session_id, False, expected_version)
         )
@@ -136,4 +159,5 @@ class SessionOps(ServiceBase):
             HasBranches: branches still share its history; purge them first.
         """
         owner = check_actor(actor)
+        session_id = args.key("session_id", session_id)
         return self.engine.write(lambda tx: session_q.purge_session(tx, owner, session_id))

@@ -48,6 +48,9 @@ def rewind(
     s = session_q.get_live_row(conn, owner_id, session_id, lock=True)
     _check_seq("to_seq", to_seq, s.head_seq)
     if to_seq == s.head_seq:
+        # Nothing follows: nothing moves. Logged all the same, so the txid this
+        # returns appears in the change stream.
+        session_q.log_session(tx, "update", s)
         return session_q.to_session(s), None
 
     own_from = s.fork_seq or 0  # the session's own messages have seq > own_from

@@ -62,23 +62,29 @@ def change_params(rows: Sequence[ChangeRow], now: datetime) -> list[dict[str, An
 def assign_offsets(conn: sa.Connection) -> int:
     """Number the committed rows that have no offset yet (PostgreSQL). Returns how
     many were numbered. Must run in its own transaction, committed right after."""
-    pending = conn.execute(
+    waiting = conn.execute(
         sa.select(changes.c.id).where(changes.c.log_offset.is_(None)).limit(1)
     ).first()
-    if pending is None:
+    if waiting is None:
         return 0
     # Take the assigners' lock, then look again: rows that committed while we
     # waited are ours to number too.
     last = conn.execute(
         sa.select(log_state.c.last_offset).where(log_state.c.id == 1).with_for_update()
     ).scalar_one()
+    # Commit order, where it matters: a transaction that waited for another's
+    # row lock wrote its change rows (they are written last, after every lock
+    # is held) after the other committed, so its ids are all larger. Ordering
+    # transactions by their first id, and rows by id within one, keeps each
+    # transaction's rows together and every row's changes in commit order.
+    first = sa.func.min(changes.c.id).over(partition_by=changes.c.txid)
+    pending = (
+        sa.select(changes.c.id, first.label("first"))
+        .where(changes.c.log_offset.is_(None))
+        .subquery()
+    )
     ids = (
-        conn.execute(
-            sa.select(changes.c.id)
-            .where(changes.c.log_offset.is_(None))
-            .order_by(changes.c.txid, changes.c.id)
-            .limit(10_000)
-        )
+        conn.execute(sa.select(pending.c.id).order_by(pending.c.first, pending.c.id).limit(10_000))
         .scalars()
         .all()
     )

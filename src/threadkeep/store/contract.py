@@ -88,6 +88,10 @@ class StoreEngine(abc.ABC):
         after commit; SQLite has nothing to do)."""
 
     @abc.abstractmethod
+    def fold(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        """``column`` case-folded (Unicode-aware), to match Python's casefold()."""
+
+    @abc.abstractmethod
     def tag_predicate(self, column: sa.ColumnElement[Any], tag: str) -> sa.ColumnElement[bool]:
         """SQL that is true when the JSON list ``column`` holds ``tag``."""
 

@@ -19,6 +19,7 @@ from threadkeep.model.events import (
 from threadkeep.model.ids import new_id
 from threadkeep.store.changes import row_json
 from threadkeep.store.contract import WriteTx
+from threadkeep.store.sessions import get_row
 from threadkeep.store.tables import timeline_events, tool_events
 
 
@@ -116,6 +117,7 @@ def get_tool_event(conn: sa.Connection, owner_id: str, event_id: str) -> ToolEve
 def list_tool_events(
     conn: sa.Connection, owner_id: str, session_id: str, message_id: str | None = None
 ) -> list[ToolEvent]:
+    get_row(conn, owner_id, session_id)  # SessionNotFound, not an empty list
     c = tool_events.c
     q = sa.select(tool_events).where(c.session_id == session_id, c.owner_id == owner_id)
     if message_id is not None:
@@ -156,6 +158,7 @@ def list_timeline_events(
     after_seq: int | None = None,
     limit: int | None = None,
 ) -> list[TimelineEvent]:
+    get_row(conn, owner_id, session_id)  # SessionNotFound, not an empty list
     c = timeline_events.c
     q = sa.select(timeline_events).where(c.session_id == session_id, c.owner_id == owner_id)
     if after_seq is not None:

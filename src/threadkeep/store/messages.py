@@ -9,13 +9,13 @@ copies nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
-from threadkeep.errors import InvalidInput, MessageNotFound, SessionNotFound
+from threadkeep.errors import AlreadyExists, InvalidInput, MessageNotFound, SessionNotFound
 from threadkeep.model.common import Committed, utcnow
 from threadkeep.model.events import NewTimelineEvent, NewToolEvent
 from threadkeep.model.ids import new_id
@@ -43,7 +43,8 @@ def to_message(row: Any) -> Message:
 
 
 def segments(conn: sa.Connection, owner_id: str, row: Any) -> list[Segment]:
-    """The history segments of the session in ``row``, newest first."""
+    """The history segments of the session in ``row`` (anything with id,
+    fork_seq, head_seq, parent_session_id), newest first."""
     segs: list[Segment] = []
     lo = (row.fork_seq or 0) + 1
     if row.head_seq >= lo:
@@ -51,20 +52,58 @@ def segments(conn: sa.Connection, owner_id: str, row: Any) -> list[Segment]:
     limit = row.fork_seq
     parent_id = row.parent_session_id
     while parent_id is not None and limit is not None and limit > 0:
-        parent = session_q.get_row(conn, owner_id, parent_id)
+        parent = _chain_row(conn, owner_id, parent_id)
+        if parent is None:
+            raise SessionNotFound(parent_id)
         plo = (parent.fork_seq or 0) + 1
         if limit >= plo:
             segs.append((parent.id, plo, limit))
-        limit = parent.fork_seq if parent.fork_seq is not None else None
+        # The grandparent contributes only what this branch can see of it.
+        if parent.fork_seq is None:
+            break
+        limit = min(limit, parent.fork_seq)
         parent_id = parent.parent_session_id
     return segs
 
 
-def _segment_predicate(segs: Sequence[Segment]) -> sa.ColumnElement[bool]:
-    c = messages.c
-    if not segs:
-        return sa.false()
-    return sa.or_(*(sa.and_(c.session_id == sid, c.seq >= lo, c.seq <= hi) for sid, lo, hi in segs))
+class _Chain(NamedTuple):
+    id: str
+    parent_session_id: str | None
+    fork_seq: int | None
+    head_seq: int
+
+
+def _chain_row(conn: sa.Connection, owner_id: str, session_id: str) -> _Chain | None:
+    got = (
+        prepared(conn.dialect, "sessions.chain", _chain_statement)
+        .execute(cursor(conn), {"sid": session_id, "owner": owner_id})
+        .fetchone()
+    )
+    return None if got is None else _Chain(*got)
+
+
+def _chain_statement() -> sa.Executable:
+    c = sessions.c
+    return sa.select(c.id, c.parent_session_id, c.fork_seq, c.head_seq).where(
+        c.id == sa.bindparam("sid"), c.owner_id == sa.bindparam("owner")
+    )
+
+
+def _range_statement(descending: bool) -> Callable[[], sa.Executable]:
+    def build() -> sa.Executable:
+        c = messages.c
+        return (
+            sa.select(messages)
+            .where(
+                c.session_id == sa.bindparam("sid"),
+                c.seq >= sa.bindparam("lo"),
+                c.seq <= sa.bindparam("hi"),
+            )
+            .order_by(c.seq.desc() if descending else c.seq)
+            .limit(sa.bindparam("n", type_=sa.BigInteger))
+        )
+
+    return build
 
 
 def read_history(
@@ -78,22 +117,47 @@ def read_history(
     newest: bool = False,
 ) -> list[Message]:
     """Messages of a session's history in seq order. With ``newest`` the *last*
-    ``limit`` messages of the range (still returned oldest first)."""
-    row = session_q.get_row(conn, owner_id, session_id)
-    segs = segments(conn, owner_id, row)
-    c = messages.c
-    q = sa.select(messages).where(_segment_predicate(segs))
-    if after_seq is not None:
-        q = q.where(c.seq > after_seq)
-    if before_seq is not None:
-        q = q.where(c.seq < before_seq)
-    q = q.order_by(c.seq.desc() if newest else c.seq)
-    if limit is not None:
-        q = q.limit(limit)
-    out = [to_message(r) for r in conn.execute(q)]
+    ``limit`` messages of the range (still returned oldest first).
+
+    One indexed range scan per segment, in seq order, until ``limit`` is met."""
+    row = _chain_row(conn, owner_id, session_id)
+    if row is None:
+        raise SessionNotFound(session_id)
+    segs = segments(conn, owner_id, row)  # newest first
+    if not newest:
+        segs.reverse()
+    first = 1 if after_seq is None else after_seq + 1
+    last = row.head_seq if before_seq is None else min(row.head_seq, before_seq - 1)
+    want = limit if limit is not None else 2**62
+    stmt = prepared(
+        conn.dialect,
+        "messages.range.desc" if newest else "messages.range",
+        _range_statement(newest),
+    )
+    decode = decoder(conn.dialect, messages)
+    cur = cursor(conn)
+    out: list[Message] = []
+    for sid, lo, hi in segs:
+        lo, hi = max(lo, first), min(hi, last)
+        if lo > hi or want <= 0:
+            continue
+        rows = stmt.execute(cur, {"sid": sid, "lo": lo, "hi": hi, "n": want}).fetchall()
+        out.extend(_construct(decode(r)) for r in rows)
+        want -= len(rows)
     if newest:
         out.reverse()
     return out
+
+
+def seq_in_history(conn: sa.Connection, owner_id: str, session_id: str, message_id: str) -> int:
+    """The seq of ``message_id`` if it is part of the session's history (its own
+    or inherited); MessageNotFound otherwise."""
+    msg = get_message(conn, owner_id, message_id)
+    row = session_q.get_row(conn, owner_id, session_id)
+    for sid, lo, hi in segments(conn, owner_id, row):
+        if msg.session_id == sid and lo <= msg.seq <= hi:
+            return msg.seq
+    raise MessageNotFound(message_id)
 
 
 def get_message(conn: sa.Connection, owner_id: str, message_id: str) -> Message:
@@ -136,6 +200,15 @@ def _by_client_id_statement() -> sa.Executable:
         c.owner_id == sa.bindparam("owner"),
         c.client_id == sa.bindparam("cid"),
     )
+
+
+def _check_ids_free(conn: sa.Connection, ids: list[str]) -> None:
+    if len(set(ids)) != len(ids):
+        raise InvalidInput("id", "the same message id appears twice in one batch")
+    taken = conn.execute(sa.select(messages.c.id).where(messages.c.id.in_(ids))).scalars().first()
+    if taken is not None:
+        # Whoever holds it: the id is simply not available.
+        raise AlreadyExists("message", taken)
 
 
 def check_linked_messages(
@@ -184,6 +257,9 @@ def append(
             tx.replay_txid = rows[0]["txid"]
         return Appended([_construct(r) for r in rows], [], [])
 
+    chosen = [m.id for m in fresh if m.id is not None]
+    if chosen:
+        _check_ids_free(conn, chosen)
     n = len(fresh)
     dialect = conn.dialect
     cur = cursor(conn)
@@ -301,8 +377,12 @@ def append_at_once(
     client_ids = [m.client_id for m in new if m.client_id is not None]
     if len(set(client_ids)) != len(client_ids) or not engine.supports_append_at_once:
         return None
-    if client_ids and engine.read(lambda c: bool(_replayed(c, owner_id, session_id, client_ids))):
-        return None
+    if any(m.id is not None for m in new):
+        return None  # chosen ids are checked on the general path
+    if client_ids:
+        seen: dict[str, Any] = engine.read(lambda c: _replayed(c, owner_id, session_id, client_ids))
+        if seen:
+            return None
     now = utcnow()
     rows = message_rows(new, owner_id, session_id, now, 0, None)
     for r in rows:

@@ -166,7 +166,7 @@ class PostgresStore(StoreEngine):
                         value = fn(tx)
                         txid = self._flush(tx)
                     return Committed(value, txid)
-            except sa_exc.DBAPIError as exc:
+            except (sa_exc.DBAPIError, psycopg.Error) as exc:
                 if attempt < _MAX_ATTEMPTS and (is_retryable(exc) or is_unique_violation(exc)):
                     continue
                 with translate_errors():
@@ -247,6 +247,11 @@ class PostgresStore(StoreEngine):
                     n = assign_offsets(conn)
                 if n < 10_000:
                     return
+
+    def fold(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        # lower() is Unicode-aware in PostgreSQL; casefold() differs from it only
+        # for a handful of letters (e.g. German sharp s).
+        return sa.func.lower(column, type_=sa.String)
 
     def tag_predicate(self, column: sa.ColumnElement[Any], tag: str) -> sa.ColumnElement[bool]:
         return column.op("@>")(sa.func.jsonb_build_array(tag))

@@ -26,7 +26,7 @@ Processor = Callable[[Any], Any] | None
 class Prepared:
     """One statement compiled for one dialect."""
 
-    __slots__ = ("plan", "positional", "sql")
+    __slots__ = ("defaults", "plan", "positional", "sql")
 
     def __init__(self, stmt: sa.Executable, dialect: Dialect) -> None:
         compiled = stmt.compile(dialect=dialect)  # type: ignore[attr-defined]
@@ -36,8 +36,14 @@ class Prepared:
         names = list(compiled.positiontup or []) if self.positional else list(compiled.binds)
         # (name, processor or None), in parameter order: built once, walked per row.
         self.plan: list[tuple[str, Processor]] = [(n, procs.get(n)) for n in names]
+        # Parameters the dialect adds itself (SQLite's OFFSET 0) keep their values.
+        self.defaults: dict[str, Any] = {
+            n: compiled.binds[n].value for n in names if n in compiled.binds
+        }
 
     def params(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
+        if len(values) < len(self.plan):
+            values = {**self.defaults, **values}
         if self.positional:
             return [v if p is None else p(v) for n, p in self.plan for v in (values[n],)]
         return {n: (values[n] if p is None else p(values[n])) for n, p in self.plan}

@@ -19,6 +19,7 @@ from threadkeep.errors import (
     VersionConflict,
 )
 from threadkeep.model.sessions import Session, SessionFilter
+from threadkeep.model.text import check_text
 from threadkeep.store.changes import row_json
 from threadkeep.store.contract import StoreEngine, WriteTx
 from threadkeep.store.tables import messages, sessions, timeline_events, tool_events
@@ -102,8 +103,9 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         when = datetime.fromisoformat(at)
         if when.tzinfo is None or not isinstance(key, str):
             raise ValueError
+        check_text("cursor", key)
         return when, key
-    except (ValueError, TypeError, json.JSONDecodeError):
+    except (ValueError, TypeError, json.JSONDecodeError, InvalidInput, UnicodeDecodeError):
         raise InvalidInput("cursor", "is not a cursor this server returned") from None
 
 
@@ -129,13 +131,13 @@ def list_sessions(
     if flt.title_contains:
         pattern = (
             "%"
-            + flt.title_contains.lower()
+            + flt.title_contains.casefold()
             .replace("\\", "\\\\")
             .replace("%", "\\%")
             .replace("_", "\\_")
             + "%"
         )
-        q = q.where(sa.func.lower(c.title).like(pattern, escape="\\"))
+        q = q.where(engine.fold(c.title).like(pattern, escape="\\"))
     if cursor is not None:
         at, key = _decode_cursor(cursor)
         q = q.where(sa.tuple_(c.last_activity_at, c.id) < sa.tuple_(at, key))
@@ -188,7 +190,10 @@ def set_deleted(
     if expected_version is not None and row.version != expected_version:
         raise VersionConflict(session_id, expected_version, row.version)
     if (row.deleted_at is not None) == deleted:
-        return to_session(row)  # already there: deleting twice is not an error
+        # Already there: not an error. The row is still logged, so the txid
+        # this returns shows up in the change stream a sync client waits on.
+        log_session(tx, "update", row)
+        return to_session(row)
     return update_session(
         tx,
         owner_id,

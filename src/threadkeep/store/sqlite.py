@@ -39,6 +39,10 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+def _fold(value: str | None) -> str | None:
+    return None if value is None else value.casefold()
+
+
 def _changes_insert() -> sa.Executable:
     cols = (
         "log_offset",
@@ -94,6 +98,8 @@ class SqliteStore(StoreEngine):
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
         cur.close()
+        # SQLite's lower() folds ASCII only; searches fold like Python does.
+        dbapi_conn.create_function("tk_fold", 1, _fold, deterministic=True)
 
     @property
     def sa_engine(self) -> sa.Engine:
@@ -164,8 +170,8 @@ class SqliteStore(StoreEngine):
                 try:
                     value, params, replay = self._run_one(req.fn, txid + 1)
                     if replay is None:
-                        for p in params:
-                            p["log_offset"] = offset + 1 + params.index(p)
+                        for i, p in enumerate(params, start=1):
+                            p["log_offset"] = offset + i
                         self._finish_log(cur, params, offset + len(params), txid + 1)
                 except BaseException as exc:
                     cur.execute("ROLLBACK TO op")
@@ -251,11 +257,12 @@ class SqliteStore(StoreEngine):
 
             raise StoreClosed()
         with self._engine.connect() as conn, translate_errors():
-            conn.exec_driver_sql("BEGIN")
+            cur = cursor(conn)
+            cur.execute("BEGIN")  # one snapshot for every statement of fn
             try:
                 return fn(conn)
             finally:
-                conn.exec_driver_sql("COMMIT")
+                cur.execute("COMMIT")
 
     def prepare_changes_read(self) -> None:
         return None
@@ -263,6 +270,9 @@ class SqliteStore(StoreEngine):
     @property
     def txid_sql(self) -> sa.ColumnElement[int]:
         return sa.bindparam("txid", type_=sa.BigInteger)
+
+    def fold(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        return sa.func.tk_fold(column, type_=sa.String)
 
     def tag_predicate(self, column: sa.ColumnElement[Any], tag: str) -> sa.ColumnElement[bool]:
         each = sa.func.json_each(column).table_valued("value")

@@ -7,30 +7,34 @@ so the original stays in the traceback.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psycopg
 import sqlalchemy.exc as sa_exc
 
 from threadkeep.errors import InvalidInput, StoreError, ThreadkeepError
 
 
+def _driver_error(exc: BaseException) -> BaseException:
+    """The DBAPI exception, whether SQLAlchemy wrapped it or the hot path raised it."""
+    return getattr(exc, "orig", None) or exc
+
+
 def is_unique_violation(exc: BaseException) -> bool:
     """True for a unique/primary-key violation on either engine."""
-    if not isinstance(exc, sa_exc.IntegrityError):
-        return False
-    orig = exc.orig
+    orig = _driver_error(exc)
     sqlstate = getattr(orig, "sqlstate", None)
     if sqlstate is not None:
         return bool(sqlstate == "23505")
-    return "UNIQUE constraint failed" in str(orig)
+    return isinstance(orig, sqlite3.IntegrityError) and "UNIQUE constraint failed" in str(orig)
 
 
 def is_retryable(exc: BaseException) -> bool:
     """PostgreSQL serialization failures and deadlocks: safe to run the whole
     transaction again."""
-    orig = getattr(exc, "orig", None)
-    return getattr(orig, "sqlstate", None) in ("40001", "40P01")
+    return getattr(_driver_error(exc), "sqlstate", None) in ("40001", "40P01")
 
 
 @contextmanager
@@ -47,4 +51,11 @@ def translate_errors() -> Iterator[None]:
     except sa_exc.DataError as exc:
         raise InvalidInput("row", f"the database refused a value: {exc.orig}") from exc
     except sa_exc.SQLAlchemyError as exc:
+        raise StoreError(f"database error: {exc}") from exc
+    # The hot paths run on the DBAPI cursor (store/prepared.py): same mapping.
+    except (sqlite3.IntegrityError, psycopg.IntegrityError) as exc:
+        raise InvalidInput("row", f"violates a database constraint: {exc}") from exc
+    except (sqlite3.DataError, psycopg.DataError, OverflowError) as exc:
+        raise InvalidInput("row", f"the database refused a value: {exc}") from exc
+    except (sqlite3.Error, psycopg.Error) as exc:
         raise StoreError(f"database error: {exc}") from exc

@@ -1,0 +1,146 @@
+"""Helpers shared by the contract tests (plain functions, no fixtures)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from conftest import ENGINES, create_pg_database, drop_pg_database, row_counts
+from threadkeep import Actor, Message, Session, Threadkeep
+from threadkeep.store import tables
+
+# Tables whose full contents a failing call must leave untouched.
+_DUMPED = ("users", "sessions", "messages", "tool_events", "timeline_events", "changes")
+
+
+def db_snapshot(tk: Threadkeep) -> dict[str, Any]:
+    """Row counts (conftest.row_counts) plus every row of the data tables, so that
+    an UPDATE that should not have happened is caught too, not only an INSERT."""
+    snap: dict[str, Any] = dict(row_counts(tk))
+    with tk.engine.sa_engine.connect() as conn:
+        for name in _DUMPED:
+            table = tables.metadata.tables[name]
+            pk = next(iter(table.primary_key.columns))
+            rows = conn.execute(sa.select(table).order_by(pk)).all()
+            snap[f"rows:{name}"] = [tuple(r) for r in rows]
+    return snap
+
+
+_LOG_KEYS = ("changes", "rows:changes", "log_state.last_offset")
+
+
+@contextmanager
+def writes_nothing(tk: Threadkeep, *, except_log: bool = False) -> Iterator[None]:
+    """Assert the block leaves the database exactly as it found it.
+
+    Use it outside ``pytest.raises``::
+
+        with writes_nothing(tk), pytest.raises(InvalidInput):
+            tk.append(...)
+
+    ``except_log``: a successful no-op may still log a row (so that its txid
+    shows up in the change stream); only the data must stay the same.
+    """
+    before = db_snapshot(tk)
+    yield
+    after = db_snapshot(tk)
+    changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    if except_log:
+        changed = [k for k in changed if k not in _LOG_KEYS]
+    assert not changed, f"the call changed the database: {changed}"
+
+
+def missing_id() -> str:
+    return f"missing-{uuid.uuid4()}"
+
+
+def new_session(tk: Threadkeep, actor: Actor, **fields: Any) -> Session:
+    return tk.create_session(actor, **fields).value
+
+
+def user_msgs(n: int, prefix: str = "m", start: int = 1) -> list[dict[str, Any]]:
+    roles = ("user", "assistant")
+    return [{"role": roles[i % 2], "content": f"{prefix}{i}"} for i in range(start, start + n)]
+
+
+def with_messages(
+    tk: Threadkeep, actor: Actor, n: int, prefix: str = "m", **fields: Any
+) -> Session:
+    """A new session holding ``n`` messages with contents prefix1..prefixN."""
+    s = new_session(tk, actor, **fields)
+    if n:
+        tk.append_messages(actor, s.id, user_msgs(n, prefix))
+    return tk.get_session(actor, s.id)
+
+
+def view(messages: list[Message]) -> list[tuple[Any, ...]]:
+    """What a history *is*, independent of which session physically holds each
+    message (rewind moves rows to the new branch, and says so in session_id)."""
+    return [
+        (
+            m.id,
+            m.seq,
+            m.role,
+            m.content,
+            m.client_id,
+            m.metadata,
+            m.input_tokens,
+            m.output_tokens,
+            m.created_at,
+        )
+        for m in messages
+    ]
+
+
+def contents(messages: list[Message]) -> list[str]:
+    return [m.content for m in messages]
+
+
+def seqs(messages: list[Message]) -> list[int]:
+    return [m.seq for m in messages]
+
+
+def shared_store_fixture() -> Any:
+    """A module-scoped store per engine, for large tables of cases that each
+    make their own users and sessions (a fresh database per case would cost
+    more than the case). Assign it in a test module: ``store = shared_store_fixture()``."""
+
+    @pytest.fixture(scope="module", params=ENGINES)
+    def _store(
+        request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[Threadkeep]:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path_factory.mktemp('shared') / 'threadkeep.db'}"
+        else:
+            url = create_pg_database()
+        store = Threadkeep.open(url)
+        try:
+            yield store
+        finally:
+            store.close()
+            if request.param != "sqlite":
+                drop_pg_database(url)
+
+    return _store
+
+
+def not_raising(cases: dict[str, Any], call: Any, error: type[BaseException]) -> dict[str, str]:
+    """Run ``call(case)`` for every case; return the ones that did not raise
+    ``error`` (with what happened instead). Many small cases in one test, one
+    database, and a failure still lists every case that broke."""
+    wrong: dict[str, str] = {}
+    for name, case in cases.items():
+        try:
+            result = call(case)
+        except error:
+            continue
+        except BaseException as exc:
+            wrong[name] = f"raised {exc!r}"
+        else:
+            wrong[name] = f"returned {result!r:.200}"
+    return wrong

@@ -1,0 +1,117 @@
+"""A child process for the guarantee tests (run as a script, never collected).
+
+    guarantee_child.py append URL USER SESSION N WRITER
+        open, print "ready", wait for "go" on stdin, append N messages
+        (guarantee_helpers.write_messages), print "ack WRITER CLIENT_ID SEQ ID"
+        per message, then "done".
+    guarantee_child.py loop URL USER SESSION PREFIX THREADS
+        open, print "ready", then THREADS threads append for ever (singles and
+        small batches, unique client ids). A message's "ack" line is printed,
+        and flushed, only after the call that wrote it returned. Meant to be
+        killed with SIGKILL.
+    guarantee_child.py open URL
+        print "ready", wait for "go", Threadkeep.open(URL) (which migrates),
+        print "rev REVISION".
+
+Any unexpected error: the traceback on stderr, exit status 3.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import traceback
+
+from guarantee_helpers import write_messages
+
+from threadkeep import Actor, Threadkeep
+from threadkeep.store.migrate import database_revision
+
+_out = threading.Lock()
+
+
+def emit(*lines: str) -> None:
+    with _out:
+        sys.stdout.write("".join(line + "\n" for line in lines))
+        sys.stdout.flush()
+
+
+def wait_go() -> None:
+    if sys.stdin.readline().strip() != "go":
+        raise SystemExit("expected go")
+
+
+def cmd_append(url: str, user: str, session: str, n: str, writer: str) -> None:
+    tk = Threadkeep.open(url)
+    emit("ready")
+    wait_go()
+    calls = write_messages(tk, Actor(user), session, writer, int(n))
+    emit(*(f"ack {a.writer} {a.client_id} {a.seq} {a.id}" for call in calls for a in call))
+    emit("done")
+    tk.close()
+
+
+SIZES = (1, 3, 1, 1, 5, 2, 1, 4)
+
+
+def cmd_loop(url: str, user: str, session: str, prefix: str, threads: str) -> None:
+    tk = Threadkeep.open(url)
+    actor = Actor(user)
+
+    def run(t: int) -> None:
+        writer = f"{prefix}.t{t}"
+        k = 0
+        try:
+            for i in range(10**9):
+                size = SIZES[(i + t) % len(SIZES)]
+                cids = [f"{writer}-{k + j}" for j in range(size)]
+                k += size
+                if size == 1:
+                    msgs = [
+                        tk.append_message(
+                            actor, session, {"role": "user", "content": "x", "client_id": cids[0]}
+                        ).value
+                    ]
+                else:
+                    msgs = tk.append_messages(
+                        actor,
+                        session,
+                        [{"role": "assistant", "content": c, "client_id": c} for c in cids],
+                    ).value
+                emit(*(f"ack {writer} {m.client_id} {m.seq} {m.id}" for m in msgs))
+        except BaseException:
+            traceback.print_exc()
+            sys.stderr.flush()
+            os._exit(3)
+
+    workers = [threading.Thread(target=run, args=(t,), daemon=True) for t in range(int(threads))]
+    emit("ready")
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+
+
+def cmd_open(url: str) -> None:
+    emit("ready")
+    wait_go()
+    tk = Threadkeep.open(url)
+    with tk.engine.sa_engine.connect() as conn:
+        rev = database_revision(conn)
+    emit(f"rev {rev}")
+    tk.close()
+
+
+def main() -> None:
+    mode, *args = sys.argv[1:]
+    try:
+        {"append": cmd_append, "loop": cmd_loop, "open": cmd_open}[mode](*args)
+    except BaseException:
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(3)
+
+
+if __name__ == "__main__":
+    main()

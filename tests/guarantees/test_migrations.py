@@ -1,0 +1,241 @@
+"""Schema changes are migrations: Alembic revisions applied on open, identical
+on SQLite and PostgreSQL, refused when the database is newer than the code,
+safe when several processes open a fresh database at once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import alembic.command
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from guarantee_helpers import Child
+
+import threadkeep
+from conftest import create_pg_database, drop_pg_database, row_counts
+from threadkeep import Actor, Threadkeep
+from threadkeep.store import migrate, tables
+from threadkeep.store.postgres import normalise_url
+
+FUTURE = "ffff_from_the_future"
+OPEN_ROUNDS = 1  # child start-up dominates; raise to hunt for a lock race
+
+
+def _sa_engine(url: str) -> sa.Engine:
+    """A plain engine beside threadkeep's own, to look at the database."""
+    if url.startswith("sqlite"):
+        return sa.create_engine(url, poolclass=sa.pool.NullPool)
+    return sa.create_engine(normalise_url(url), poolclass=sa.pool.NullPool)
+
+
+@contextmanager
+def _fresh_url(engine_name: str, path: Path) -> Iterator[str]:
+    if engine_name == "sqlite":
+        yield f"sqlite:///{path}"
+        return
+    url = create_pg_database()
+    try:
+        yield url
+    finally:
+        drop_pg_database(url)
+
+
+def _schema(url: str) -> dict[str, Any]:
+    """What the schema is made of, as the database reports it."""
+    eng = _sa_engine(url)
+    try:
+        insp = sa.inspect(eng)
+        out: dict[str, Any] = {}
+        for t in sorted(insp.get_table_names()):
+            out[t] = {
+                "columns": [
+                    (c["name"], str(c["type"]), c["nullable"]) for c in insp.get_columns(t)
+                ],
+                "pk": insp.get_pk_constraint(t)["constrained_columns"],
+                "indexes": sorted(
+                    (i["name"] or "", tuple(i["column_names"])) for i in insp.get_indexes(t)
+                ),
+                "uniques": sorted(
+                    (u["name"] or "", tuple(u["column_names"]))
+                    for u in insp.get_unique_constraints(t)
+                ),
+                "fks": sorted(
+                    (f["name"] or "", tuple(f["constrained_columns"]), f["referred_table"])
+                    for f in insp.get_foreign_keys(t)
+                ),
+            }
+        with eng.connect() as conn:
+            out["alembic_version"] = sorted(
+                conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars()
+            )
+        return out
+    finally:
+        eng.dispose()
+
+
+def _diffs(conn: sa.Connection) -> list[Any]:
+    ctx = MigrationContext.configure(
+        conn, opts={"compare_type": True, "compare_server_default": True}
+    )
+    return list(compare_metadata(ctx, tables.metadata))
+
+
+def test_upgrade_from_empty_reaches_the_code_head(db_url: str) -> None:
+    head = migrate.code_head()
+    with Threadkeep.open(db_url) as tk, tk.engine.sa_engine.connect() as conn:
+        assert migrate.database_revision(conn) == head
+        assert migrate.is_current(conn)
+        assert set(sa.inspect(conn).get_table_names()) == {
+            *tables.metadata.tables,
+            "alembic_version",
+        }
+        assert conn.execute(sa.text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
+        assert conn.execute(sa.select(tables.log_state)).all() == [(1, 0, 0)]
+    assert _schema(db_url)["alembic_version"] == [head]
+
+
+def test_opening_again_is_a_no_op(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with Threadkeep.open(db_url) as tk:
+        a = Actor(tk.create_user("ada").value.id)
+        s = tk.create_session(a, title="kept").value
+        tk.append_message(a, s.id, {"role": "user", "content": "hi"})
+        counts = row_counts(tk)
+    schema = _schema(db_url)
+
+    def no_upgrade(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the second open ran an Alembic upgrade")
+
+    monkeypatch.setattr(alembic.command, "upgrade", no_upgrade)
+    for _ in range(2):
+        with Threadkeep.open(db_url) as tk:
+            assert row_counts(tk) == counts
+            assert [m.content for m in tk.get_history(a, s.id)] == ["hi"]
+            assert migrate.upgrade(tk.engine.sa_engine) == migrate.code_head()
+    assert _schema(db_url) == schema
+
+
+def test_autogenerate_finds_no_difference_from_the_tables(db_url: str) -> None:
+    with Threadkeep.open(db_url) as tk, tk.engine.sa_engine.connect() as conn:
+        assert _diffs(conn) == []
+
+
+def test_autogenerate_comparison_would_see_a_difference(db_url: str) -> None:
+    """The no-difference check above has teeth: a changed type, a new column and
+    a missing index in the tables are each reported (so a clean comparison is
+    not an artefact of, e.g., the JSON/JSONB variant hiding types)."""
+    changed = sa.MetaData(naming_convention=tables.metadata.naming_convention)
+    for t in tables.metadata.sorted_tables:
+        t.to_metadata(changed)
+    changed.tables["users"].c["name"].type = sa.String(100)
+    changed.tables["sessions"].c["tags"].type = sa.Text()
+    changed.tables["messages"].append_column(sa.Column("extra", sa.Integer(), nullable=True))
+    changed.tables["tool_events"].indexes.clear()
+    with Threadkeep.open(db_url) as tk, tk.engine.sa_engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        diffs = compare_metadata(ctx, changed)
+    flat = [d for item in diffs for d in (item if isinstance(item, list) else [item])]
+    kinds = {(d[0], d[2], d[3]) if d[0] == "modify_type" else (d[0],) for d in flat}
+    assert ("modify_type", "users", "name") in kinds
+    assert ("modify_type", "sessions", "tags") in kinds
+    assert ("add_column",) in kinds
+    assert ("remove_index",) in kinds
+
+
+def test_a_newer_database_is_refused_and_left_unchanged(db_url: str) -> None:
+    with Threadkeep.open(db_url) as tk:
+        a = Actor(tk.create_user("ada").value.id)
+        tk.create_session(a, title="before the downgrade")
+        counts = row_counts(tk)
+    eng = _sa_engine(db_url)
+    try:
+        with eng.begin() as conn:
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = :v"), {"v": FUTURE})
+    finally:
+        eng.dispose()
+    schema = _schema(db_url)
+    assert schema["alembic_version"] == [FUTURE]
+
+    for migrate_flag in (True, False):
+        with pytest.raises(threadkeep.SchemaTooNew) as err:
+            Threadkeep.open(db_url, migrate=migrate_flag)
+        assert err.value.database_revision == FUTURE
+        assert err.value.code_revision == migrate.code_head()
+        assert FUTURE in str(err.value) and repr(migrate.code_head()) in str(err.value)
+        assert _schema(db_url) == schema
+
+    # Nothing changed: same schema, same rows (read with a plain engine).
+    eng = _sa_engine(db_url)
+    try:
+        with eng.connect() as conn:
+            after = {
+                t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+                for t in tables.metadata.sorted_tables
+            }
+            after["log_state.last_offset"] = conn.execute(
+                sa.select(tables.log_state.c.last_offset)
+            ).scalar_one()
+    finally:
+        eng.dispose()
+    assert after == counts
+
+
+@pytest.mark.slow
+def test_processes_opening_a_fresh_database_at_once_all_succeed(
+    engine_name: str, tmp_path: Path
+) -> None:
+    """Two processes open (and so migrate) a fresh database at the same
+    moment: the migration lock lets one migrate, the other finds the schema at
+    head. (Each child has imported threadkeep before "go", and an upgrade takes
+    a few hundred milliseconds, so the opens overlap.)"""
+    for rnd in range(OPEN_ROUNDS):
+        with _fresh_url(engine_name, tmp_path / f"fresh-{rnd}.db") as url:
+            children = [Child("open", url) for _ in range(2)]
+            try:
+                for c in children:
+                    c.wait_ready()
+                for c in children:
+                    c.go()
+            finally:
+                rcs = [c.finish(timeout=60) for c in children]
+            for c, rc in zip(children, rcs, strict=True):
+                assert rc == 0, f"round {rnd}: an opener failed (rc {rc}):\n{c.stderr}"
+                assert c.lines == [f"rev {migrate.code_head()}"]
+            assert _schema(url)["alembic_version"] == [migrate.code_head()]
+            with Threadkeep.open(url) as tk, tk.engine.sa_engine.connect() as conn:
+                assert conn.execute(sa.select(tables.log_state)).all() == [(1, 0, 0)]
+                assert _diffs(conn) == []
+
+
+def test_connections_have_the_durable_settings(db_url: str) -> None:
+    """SQLite: WAL, synchronous=FULL, foreign keys on, a busy timeout, on the
+    read pool and on the connection that writes. PostgreSQL: synchronous_commit
+    on for both."""
+    with Threadkeep.open(db_url) as tk:
+        if tk.dialect == "sqlite":
+            query = (
+                "PRAGMA journal_mode",
+                "PRAGMA synchronous",
+                "PRAGMA foreign_keys",
+                "PRAGMA busy_timeout",
+            )
+
+            def check(values: list[Any]) -> None:
+                mode, sync, fks, busy = values
+                assert (str(mode).lower(), sync, fks) == ("wal", 2, 1)
+                assert busy > 0
+        else:
+            query = ("SHOW synchronous_commit",)
+
+            def check(values: list[Any]) -> None:
+                assert values == ["on"]
+
+        with tk.engine.sa_engine.connect() as c1, tk.engine.sa_engine.connect() as c2:
+            for conn in (c1, c2):
+                check([conn.exec_driver_sql(q).scalar() for q in query])
+        written = tk.engine.write(lambda tx: [tx.conn.exec_driver_sql(q).scalar() for q in query])
+        check(written.value)
