@@ -124,6 +124,27 @@ def _params(sig: inspect.Signature) -> str:
 
 def _format(text: str) -> str:
     ruff = Path(sys.executable).with_name("ruff")
+    text = (
+        subprocess.run(
+            [
+                str(ruff),
+                "check",
+                "--fix",
+                "--quiet",
+                "--select",
+                "I",
+                "--stdin-filename",
+                str(TARGET),
+                "-",
+            ],
+            input=text,
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=ROOT,
+        ).stdout
+        or text
+    )
     res = subprocess.run(
         [str(ruff), "format", "--stdin-filename", str(TARGET), "-"],
         input=text,

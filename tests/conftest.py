@@ -25,9 +25,7 @@ import sqlalchemy as sa
 from threadkeep import Actor, Threadkeep
 from threadkeep.store import tables
 
-PG_ADMIN_URL = os.environ.get(
-    "THREADKEEP_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
+PG_ADMIN_URL = os.environ.get("THREADKEEP_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 ENGINES = ("sqlite", "postgres")
 _pg_state: dict[str, Any] = {}
 

@@ -81,7 +81,7 @@ def test_readme_set_up_has_exactly_two_commands() -> None:
     commands = re.findall(r"^```sh\n(.*?)^```", set_up, re.M | re.S)
 
     assert [c.strip() for c in commands] == [
-        "make venv && .venv/bin/threadkeep migrate",
+        "make venv && .venv/bin/threadkeep serve",
         "make test",
     ]
 

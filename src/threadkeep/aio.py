@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from threadkeep.library import Threadkeep
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
     from datetime import datetime
+
     from threadkeep.model.changes import Change
     from threadkeep.model.common import Actor, Committed, Page
     from threadkeep.model.events import (
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from threadkeep.model.users import User
     from threadkeep.service.branches import Rewound
     from threadkeep.service.messages import MessageInput, TimelineEventInput, ToolEventInput
+    from threadkeep.service.tokens import ApiToken, IssuedToken, Scope
 
 T = TypeVar("T")
 
@@ -112,6 +114,10 @@ class AsyncThreadkeep:
         """Append typed events to the session's timeline, in order."""
         return await self._run(self.sync.append_timeline_events, actor, session_id, events)
 
+    async def authenticate(self, token: str) -> ApiToken:
+        """The live token that ``token`` is."""
+        return await self._run(self.sync.authenticate, token)
+
     async def count_messages(self, actor: Actor, session_id: str) -> int:
         """How many messages the session's history holds, without reading them."""
         return await self._run(self.sync.count_messages, actor, session_id)
@@ -121,6 +127,20 @@ class AsyncThreadkeep:
     ) -> Committed[Session]:
         """Create a session owned by ``actor``."""
         return await self._run(self.sync.create_session, actor, session, **fields)
+
+    async def create_token(
+        self,
+        actor: Actor,
+        name: str,
+        *,
+        scopes: Iterable[str | Scope] = ("read", "write"),
+        expires_at: datetime | None = None,
+    ) -> Committed[IssuedToken]:
+        """Create an API token for ``actor``'s user. The returned ``token`` is
+        shown only now; threadkeep keeps its hash."""
+        return await self._run(
+            self.sync.create_token, actor, name, scopes=scopes, expires_at=expires_at
+        )
 
     async def create_user(self, name: str, *, id: str | None = None) -> Committed[User]:
         """Create a user; every session and message belongs to one."""
@@ -133,6 +153,11 @@ class AsyncThreadkeep:
         return await self._run(
             self.sync.delete_session, actor, session_id, expected_version=expected_version
         )
+
+    async def find_token(self, token_id: str) -> ApiToken:
+        """The token ``token_id``, whoever owns it (administrative: for the
+        command line). Raises TokenNotFound."""
+        return await self._run(self.sync.find_token, token_id)
 
     async def finish_tool_event(
         self,
@@ -228,6 +253,12 @@ class AsyncThreadkeep:
             self.sync.last_offset,
         )
 
+    async def list_all_tokens(self) -> list[ApiToken]:
+        """Every user's tokens (administrative: for the command line)."""
+        return await self._run(
+            self.sync.list_all_tokens,
+        )
+
     async def list_branches(self, actor: Actor, session_id: str) -> list[Session]:
         """Sessions forked from ``session_id`` (its direct branches)."""
         return await self._run(self.sync.list_branches, actor, session_id)
@@ -257,6 +288,10 @@ class AsyncThreadkeep:
         return await self._run(
             self.sync.list_timeline_events, actor, session_id, after_seq=after_seq, limit=limit
         )
+
+    async def list_tokens(self, actor: Actor) -> list[ApiToken]:
+        """``actor``'s tokens, oldest first, revoked and expired ones included."""
+        return await self._run(self.sync.list_tokens, actor)
 
     async def list_tool_events(
         self, actor: Actor, session_id: str, *, message_id: str | None = None
@@ -300,6 +335,10 @@ class AsyncThreadkeep:
         return await self._run(
             self.sync.restore_session, actor, session_id, expected_version=expected_version
         )
+
+    async def revoke_token(self, actor: Actor, token_id: str) -> Committed[ApiToken]:
+        """Revoke one of ``actor``'s tokens; it stops working at once."""
+        return await self._run(self.sync.revoke_token, actor, token_id)
 
     async def rewind_session(
         self,

@@ -14,12 +14,13 @@ from threadkeep.service.branches import BranchOps
 from threadkeep.service.changes import ChangeOps
 from threadkeep.service.events import EventOps
 from threadkeep.service.sessions import SessionOps
+from threadkeep.service.tokens import TokenOps
 from threadkeep.service.users import UserOps
 from threadkeep.store import open_engine
 from threadkeep.store.contract import StoreEngine
 
 
-class Threadkeep(UserOps, SessionOps, EventOps, BranchOps, ChangeOps):
+class Threadkeep(UserOps, SessionOps, EventOps, BranchOps, ChangeOps, TokenOps):
     """A durable store of chat and agent sessions.
 
     Examples:

@@ -41,7 +41,7 @@ def test_async_wrapper_runs_the_basic_operations(tk, actor):
             changes = await atk.read_changes(actor, 0)
             assert done.txid in {c.txid for c in changes}
         finally:
-            atk._executor.shutdown(wait=True)
+            await atk.close()  # closes tk too; its fixture's close is idempotent
 
     asyncio.run(main())
 
@@ -56,7 +56,7 @@ def test_async_errors_are_the_same_typed_errors(tk, actor):
             with pytest.raises(InvalidInput):
                 await atk.append_message(actor, s.id, {"role": "wizard"})
         finally:
-            atk._executor.shutdown(wait=True)
+            await atk.close()  # closes tk too; its fixture's close is idempotent
 
     asyncio.run(main())
 
@@ -78,7 +78,7 @@ def test_twenty_concurrent_async_appends_get_seqs_1_to_20_exactly_once(tk, actor
             assert (await atk.get_session(actor, s.id)).head_seq == 20
             return [r.value.seq for r in results]
         finally:
-            atk._executor.shutdown(wait=True)
+            await atk.close()  # closes tk too; its fixture's close is idempotent
 
     got = asyncio.run(main())
     assert sorted(got) == list(range(1, 21))
@@ -97,7 +97,7 @@ def test_concurrent_async_retries_with_one_client_id_store_one_message(tk, actor
             assert len({r.txid for r in results}) == 1
             assert await atk.count_messages(actor, s.id) == 1
         finally:
-            atk._executor.shutdown(wait=True)
+            await atk.close()  # closes tk too; its fixture's close is idempotent
 
     asyncio.run(main())
 

@@ -100,6 +100,37 @@ def test_fork_at_a_message_id_of_another_session_is_refused(tk, actor):
         tk.fork_session(actor, s.id, at_message_id=foreign_msg.id)
 
 
+def test_fork_at_an_inherited_message_id_of_a_branch_works(tk, actor):
+    s = with_messages(tk, actor, 5, prefix="a")
+    b = tk.fork_session(actor, s.id, at_seq=4).value
+    _append(tk, actor, b.id, "b5")
+    inherited = tk.get_history(actor, b.id)[1]  # a2, held by the parent
+    assert inherited.session_id == s.id
+    c = tk.fork_session(actor, b.id, at_message_id=inherited.id).value
+    assert c.fork_seq == 2
+    assert contents(tk.get_history(actor, c.id)) == ["a1", "a2"]
+
+
+def test_a_message_rewound_out_of_a_session_no_longer_names_a_fork_point_in_it(tk, actor):
+    s = with_messages(tk, actor, 4)
+    gone = tk.get_history(actor, s.id)[3]
+    branch = tk.rewind_session(actor, s.id, to_seq=2).value.branch
+    with writes_nothing(tk), pytest.raises((MessageNotFound, InvalidInput)):
+        tk.fork_session(actor, s.id, at_message_id=gone.id)
+    # ...but it does in the branch that now holds it
+    f = tk.fork_session(actor, branch.id, at_message_id=gone.id).value
+    assert f.fork_seq == 4
+
+
+def test_rewind_to_a_message_id_of_another_session_is_refused(tk, actor):
+    s = with_messages(tk, actor, 4)
+    other = with_messages(tk, actor, 4, prefix="o")
+    foreign_msg = tk.get_history(actor, other.id)[1]
+    with writes_nothing(tk), pytest.raises((MessageNotFound, InvalidInput)):
+        tk.rewind_session(actor, s.id, to_message_id=foreign_msg.id)
+    assert tk.count_messages(actor, s.id) == 4
+
+
 def test_fork_of_a_fork_reads_through_both_ancestors(tk, actor):
     s = with_messages(tk, actor, 5, prefix="a")
     b = tk.fork_session(actor, s.id, at_seq=3).value

@@ -264,3 +264,19 @@ def test_the_same_client_id_in_another_users_session_is_not_a_replay(world):
     tk.append_message(world.owner, owners.id, {**msg, "content": "owner's"})
     got = tk.append_message(world.other, s.id, msg).value
     assert (got.content, got.owner_id, got.seq) == ("mine", world.other.user_id, 1)
+
+
+def test_another_users_token_looks_exactly_like_a_missing_one(store):
+    from threadkeep.service.tokens import TokenNotFound
+
+    tk = store
+    owner = Actor(tk.create_user("token-owner").value.id)
+    other = Actor(tk.create_user("token-other").value.id)
+    issued = tk.create_token(owner, "laptop").value
+    with writes_nothing(tk):
+        foreign = _outcome(lambda: tk.revoke_token(other, issued.id))
+        missing = _outcome(lambda: tk.revoke_token(other, missing_id()))
+    assert foreign == missing == ("raised", TokenNotFound)
+    assert [t.id for t in tk.list_tokens(owner)] == [issued.id]
+    assert tk.list_tokens(other) == []
+    assert tk.authenticate(issued.token).revoked_at is None

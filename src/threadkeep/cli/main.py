@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 
 from threadkeep import __version__
-from threadkeep.cli import migrate
+from threadkeep.cli import migrate, serve, token
 
 app = typer.Typer(
     name="threadkeep",
@@ -22,6 +22,8 @@ app = typer.Typer(
 )
 
 app.command("migrate")(migrate.migrate)
+serve.register(app)
+token.register(app)
 
 
 @app.command("version")

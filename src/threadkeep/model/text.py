@@ -7,10 +7,10 @@ UTF-8. Accepting them on SQLite only would make the two engines disagree.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from threadkeep.errors import InvalidText, TooLarge
+from threadkeep.model import jsontext
 
 MAX_DEPTH = 64
 _INF = float("inf")
@@ -54,7 +54,7 @@ def check_json(field: str, value: Any, depth: int = 0) -> Any:
 
 def json_size(value: Any) -> int:
     """Bytes of ``value`` as compact UTF-8 JSON: what the size limits measure."""
-    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    return jsontext.size(value)
 
 
 def check_size(field: str, size: int, limit: int) -> None:

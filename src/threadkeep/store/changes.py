@@ -34,7 +34,10 @@ from threadkeep.store.tables import changes, log_state
 def row_json(row: Any) -> dict[str, Any]:
     """A table row as a JSON-able dict (timestamps as ISO 8601 text)."""
     out: dict[str, Any] = {}
+    # str(k): row keys can be SQLAlchemy's quoted_name, a str subclass that
+    # orjson will not take as a key.
     for k, v in dict(row).items():
+        k = str(k)
         if isinstance(v, datetime):
             out[k] = v.isoformat()
         elif isinstance(v, Decimal):

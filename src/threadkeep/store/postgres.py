@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -26,6 +25,7 @@ from sqlalchemy.engine import make_url
 
 from threadkeep.errors import StoreClosed, StoreError
 from threadkeep.model.common import Committed, utcnow
+from threadkeep.model.jsontext import dumps
 from threadkeep.store.changes import assign_offsets, change_params
 from threadkeep.store.contract import ReadFn, StoreEngine, WriteFn, WriteTx
 from threadkeep.store.tables import changes
@@ -53,10 +53,6 @@ _RECORD_KEYS = (
     "client_id",
     "metadata",
 )
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def normalise_url(url: str) -> sa.URL:
@@ -136,7 +132,7 @@ class PostgresStore(StoreEngine):
             pool_size=pool_size,
             max_overflow=max_overflow,
             pool_pre_ping=True,
-            json_serializer=_dumps,
+            json_serializer=dumps,
         )
         event.listen(self._engine, "connect", self._on_connect)
         self._closed = False
@@ -218,7 +214,7 @@ class PostgresStore(StoreEngine):
             "now_text": now.isoformat(),
             "sid": session_id,
             "owner": owner_id,
-            "rows": Jsonb(records, dumps=_dumps),
+            "rows": Jsonb(records, dumps=dumps),
         }
         with self._engine.connect() as conn:
             raw: psycopg.Connection[Any] = conn.connection.dbapi_connection  # type: ignore[assignment]

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from pathlib import Path
@@ -25,6 +24,7 @@ from sqlalchemy.engine import make_url
 
 from threadkeep.errors import StoreError, ThreadkeepError
 from threadkeep.model.common import Committed, utcnow
+from threadkeep.model.jsontext import dumps
 from threadkeep.store.changes import change_params
 from threadkeep.store.contract import ReadFn, StoreEngine, WriteFn, WriteTx
 from threadkeep.store.group_commit import GroupCommitQueue, Request
@@ -33,10 +33,6 @@ from threadkeep.store.tables import changes
 from threadkeep.store.translate import translate_errors
 
 T = TypeVar("T")
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _fold(value: str | None) -> str | None:
@@ -78,7 +74,7 @@ class SqliteStore(StoreEngine):
         self._engine = sa.create_engine(
             sa.URL.create("sqlite+pysqlite", database=self.path),
             isolation_level="AUTOCOMMIT",  # we issue BEGIN/COMMIT ourselves
-            json_serializer=_dumps,
+            json_serializer=dumps,
             pool_size=pool_size,
             max_overflow=pool_size * 4,
             connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
