@@ -64,7 +64,7 @@ class RowDecoder:
 
     def __init__(self, table: sa.Table, dialect: Dialect) -> None:
         self.cols: list[tuple[str, Processor]] = [
-            (c.name, c.type.dialect_impl(dialect).result_processor(dialect, None)) for c in table.c
+            (c.name, _result_processor(c, dialect)) for c in table.c
         ]
 
     def __call__(self, row: Sequence[Any]) -> dict[str, Any]:
@@ -72,6 +72,15 @@ class RowDecoder:
             name: (proc(v) if proc is not None else v)
             for (name, proc), v in zip(self.cols, row, strict=True)
         }
+
+
+def _result_processor(column: sa.Column[Any], dialect: Dialect) -> Processor:
+    try:
+        return column.type.dialect_impl(dialect).result_processor(dialect, None)
+    except TypeError:
+        # A processor that needs the driver's type code (SQLAlchemy's numeric
+        # types on psycopg): the driver already returns the Python type there.
+        return None
 
 
 _statements: WeakKeyDictionary[Dialect, dict[str, Prepared]] = WeakKeyDictionary()

@@ -22,6 +22,8 @@ from threadkeep.model.sessions import Session, SessionFilter
 from threadkeep.model.text import check_text
 from threadkeep.store.changes import row_json
 from threadkeep.store.contract import StoreEngine, WriteTx
+from threadkeep.store.prepared import cursor as prepared_cursor
+from threadkeep.store.prepared import decoder, prepared
 from threadkeep.store.tables import messages, sessions, timeline_events, tool_events
 
 
@@ -119,6 +121,9 @@ def list_sessions(
 ) -> tuple[list[Session], str | None]:
     """Newest activity first; keyset pagination on (last_activity_at, id), which
     the partial index ix_sessions_live_activity serves directly."""
+    plain = not flt.trashed and not flt.model_fields_set - {"trashed"}
+    if plain:
+        return _list_plain(conn, owner_id, limit, cursor)
     c = sessions.c
     q = sa.select(sessions).where(c.owner_id == owner_id)
     q = q.where(c.deleted_at.is_not(None) if flt.trashed else c.deleted_at.is_(None))
@@ -149,6 +154,36 @@ def list_sessions(
         last = items[-1]
         nxt = _encode_cursor(last.last_activity_at, last.id)
     return items, nxt
+
+
+def _list_plain(
+    conn: sa.Connection, owner_id: str, limit: int, cursor: str | None
+) -> tuple[list[Session], str | None]:
+    """The unfiltered list (what a sidebar shows), on compiled statements."""
+    values: dict[str, Any] = {"owner": owner_id, "n": limit + 1}
+    if cursor is None:
+        stmt = prepared(conn.dialect, "sessions.list", lambda: _list_statement(False))
+    else:
+        values["at"], values["key"] = _decode_cursor(cursor)
+        stmt = prepared(conn.dialect, "sessions.list.after", lambda: _list_statement(True))
+    decode = decoder(conn.dialect, sessions)
+    rows = stmt.execute(prepared_cursor(conn), values).fetchall()
+    items = [Session.model_construct(**decode(r)) for r in rows[:limit]]
+    nxt = None
+    if len(rows) > limit:
+        nxt = _encode_cursor(items[-1].last_activity_at, items[-1].id)
+    return items, nxt
+
+
+def _list_statement(after: bool) -> sa.Executable:
+    c = sessions.c
+    q = sa.select(sessions).where(c.owner_id == sa.bindparam("owner"), c.deleted_at.is_(None))
+    if after:
+        at = sa.bindparam("at", type_=c.last_activity_at.type)
+        q = q.where(sa.tuple_(c.last_activity_at, c.id) < sa.tuple_(at, sa.bindparam("key")))
+    return q.order_by(c.last_activity_at.desc(), c.id.desc()).limit(
+        sa.bindparam("n", type_=sa.BigInteger)
+    )
 
 
 def _conflict_or_missing(

@@ -40,6 +40,11 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         # with the same time, so the last conversion is kept (per thread).
         return _sqlite_datetime
 
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+        return _sqlite_parse  # our own storage format, read back by the C parser
+
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
@@ -65,6 +70,12 @@ def _sqlite_datetime(value: datetime | None) -> str | None:
     )
     _last.value, _last.text = value, text
     return text
+
+
+def _sqlite_parse(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
 # jsonb on PostgreSQL (indexable, compact), JSON text on SQLite. Python None
