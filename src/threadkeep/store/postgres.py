@@ -67,7 +67,7 @@ def normalise_url(url: str) -> sa.URL:
 # A plain append in one statement: allocate seq by bumping the session row
 # (the row lock orders concurrent appends), insert the messages, and write
 # their change-log rows, all with this transaction's id. Sent with BEGIN and
-# COMMIT in one pipeline, the whole durable append is one round trip, as the
+# COMMIT implied (autocommit), the whole durable append is one round trip, as the
 # raw driver's single-statement append is. `rows` carries the messages and
 # their change-log rows (built by store/messages.py, the same code as the
 # general path) as JSON; seq is filled in here.
@@ -131,7 +131,9 @@ class PostgresStore(StoreEngine):
             normalise_url(url),
             pool_size=pool_size,
             max_overflow=max_overflow,
-            pool_pre_ping=True,
+            # No pre-ping: it would add a round trip to every operation. A
+            # connection found dead raises a disconnect error, SQLAlchemy drops
+            # it (and the pool's older ones), and write() runs again.
             json_serializer=dumps,
         )
         event.listen(self._engine, "connect", self._on_connect)
@@ -163,7 +165,10 @@ class PostgresStore(StoreEngine):
                         txid = self._flush(tx)
                     return Committed(value, txid)
             except (sa_exc.DBAPIError, psycopg.Error) as exc:
-                if attempt < _MAX_ATTEMPTS and (is_retryable(exc) or is_unique_violation(exc)):
+                dropped = getattr(exc, "connection_invalidated", False)
+                if attempt < _MAX_ATTEMPTS and (
+                    dropped or is_retryable(exc) or is_unique_violation(exc)
+                ):
                     continue
                 with translate_errors():
                     raise
@@ -218,16 +223,21 @@ class PostgresStore(StoreEngine):
         }
         with self._engine.connect() as conn:
             raw: psycopg.Connection[Any] = conn.connection.dbapi_connection  # type: ignore[assignment]
+            # One statement in autocommit is its own transaction: atomic, and
+            # one round trip, as the raw driver's append is.
+            raw.autocommit = True
             try:
-                with raw.pipeline(), raw.cursor() as cur:
-                    cur.execute(_APPEND_AT_ONCE, params)
-                    raw.commit()
-                    got = cur.fetchone()
-            except psycopg.Error:
-                # A clash (e.g. a client id written concurrently): nothing was
-                # written; the general path sorts it out.
-                raw.rollback()
+                got = raw.execute(_APPEND_AT_ONCE, params).fetchone()
+            except psycopg.OperationalError:
+                conn.invalidate()  # a broken connection: not back into the pool
                 return None
+            except psycopg.Error:
+                # A clash (e.g. a client id written concurrently): the statement
+                # wrote nothing; the general path sorts it out.
+                return None
+            finally:
+                if not raw.closed:
+                    raw.autocommit = False
         if got is None:
             return None
         return int(got[0]), int(got[1]), int(got[2]), int(got[3]), int(got[4])
