@@ -112,6 +112,32 @@ def other_actor(tk: Threadkeep) -> Actor:
     return Actor(tk.create_user("mallory").value.id)
 
 
+def shared_store_fixture(prefix: str = "shared") -> Any:
+    """A module-scoped store per engine, for large tables of cases that each
+    make their own users and sessions: every row is scoped to a user, so cases
+    sharing a database cannot see each other, and a fresh PostgreSQL database
+    per case would cost more than the case. Assign it in a test module:
+    ``store = shared_store_fixture()``."""
+
+    @pytest.fixture(scope="module", params=ENGINES)
+    def _store(
+        request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[Threadkeep]:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path_factory.mktemp(prefix) / 'threadkeep.db'}"
+        else:
+            url = create_pg_database()
+        store = Threadkeep.open(url)
+        try:
+            yield store
+        finally:
+            store.close()
+            if request.param != "sqlite":
+                drop_pg_database(url)
+
+    return _store
+
+
 def row_counts(tk: Threadkeep) -> dict[str, int]:
     """Rows per table: take before and after a failing call to show it wrote nothing."""
     out: dict[str, int] = {}

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from conftest import ENGINES, create_pg_database, drop_pg_database, row_counts
+from conftest import row_counts, shared_store_fixture
 from threadkeep import Actor, Threadkeep
 from threadkeep.api import ApiSettings, create_app
 
@@ -28,27 +28,8 @@ PROBLEM_FIELDS = ("type", "title", "status", "detail", "instance", "request_id")
 
 
 def api_store_fixture() -> Any:
-    """A module-scoped store per engine. Every test makes its own users, and
-    every row is scoped to a user, so tests sharing a database cannot see each
-    other; a fresh PostgreSQL database per test would cost seconds each."""
-
-    @pytest.fixture(scope="module", params=ENGINES)
-    def _store(
-        request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-    ) -> Iterator[Threadkeep]:
-        if request.param == "sqlite":
-            url = f"sqlite:///{tmp_path_factory.mktemp('api') / 'threadkeep.db'}"
-        else:
-            url = create_pg_database()
-        store = Threadkeep.open(url)
-        try:
-            yield store
-        finally:
-            store.close()
-            if request.param != "sqlite":
-                drop_pg_database(url)
-
-    return _store
+    """A module-scoped store per engine (see conftest.shared_store_fixture)."""
+    return shared_store_fixture("api")
 
 
 class Api:

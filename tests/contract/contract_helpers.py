@@ -7,10 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
-from conftest import ENGINES, create_pg_database, drop_pg_database, row_counts
+from conftest import row_counts
 from threadkeep import Actor, Message, Session, Threadkeep
 from threadkeep.store import tables
 
@@ -103,30 +102,6 @@ def contents(messages: list[Message]) -> list[str]:
 
 def seqs(messages: list[Message]) -> list[int]:
     return [m.seq for m in messages]
-
-
-def shared_store_fixture() -> Any:
-    """A module-scoped store per engine, for large tables of cases that each
-    make their own users and sessions (a fresh database per case would cost
-    more than the case). Assign it in a test module: ``store = shared_store_fixture()``."""
-
-    @pytest.fixture(scope="module", params=ENGINES)
-    def _store(
-        request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-    ) -> Iterator[Threadkeep]:
-        if request.param == "sqlite":
-            url = f"sqlite:///{tmp_path_factory.mktemp('shared') / 'threadkeep.db'}"
-        else:
-            url = create_pg_database()
-        store = Threadkeep.open(url)
-        try:
-            yield store
-        finally:
-            store.close()
-            if request.param != "sqlite":
-                drop_pg_database(url)
-
-    return _store
 
 
 def not_raising(cases: dict[str, Any], call: Any, error: type[BaseException]) -> dict[str, str]:

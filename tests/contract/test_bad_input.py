@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from contract_helpers import shared_store_fixture, user_msgs, writes_nothing
+from contract_helpers import user_msgs, writes_nothing
 
+from conftest import shared_store_fixture
 from threadkeep import (
     Actor,
     InvalidInput,

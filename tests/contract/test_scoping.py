@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from contract_helpers import missing_id, shared_store_fixture, user_msgs, writes_nothing
+from contract_helpers import missing_id, user_msgs, writes_nothing
 
+from conftest import shared_store_fixture
 from threadkeep import (
     Actor,
     MessageNotFound,

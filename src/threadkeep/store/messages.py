@@ -20,6 +20,7 @@ from threadkeep.model.common import Committed, utcnow
 from threadkeep.model.events import NewTimelineEvent, NewToolEvent
 from threadkeep.model.ids import new_id
 from threadkeep.model.messages import Appended, Message, NewMessage, Role
+from threadkeep.model.trusted import trusted
 from threadkeep.store import sessions as session_q
 from threadkeep.store.changes import row_json
 from threadkeep.store.contract import StoreEngine, WriteTx
@@ -35,7 +36,7 @@ def _construct(values: Any) -> Message:
     m = dict(values)
     m.pop("txid", None)
     m["role"] = Role(m["role"])
-    return Message.model_construct(**m)
+    return trusted(Message, m)
 
 
 def to_message(row: Any) -> Message:

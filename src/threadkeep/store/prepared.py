@@ -64,7 +64,7 @@ class RowDecoder:
 
     def __init__(self, table: sa.Table, dialect: Dialect) -> None:
         self.cols: list[tuple[str, Processor]] = [
-            (c.name, _result_processor(c, dialect)) for c in table.c
+            (str(c.name), _result_processor(c, dialect)) for c in table.c
         ]
 
     def __call__(self, row: Sequence[Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from threadkeep.errors import (
 )
 from threadkeep.model.sessions import Session, SessionFilter
 from threadkeep.model.text import check_text
+from threadkeep.model.trusted import trusted
 from threadkeep.store.changes import row_json
 from threadkeep.store.contract import StoreEngine, WriteTx
 from threadkeep.store.prepared import cursor as prepared_cursor
@@ -28,7 +29,7 @@ from threadkeep.store.tables import messages, sessions, timeline_events, tool_ev
 
 
 def to_session(row: Any) -> Session:
-    return Session.model_construct(**row._mapping)
+    return trusted(Session, {str(k): v for k, v in row._mapping.items()})
 
 
 def log_session(tx: WriteTx, op: str, row: Any) -> None:
@@ -168,7 +169,7 @@ def _list_plain(
         stmt = prepared(conn.dialect, "sessions.list.after", lambda: _list_statement(True))
     decode = decoder(conn.dialect, sessions)
     rows = stmt.execute(prepared_cursor(conn), values).fetchall()
-    items = [Session.model_construct(**decode(r)) for r in rows[:limit]]
+    items = [trusted(Session, decode(r)) for r in rows[:limit]]
     nxt = None
     if len(rows) > limit:
         nxt = _encode_cursor(items[-1].last_activity_at, items[-1].id)
