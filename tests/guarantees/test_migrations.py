@@ -19,7 +19,7 @@ from guarantee_helpers import Child
 import threadkeep
 from conftest import create_pg_database, drop_pg_database, row_counts
 from threadkeep import Actor, Threadkeep
-from threadkeep.store import migrate, tables
+from threadkeep.store import migrate, open_engine, tables
 from threadkeep.store.postgres import normalise_url
 
 FUTURE = "ffff_from_the_future"
@@ -97,6 +97,59 @@ def test_upgrade_from_empty_reaches_the_code_head(db_url: str) -> None:
         assert conn.execute(sa.text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
         assert conn.execute(sa.select(tables.log_state)).all() == [(1, 0, 0)]
     assert _schema(db_url)["alembic_version"] == [head]
+
+
+def _revisions() -> list[str]:
+    """Every revision, oldest first."""
+    script = migrate.ScriptDirectory.from_config(migrate.alembic_config())
+    return [r.revision for r in reversed(list(script.walk_revisions()))]
+
+
+@pytest.mark.parametrize("start", _revisions()[:-1])
+def test_upgrade_from_each_earlier_revision_keeps_the_data(db_url: str, start: str) -> None:
+    """A database left at an older revision, with data written by that schema,
+    upgrades to the head on open and reads back whole."""
+    old = open_engine(db_url, migrate=False)
+    try:
+        eng = old.sa_engine
+        migrate.upgrade(eng, start)
+        with eng.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO users (id, name, created_at, disabled) "
+                    "VALUES ('u1', 'old', CURRENT_TIMESTAMP, false)"
+                )
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO sessions (id, owner_id, title, state, tags, starred, pinned, "
+                    "archived, metadata, head_seq, event_seq, input_tokens, output_tokens, "
+                    "cost_usd, version, created_at, updated_at, last_activity_at) VALUES "
+                    "('s1', 'u1', 'kept', 'active', '[]', false, false, false, '{}', 2, 0, 0, 0, "
+                    "0, 1, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                )
+            )
+            for seq in (1, 2):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO messages (id, owner_id, session_id, seq, role, content, "
+                        "metadata, created_at) VALUES (:id, 'u1', 's1', :seq, 'user', :c, '{}', "
+                        "CURRENT_TIMESTAMP)"
+                    ),
+                    {"id": f"m{seq}", "seq": seq, "c": f"old {seq}"},
+                )
+    finally:
+        old.close()
+    with Threadkeep.open(db_url) as tk, tk.engine.sa_engine.connect() as conn:
+        assert migrate.database_revision(conn) == migrate.code_head()
+        history = tk.get_history(Actor("u1"), "s1")
+        assert [(m.seq, m.content, m.status.value) for m in history] == [
+            (1, "old 1", "complete"),
+            (2, "old 2", "complete"),
+        ]
+        appended = tk.append_message(Actor("u1"), "s1", {"role": "user", "content": "new"})
+        assert appended.value.seq == 3
+        assert _diffs(conn) == []
 
 
 def test_opening_again_is_a_no_op(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

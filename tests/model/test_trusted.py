@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from threadkeep import Message, Role, Session
+from threadkeep import Message, MessageStatus, Role, Session
 from threadkeep.model.trusted import trusted
 
 NOW = datetime(2026, 11, 21, 6, 0, tzinfo=UTC)
@@ -20,7 +20,7 @@ ROWS: list[tuple[type[BaseModel], dict[str, Any]]] = [
             "id": "m1", "owner_id": "u", "session_id": "s", "seq": 3, "role": Role.USER,
             "content": "hi", "parts": None, "tool_calls": [{"x": 1}], "model": None,
             "input_tokens": 5, "output_tokens": None, "client_id": "c", "metadata": {"k": "v"},
-            "created_at": NOW,
+            "created_at": NOW, "status": MessageStatus.COMPLETE,
         },
     ),
     (

@@ -10,7 +10,7 @@ from threadkeep.model.events import (
     ToolEventUpdate,
     ToolStatus,
 )
-from threadkeep.model.messages import Message, NewMessage, Role
+from threadkeep.model.messages import Message, MessageStatus, NewMessage, Role
 from threadkeep.model.sessions import NewSession, Session, SessionFilter, SessionPatch
 from threadkeep.model.users import User
 
@@ -19,6 +19,7 @@ __all__ = [
     "Change",
     "Committed",
     "Message",
+    "MessageStatus",
     "NewMessage",
     "NewSession",
     "NewTimelineEvent",

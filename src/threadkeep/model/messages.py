@@ -23,6 +23,12 @@ class Role(StrEnum):
     TOOL = "tool"
 
 
+class MessageStatus(StrEnum):
+    COMPLETE = "complete"
+    STREAMING = "streaming"  # an assistant reply whose tokens are still arriving
+    INCOMPLETE = "incomplete"  # the stream stopped before it was finished
+
+
 class Message(BaseModel):
     """A message as stored. ``seq`` is its 1-based position in the session's
     history, assigned inside the writing transaction: contiguous and unique.
@@ -45,6 +51,7 @@ class Message(BaseModel):
     client_id: str | None
     metadata: dict[str, Any]
     created_at: datetime
+    status: MessageStatus = MessageStatus.COMPLETE
 
 
 class NewMessage(BaseModel):

@@ -19,7 +19,7 @@ from threadkeep.errors import AlreadyExists, InvalidInput, MessageNotFound, Sess
 from threadkeep.model.common import Committed, utcnow
 from threadkeep.model.events import NewTimelineEvent, NewToolEvent
 from threadkeep.model.ids import new_id
-from threadkeep.model.messages import Appended, Message, NewMessage, Role
+from threadkeep.model.messages import Appended, Message, MessageStatus, NewMessage, Role
 from threadkeep.model.trusted import trusted
 from threadkeep.store import sessions as session_q
 from threadkeep.store.changes import row_json
@@ -36,6 +36,7 @@ def _construct(values: Any) -> Message:
     m = dict(values)
     m.pop("txid", None)
     m["role"] = Role(m["role"])
+    m["status"] = MessageStatus(m.get("status") or "complete")
     return trusted(Message, m)
 
 
@@ -347,6 +348,7 @@ def message_rows(
             "metadata": m.metadata,
             "created_at": now,
             "txid": txid,
+            "status": "complete",
         }
         for i, m in enumerate(fresh, start=1)
     ]

@@ -26,6 +26,7 @@ metadata = sa.MetaData(
 )
 
 ID = sa.String(128)
+MESSAGE_STATUSES = ("complete", "streaming", "incomplete")
 ROLES = ("system", "developer", "user", "assistant", "tool")
 TOOL_STATUSES = ("started", "running", "succeeded", "failed", "cancelled")
 OPERATIONS = ("insert", "update", "delete")
@@ -140,6 +141,9 @@ messages = sa.Table(
     # The transaction that wrote the row: an idempotent retry answers with it,
     # so a sync client waiting for that txid sees it arrive.
     sa.Column("txid", sa.BigInteger(), nullable=True),
+    # complete, or streaming (an assistant reply still arriving), or incomplete
+    # (the stream stopped before it was finished). Revision 0002.
+    sa.Column("status", sa.String(16), nullable=False, server_default="complete"),
     _session_fk(),
     # One order, no duplicates: the database enforces both. The client_id
     # index is partial: appends without a client id pay nothing for it.
@@ -154,6 +158,7 @@ messages = sa.Table(
     ),
     sa.CheckConstraint("seq >= 1", name="seq"),
     sa.CheckConstraint(_in("role", ROLES), name="role"),
+    sa.CheckConstraint(_in("status", MESSAGE_STATUSES), name="status"),
 )
 
 tool_events = sa.Table(
