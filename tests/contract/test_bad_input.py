@@ -604,3 +604,12 @@ def test_an_id_holding_unstorable_text_raises_a_typed_error_not_a_crash(ctx, key
     with writes_nothing(ctx.tk), pytest.raises(ThreadkeepError) as info:
         calls[op]()
     assert isinstance(info.value, InvalidInput | NotFound), repr(info.value)
+
+
+def test_a_float_beyond_64_bits_is_refused_on_both_engines(ctx: Ctx) -> None:
+    """jsonb would read 1e20 back as an integer on PostgreSQL, not on SQLite."""
+    for value in (1e20, -1.8446744073709552e19):
+        with writes_nothing(ctx.tk), pytest.raises(InvalidInput):
+            ctx.tk.append_message(ctx.actor, ctx.sid, _msg(metadata={"x": value}))
+        with writes_nothing(ctx.tk), pytest.raises(InvalidInput):
+            ctx.tk.finish_tool_event(ctx.actor, ctx.event_id, output=value)

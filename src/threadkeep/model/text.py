@@ -45,6 +45,10 @@ def check_json(field: str, value: Any, depth: int = 0) -> Any:
     elif value is None or isinstance(value, bool | int | float):
         if isinstance(value, float) and (value != value or value in (_INF, -_INF)):
             raise InvalidText(field, "holds NaN or infinity, which JSON cannot represent")
+        if isinstance(value, float) and abs(value) >= 2**63:
+            # PostgreSQL's jsonb keeps 1e20 as the integer 100000000000000000000,
+            # so the engines would hand back different values: refused on both.
+            raise InvalidText(field, "holds a number beyond the 64-bit range")
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**63 - 1:
             raise InvalidText(field, "holds an integer beyond 64 bits")
     else:
