@@ -17,7 +17,10 @@ Steps:
 3. ``benchmarks.extra`` in the same venv: threadkeep-only workloads (100k
    sessions, keyset depth, fork and last-50 of a 10k-message session), on
    SQLite and, when reachable, PostgreSQL.
-4. ``benchmarks/RESULTS.md`` from the run's JSON (benchmarks/report.py).
+4. ``benchmarks.http`` (in this venv): requests/s and p50/p99 of append and
+   last-50 through ``threadkeep serve`` (SQLite, PostgreSQL) beside FastAPI +
+   the best peer, each server its own process on loopback (``--no-http`` skips it).
+5. ``benchmarks/RESULTS.md`` from the run's JSON (benchmarks/report.py).
 
 If PostgreSQL is not reachable, only the SQLite adapters and workloads run,
 and RESULTS.md says so.
@@ -175,12 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workloads", default="W1,W2,W3,W4,W5", help="peersbench --workloads")
     ap.add_argument("--timeout", type=int, default=420, help="per adapter, seconds")
     ap.add_argument("--no-extra", action="store_true", help="skip the threadkeep-only workloads")
+    ap.add_argument("--no-http", action="store_true", help="skip the HTTP benchmark")
     ap.add_argument("--out", default=None, help="RESULTS.md path (default: see below)")
     ap.add_argument(
         "--report", metavar="RUN_DIR", help="only re-render RESULTS.md from an existing run"
     )
     args = ap.parse_args(argv)
 
+    from benchmarks.http import HTTP_JSON
     from benchmarks.report import render
 
     if args.report:
@@ -248,6 +253,20 @@ def main(argv: list[str] | None = None) -> int:
             meta["extra_exit"] = x.returncode
         except subprocess.TimeoutExpired:
             meta["extra_exit"] = "timeout (1800 s)"
+    if not args.no_http:
+        # The load generator runs in this (the project's) venv; the peer's
+        # FastAPI app in the peers' venv. Shorter cells for a smoke run.
+        hcmd = [sys.executable, "-m", "benchmarks.http", "--no-results-md"]
+        hcmd += ["--out-json", os.path.join(rdir, HTTP_JSON)]
+        hcmd += ["--duration", str(max(0.3, 2.0 * min(args.scale, 1.0)))]
+        if not pg_ok:
+            hcmd.append("--no-pg")
+        log("running: " + " ".join(hcmd))
+        try:
+            h = subprocess.run(hcmd, env=env, cwd=REPO, timeout=900, stdout=subprocess.DEVNULL)
+            meta["http_exit"] = h.returncode
+        except subprocess.TimeoutExpired:
+            meta["http_exit"] = "timeout (900 s)"
     meta["total_s"] = time.perf_counter() - t0
     try:
         meta["loadavg_after"] = os.getloadavg()

@@ -10,6 +10,8 @@ import math
 import os
 from typing import Any
 
+from benchmarks.http import HTTP_JSON, render_section
+
 TK = {"sqlite": "threadkeep-sqlite", "postgres": "threadkeep-pg"}
 FLOOR = {"sqlite": "raw-sqlite-wal-full", "postgres": "raw-psycopg"}
 DASH = "\u2013"
@@ -606,6 +608,9 @@ def render(rdir: str) -> str:
     if meta.get("extra_exit") not in (0, None):
         add(f"- benchmarks.extra exited with {meta['extra_exit']}")
         any_bad = True
+    if meta.get("http_exit") not in (0, None):
+        add(f"- benchmarks.http exited with {meta['http_exit']}")
+        any_bad = True
     if not any_bad:
         add("- none: every adapter ran every workload that applies to it and passed verification.")
     add("")
@@ -633,4 +638,7 @@ def render(rdir: str) -> str:
         "- Ratios are within this run. The peers' own figures and caveats are in "
         "`../shared/bench/peers/RESULTS.md`.\n"
     )
+    http_json = os.path.join(rdir, HTTP_JSON)
+    if os.path.exists(http_json):
+        add(render_section(_json(http_json)))
     return "\n".join(L)
