@@ -29,7 +29,7 @@ if TYPE_CHECKING:
         ToolEventUpdate,
         ToolStatus,
     )
-    from threadkeep.model.messages import Appended, Message
+    from threadkeep.model.messages import Appended, Message, MessageStatus, NewMessage
     from threadkeep.model.sessions import NewSession, Session, SessionFilter, SessionPatch
     from threadkeep.model.users import User
     from threadkeep.service.branches import Rewound
@@ -154,10 +154,43 @@ class AsyncThreadkeep:
             self.sync.delete_session, actor, session_id, expected_version=expected_version
         )
 
+    async def extend_message(self, actor: Actor, message_id: str, delta: str) -> Committed[Message]:
+        """Add ``delta`` to the end of a streaming message's content."""
+        return await self._run(self.sync.extend_message, actor, message_id, delta)
+
     async def find_token(self, token_id: str) -> ApiToken:
         """The token ``token_id``, whoever owns it (administrative: for the
         command line). Raises TokenNotFound."""
         return await self._run(self.sync.find_token, token_id)
+
+    async def finish_message(
+        self,
+        actor: Actor,
+        message_id: str,
+        *,
+        status: MessageStatus | str = "complete",
+        content: str | None = None,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        model: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Committed[Message]:
+        """Finish a streaming message, atomically: set its status (``complete``
+        or ``incomplete``) and any of the fields given. ``content`` replaces
+        the text gathered so far (e.g. the model's final, exact reply);
+        ``metadata`` replaces the message's metadata; token counts given are
+        added to the session's totals."""
+        return await self._run(
+            self.sync.finish_message,
+            actor,
+            message_id,
+            status=status,
+            content=content,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            model=model,
+            metadata=metadata,
+        )
 
     async def finish_tool_event(
         self,
@@ -359,6 +392,13 @@ class AsyncThreadkeep:
             to_message_id=to_message_id,
             branch_id=branch_id,
         )
+
+    async def start_message(
+        self, actor: Actor, session_id: str, message: NewMessage | Mapping[str, Any]
+    ) -> Committed[Message]:
+        """Append ``message`` with status ``streaming``: the start of a reply
+        whose text will arrive in pieces. Its seq is allocated now."""
+        return await self._run(self.sync.start_message, actor, session_id, message)
 
     async def start_tool_event(
         self, actor: Actor, session_id: str, event: NewToolEvent | Mapping[str, Any]

@@ -45,6 +45,27 @@ class Limits(BaseModel):
     max_page: int = Field(default=1_000, ge=1)
 
 
+class ApiSettings(BaseModel):
+    """Settings of the HTTP layer: limits on what one request may send.
+
+    The ``[api]`` table of the config file, ``THREADKEEP_API__*`` variables
+    (e.g. ``THREADKEEP_API__MAX_BODY_BYTES``), or ``load_settings(api=...)``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1,
+        description="Largest request body, in bytes; a bigger one gets 413.",
+    )
+    max_json_depth: int = Field(
+        default=100,
+        ge=1,
+        description="Deepest nesting of a JSON body; a deeper one gets 400.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="THREADKEEP_", env_nested_delimiter="__", extra="forbid"
@@ -52,6 +73,7 @@ class Settings(BaseSettings):
 
     database_url: str = Field(default_factory=default_database_url)
     limits: Limits = Field(default_factory=Limits)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     host: str = "127.0.0.1"
     port: int = Field(default=8765, ge=0, le=65535)
 

@@ -14,13 +14,14 @@ from threadkeep.service.branches import BranchOps
 from threadkeep.service.changes import ChangeOps
 from threadkeep.service.events import EventOps
 from threadkeep.service.sessions import SessionOps
+from threadkeep.service.streaming import StreamOps
 from threadkeep.service.tokens import TokenOps
 from threadkeep.service.users import UserOps
 from threadkeep.store import open_engine
 from threadkeep.store.contract import StoreEngine
 
 
-class Threadkeep(UserOps, SessionOps, EventOps, BranchOps, ChangeOps, TokenOps):
+class Threadkeep(UserOps, SessionOps, EventOps, BranchOps, ChangeOps, TokenOps, StreamOps):
     """A durable store of chat and agent sessions.
 
     Examples:

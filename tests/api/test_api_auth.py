@@ -218,6 +218,9 @@ FOREIGN: dict[tuple[str, str], Any] = {
     ("POST", "/v1/sessions/{session_id}/messages"): {
         "messages": [{"role": "user", "content": "x"}]
     },
+    # bytes: sent as they are, as NDJSON (the streaming route reads no JSON body)
+    ("POST", "/v1/sessions/{session_id}/messages/stream"): b'{"role": "assistant"}\n'
+    b'{"delta": "x"}\n',
     ("GET", "/v1/sessions/{session_id}/messages"): None,
     ("GET", "/v1/sessions/{session_id}/history"): None,
     ("GET", "/v1/messages/{message_id}"): None,
@@ -255,6 +258,13 @@ def test_every_v1_route_is_covered_by_the_cross_user_cases(api: Api) -> None:
     assert routes == set(FOREIGN) | OWN
 
 
+def _send(api: Api, method: str, url: str, body: Any, headers: dict[str, str]) -> Any:
+    if isinstance(body, bytes):
+        ndjson = {**headers, "content-type": "application/x-ndjson"}
+        return api.request(method, url, content=body, headers=ndjson)
+    return api.request(method, url, json=body, headers=headers)
+
+
 def test_another_users_ids_answer_404_on_every_route_and_nothing_is_written(
     api: Api, store: Threadkeep
 ) -> None:
@@ -265,14 +275,15 @@ def test_another_users_ids_answer_404_on_every_route_and_nothing_is_written(
     with writes_nothing(store):
         for (method, template), body in FOREIGN.items():
             url = template.format(**ids)
-            r = api.request(method, url, json=body, headers=attacker.headers)
+            r = _send(api, method, url, body, attacker.headers)
             problem = assert_problem(r, 404)
             # Exactly like a missing id: same status, same title, no hint of existence.
-            missing = api.request(
+            missing = _send(
+                api,
                 method,
                 template.format(**{k: f"missing-{k}" for k in ids}),
-                json=body,
-                headers=attacker.headers,
+                body,
+                attacker.headers,
             )
             assert assert_problem(missing, 404)["title"] == problem["title"], (method, url)
 

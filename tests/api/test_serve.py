@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -36,10 +36,12 @@ STARTUP_TIMEOUT = 30.0
 class Server:
     """A ``threadkeep serve`` subprocess and what it printed."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], log_path: Path, args: Sequence[str] = (), *, wait: bool = True
+    ) -> None:
         self.log = log_path.open("a")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "threadkeep.cli", "serve", "--port", "0"],
+            [sys.executable, "-m", "threadkeep.cli", "serve", "--port", "0", *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self.log,
@@ -50,6 +52,12 @@ class Server:
         self.stdout: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        self.base = ""
+        if wait:
+            self.wait_until_serving()
+
+    def wait_until_serving(self) -> None:
+        """Wait for the banner and a healthy /healthz."""
         self.base = self._wait_for(r"serving (http://127\.0\.0\.1:\d+)")
         self._wait_until_healthy()
 

@@ -19,9 +19,17 @@ from threadkeep import __version__
 from threadkeep.api import problems
 from threadkeep.api.metrics import Metrics
 from threadkeep.api.middleware import BodyGuard, RequestContext
-from threadkeep.api.routes import branches, events, health, messages, sessions, tokens
+from threadkeep.api.routes import (
+    branches,
+    events,
+    health,
+    messages,
+    sessions,
+    streaming,
+    tokens,
+)
 from threadkeep.api.settings import ApiSettings
-from threadkeep.config import Settings
+from threadkeep.config import Settings, load_settings
 from threadkeep.library import Threadkeep
 
 DESCRIPTION = """\
@@ -52,9 +60,11 @@ def create_app(
     Args:
         tk: an open store; the caller closes it after the server stops.
         settings: the threadkeep settings (default: loaded as usual).
-        api: HTTP limits (default: defaults < ``THREADKEEP_API__*`` env).
+        api: HTTP limits (default: ``settings.api``, i.e. defaults < the
+            ``[api]`` table of the config file < ``THREADKEEP_API__*`` env).
     """
-    api = api or ApiSettings()
+    if api is None:
+        api = (settings or load_settings()).api
     metrics = Metrics()
     app = FastAPI(
         title="threadkeep",
@@ -67,12 +77,15 @@ def create_app(
     app.state.api_settings = api
     app.state.metrics = metrics
     problems.install(app)
-    for module in (sessions, messages, branches, events, tokens, health):
+    for module in (sessions, messages, streaming, branches, events, tokens, health):
         app.include_router(module.router)
     # add_middleware puts each new one outside the previous: RequestContext is
     # outermost, so even BodyGuard's refusals get a request id and a log line.
     app.add_middleware(
-        BodyGuard, max_body_bytes=api.max_body_bytes, max_json_depth=api.max_json_depth
+        BodyGuard,
+        max_body_bytes=api.max_body_bytes,
+        max_json_depth=api.max_json_depth,
+        streamed=streaming.STREAMED_BODY,
     )
     app.add_middleware(RequestContext, metrics=metrics)
 

@@ -9,7 +9,9 @@
   body over the size limit (by ``Content-Length`` and by counting the bytes
   that arrive), one that is not UTF-8, and JSON nested deeper than the limit
   or holding ``NaN``/``Infinity`` (which Python's parser accepts but JSON does
-  not). Malformed JSON itself is left to the route's parser (-> 400).
+  not). Malformed JSON itself is left to the route's parser (-> 400). A route
+  that reads its body as it arrives (the message stream) is let by: it
+  checks each line itself.
 """
 
 from __future__ import annotations
@@ -112,9 +114,17 @@ def _is_json(content_type: str | None) -> bool:
     return subtype == "json" or subtype.endswith("+json")
 
 
-# A JSON string (skipped whole), a bracket, or a bare NaN/Infinity, which can
-# only be a token outside strings.
-_JSON_SCAN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]|NaN|Infinity', re.DOTALL)
+# A JSON string (skipped whole), a bracket, a bare NaN/Infinity, which can
+# only be a token outside strings, or a number with a fraction or exponent.
+_JSON_SCAN = re.compile(
+    r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]|NaN|Infinity'
+    r"|-?\d+(?:\.\d+(?:[eE][+-]?\d+)?|[eE][+-]?\d+)",
+    re.DOTALL,
+)
+# PostgreSQL's jsonb prints a number without exponent (1e20 comes back as the
+# integer 100000000000000000000), which no 64-bit JSON encoder writes again:
+# like integers (model/text.py), no number may reach beyond 64 bits.
+_MAX_NUMBER = float(2**63)
 
 
 def json_shape_problem(text: str, max_depth: int) -> str | None:
@@ -130,16 +140,29 @@ def json_shape_problem(text: str, max_depth: int) -> str | None:
                 return f"the JSON body is nested deeper than {max_depth} levels"
         elif char in "]}":
             depth -= 1
-        else:
+        elif char in "NI":
             return "the JSON body holds NaN or Infinity, which JSON (RFC 8259) does not allow"
+        elif abs(float(match.group())) >= _MAX_NUMBER:
+            return (
+                f"the JSON body holds the number {match.group()}, beyond the 64-bit "
+                "range (about 9.2e18) that threadkeep stores"
+            )
     return None
 
 
 class BodyGuard:
-    def __init__(self, app: ASGIApp, max_body_bytes: int, max_json_depth: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        max_json_depth: int,
+        streamed: re.Pattern[str] | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_json_depth = max_json_depth
+        # Paths whose route reads the body as it arrives, and checks it itself.
+        self.streamed = streamed
 
     def _too_large(self, size: str) -> ProblemSpec:
         return ProblemSpec(
@@ -155,6 +178,9 @@ class BodyGuard:
             await self.app(scope, receive, send)
             return
         path = scope.get("path")
+        if self.streamed is not None and self.streamed.fullmatch(path or ""):
+            await self.app(scope, receive, send)
+            return
         headers = Headers(scope=scope)
         declared = headers.get("content-length")
         if declared is not None:

@@ -279,13 +279,17 @@ def error_responses(*statuses: int, body: bool = False) -> dict[int | str, dict[
     what every authenticated route can answer, ``statuses``, and with ``body``
     what BodyGuard answers for a write route's body (even one the route ignores)."""
     described = {
-        400: "Malformed JSON, a body that is not UTF-8, nested too deep or holding NaN.",
+        400: (
+            "Malformed JSON, a body that is not UTF-8, nested too deep, holding NaN "
+            "or a number beyond 64 bits."
+        ),
         401: "No bearer token, or one that is unknown, revoked or expired.",
         403: "The token lacks the scope this route needs.",
         404: "No such row for this user (another user's row answers the same).",
         409: "The write clashes with the current state.",
         412: "If-Match names a stale version.",
         413: "The body or a value in it is over a size limit.",
+        415: "The body is not in the media type the route reads.",
         422: "The input does not fit the schema or holds text no engine stores.",
         500: "A bug or a database error; the server log has the details.",
         503: "The database is unreachable or the server is shutting down.",

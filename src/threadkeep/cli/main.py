@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 
 from threadkeep import __version__
-from threadkeep.cli import migrate, serve, token
+from threadkeep.cli import doctor, migrate, serve, token
 
 app = typer.Typer(
     name="threadkeep",
@@ -23,6 +23,7 @@ app = typer.Typer(
 
 app.command("migrate")(migrate.migrate)
 serve.register(app)
+doctor.register(app)
 token.register(app)
 
 

@@ -158,14 +158,19 @@ def serve(
 
 
 def _first_start(tk: Threadkeep, base: str, out: Console) -> None:
+    """On a database with no user, create ``local`` and print an admin token.
+
+    Two instances starting at once on one PostgreSQL database may both find no
+    user; the local user's id is fixed, so only one creates it (and prints a
+    token) and the other is told that a user already exists.
+    """
     if tk.list_users():
-        out.print(
-            "authenticate with an API token (Authorization: Bearer tk_...); "
-            "create one with `threadkeep token create --name NAME`",
-            markup=False,
-        )
+        _already_set_up(out)
         return
-    user, _ = ensure_local_user(tk)
+    user, created = ensure_local_user(tk)
+    if not created:
+        _already_set_up(out)
+        return
     issued = tk.create_token(
         Actor(user.id), "threadkeep serve (first start)", scopes=["admin", "read", "write"]
     ).value
@@ -176,6 +181,15 @@ def _first_start(tk: Threadkeep, base: str, out: Console) -> None:
     out.print("The token is shown only this once; keep it:", markup=False)
     out.print(f"  token: {issued.token}", markup=False)
     out.print(f"  open:  {base}/?token={issued.token}", markup=False)
+
+
+def _already_set_up(out: Console) -> None:
+    out.print(
+        "a user already exists: authenticate with an API token "
+        "(Authorization: Bearer tk_...); "
+        "create one with `threadkeep token create --name NAME`",
+        markup=False,
+    )
 
 
 def register(app: typer.Typer) -> None:

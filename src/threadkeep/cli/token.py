@@ -18,7 +18,7 @@ from rich.table import Table
 from threadkeep.cli.errors import reported_errors
 from threadkeep.cli.migrate import DatabaseUrl
 from threadkeep.config import load_settings
-from threadkeep.errors import InvalidInput
+from threadkeep.errors import AlreadyExists, InvalidInput
 from threadkeep.library import Threadkeep
 from threadkeep.model.common import Actor, utcnow
 from threadkeep.model.users import User
@@ -27,6 +27,10 @@ from threadkeep.store.translate import translate_errors
 
 #: The name of the user ``threadkeep serve`` creates on first start.
 LOCAL_USER = "local"
+#: Its id, fixed and well known: when two processes (two ``serve`` instances on
+#: one PostgreSQL, or ``serve`` and ``token create``) find no user at once, only
+#: one insert succeeds and the other finds that user instead of making a second.
+LOCAL_USER_ID = "local"
 
 app = typer.Typer(
     name="token",
@@ -64,7 +68,11 @@ def ensure_local_user(tk: Threadkeep) -> tuple[User, bool]:
     """
     users = tk.list_users()
     if not users:
-        return tk.create_user(LOCAL_USER).value, True
+        try:
+            return tk.create_user(LOCAL_USER, id=LOCAL_USER_ID).value, True
+        except AlreadyExists:
+            # Another process created it between list_users and here.
+            return tk.get_user(LOCAL_USER_ID), False
     if len(users) == 1:
         return users[0], False
     known = ", ".join(f"{u.id} ({u.name})" for u in users)

@@ -240,9 +240,11 @@ def append(
     new: Sequence[NewMessage],
     tool_evts: Sequence[NewToolEvent] = (),
     timeline_evts: Sequence[NewTimelineEvent] = (),
+    status: MessageStatus = MessageStatus.COMPLETE,
 ) -> Appended:
     """Append messages (and events) atomically; seq is allocated by the session
-    row's update, which on PostgreSQL also serialises writers to one session."""
+    row's update, which on PostgreSQL also serialises writers to one session.
+    ``status`` is that of every new message (``streaming`` starts a stream)."""
     conn = tx.conn
     client_ids = [m.client_id for m in new if m.client_id is not None]
     if len(set(client_ids)) != len(client_ids):
@@ -283,7 +285,7 @@ def append(
         raise SessionNotFound(session_id)
     head_seq, event_seq, in_total, out_total = got
 
-    rows = message_rows(fresh, owner_id, session_id, tx.now, head_seq - n, tx.txid)
+    rows = message_rows(fresh, owner_id, session_id, tx.now, head_seq - n, tx.txid, status)
     if rows:
         insert = prepared(dialect, "messages.insert", lambda: _insert_statement(tx))
         insert.executemany(cur, rows)
@@ -329,8 +331,10 @@ def message_rows(
     now: datetime,
     base: int,
     txid: int | None,
+    status: MessageStatus = MessageStatus.COMPLETE,
 ) -> list[dict[str, Any]]:
     """Rows for the messages table; seq runs from ``base + 1``."""
+    state = status.value
     return [
         {
             "id": m.id or new_id(),
@@ -348,7 +352,7 @@ def message_rows(
             "metadata": m.metadata,
             "created_at": now,
             "txid": txid,
-            "status": "complete",
+            "status": state,
         }
         for i, m in enumerate(fresh, start=1)
     ]

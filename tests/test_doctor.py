@@ -1,0 +1,163 @@
+"""``threadkeep doctor``: one line per check, exit 1 when any fails."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from threadkeep import Actor, Threadkeep
+from threadkeep.cli.main import app
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("THREADKEEP_CONFIG", str(tmp_path / "no-config.toml"))
+    monkeypatch.setenv("THREADKEEP_DATA_DIR", str(tmp_path))
+    for name in ("THREADKEEP_DATABASE_URL", "THREADKEEP_HOST", "THREADKEEP_PORT"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(app, ["doctor", *args], prog_name="threadkeep")
+
+
+def checks(*args: str) -> tuple[int, dict[str, dict[str, Any]]]:
+    result = run(*args, "--json")
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    body = json.loads(result.stdout)
+    assert body["ok"] == (result.exit_code == 0)
+    return result.exit_code, {c["name"]: c for c in body["checks"]}
+
+
+def set_up(url: str) -> None:
+    with Threadkeep.open(url) as tk:
+        user = tk.create_user("ada").value
+        tk.create_token(Actor(user.id), "laptop")
+
+
+def test_a_healthy_deployment_passes(db_url: str) -> None:
+    set_up(db_url)
+
+    code, found = checks("--database-url", db_url)
+
+    assert code == 0, found
+    assert {c["status"] for c in found.values()} == {"ok"}, found
+    for name in ("settings", "bind", "database", "schema", "users", "tokens"):
+        assert found[name]["status"] == "ok"
+    if db_url.startswith("sqlite"):
+        assert found["journal_mode"]["detail"] == "wal"
+        assert found["synchronous"]["detail"] == "full"
+        assert found["disk space"]["status"] == "ok"
+    else:
+        assert "server version" in found["postgresql"]["detail"]
+        assert found["fsync"]["status"] == found["synchronous_commit"]["status"] == "ok"
+        assert found["pool"]["status"] == "ok"
+    text = run("--database-url", db_url)
+    assert text.exit_code == 0
+    assert "0 failed" in text.stdout
+    assert all(line.startswith("ok ") for line in text.stdout.splitlines()[:-1])
+
+
+def test_an_unmigrated_database_fails_with_the_migrate_hint(db_url: str, tmp_path: Path) -> None:
+    if db_url.startswith("sqlite"):
+        sqlite3.connect(tmp_path / "threadkeep.db").close()  # an empty file: no schema
+
+    code, found = checks("--database-url", db_url)
+
+    assert code == 1
+    assert found["schema"]["status"] == "fail"
+    assert "threadkeep migrate" in found["schema"]["hint"]
+    assert "users" not in found  # nothing to ask an empty database
+    text = run("--database-url", db_url)
+    assert text.exit_code == 1
+    assert "fail schema" in " ".join(text.stdout.split()) and "threadkeep migrate" in text.stdout
+
+
+def test_a_missing_sqlite_file_fails_and_is_not_created(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.db"
+
+    code, found = checks("--database-url", f"sqlite:///{path}")
+
+    assert code == 1
+    assert found["database"]["status"] == "fail"
+    assert "threadkeep migrate" in found["database"]["hint"]
+    assert not path.exists()
+
+
+def test_no_active_token_fails_with_the_token_create_hint(db_url: str) -> None:
+    with Threadkeep.open(db_url) as tk:
+        user = tk.create_user("ada").value
+        token = tk.create_token(Actor(user.id), "old").value
+        tk.revoke_token(Actor(user.id), token.id)
+
+    code, found = checks("--database-url", db_url)
+
+    assert code == 1
+    assert found["users"]["status"] == "ok"
+    assert found["tokens"]["status"] == "fail"
+    assert "threadkeep token create" in found["tokens"]["hint"]
+
+
+def test_a_file_switched_out_of_wal_is_reported(tmp_path: Path) -> None:
+    """threadkeep puts the file back in WAL mode whenever it opens it, so the
+    mode in force is always wal; what doctor can usefully report is that
+    something had switched the file out of it (the mode in its header before
+    doctor opened it), with a warning, not a failure."""
+    path = tmp_path / "threadkeep.db"
+    url = f"sqlite:///{path}"
+    set_up(url)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0] == "delete"
+    conn.close()
+
+    code, found = checks("--database-url", url)
+
+    assert code == 0
+    assert found["journal_mode"]["status"] == "warn"
+    assert "delete" in found["journal_mode"]["detail"]
+    assert found["journal_mode"]["hint"]
+    with sqlite3.connect(path) as conn:  # back in WAL mode
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+    code, found = checks("--database-url", url)
+    assert found["journal_mode"]["status"] == "ok"
+
+
+def test_an_unreachable_postgresql_fails_with_a_clear_hint() -> None:
+    url = "postgresql://postgres@127.0.0.1:1/nothing"
+
+    result = run("--database-url", url)
+
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    line = next(ln for ln in result.stdout.splitlines() if " database " in f" {ln} ")
+    assert line.startswith("fail") and "Connection refused" in line
+    assert "database server is running" in line
+    code, found = checks("--database-url", url)
+    assert code == 1 and found["database"]["status"] == "fail"
+
+
+def test_a_public_bind_is_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'threadkeep.db'}"
+    set_up(url)
+    monkeypatch.setenv("THREADKEEP_HOST", "0.0.0.0")
+
+    code, found = checks("--database-url", url)
+
+    assert code == 0
+    assert found["bind"]["status"] == "warn" and "127.0.0.1" in found["bind"]["hint"]
+
+
+def test_invalid_settings_fail_without_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("THREADKEEP_PORT", "not-a-port")
+
+    code, found = checks()
+
+    assert code == 1
+    assert found["settings"]["status"] == "fail" and "port" in found["settings"]["detail"]
