@@ -134,6 +134,12 @@ class MessageOps(ServiceBase):
         session_id = args.key("session_id", session_id)
         args.optional_integer("before_seq", before_seq)
         self._page_limit(n)
+        fast = self.engine.read(
+            lambda c: message_q.read_last_of_root(c, owner, session_id, n, before_seq),
+            single_statement=True,
+        )
+        if fast is not None:
+            return fast
         return self.engine.read(
             lambda c: message_q.read_history(
                 c, owner, session_id, before_seq=before_seq, limit=n, newest=True

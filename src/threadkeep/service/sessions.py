@@ -92,7 +92,8 @@ class SessionOps(ServiceBase):
         if cursor is not None and not isinstance(cursor, str):
             raise InvalidInput("cursor", "must be a string returned as next_cursor")
         items, nxt = self.engine.read(
-            lambda c: session_q.list_sessions(c, self.engine, owner, flt, n, cursor)
+            lambda c: session_q.list_sessions(c, self.engine, owner, flt, n, cursor),
+            single_statement=True,  # one SELECT, whichever the filters
         )
         return Page(items, nxt)
 

@@ -79,8 +79,11 @@ class StoreEngine(abc.ABC):
         """Run ``fn`` in a write transaction with its change-log rows; commit durably."""
 
     @abc.abstractmethod
-    def read(self, fn: ReadFn[T]) -> T:
-        """Run ``fn`` on a consistent snapshot."""
+    def read(self, fn: ReadFn[T], *, single_statement: bool = False) -> T:
+        """Run ``fn`` on a consistent snapshot. With ``single_statement`` the
+        caller promises ``fn`` runs one statement, which is a snapshot by itself:
+        the engine may then skip opening a transaction (two round trips on
+        PostgreSQL)."""
 
     @abc.abstractmethod
     def prepare_changes_read(self) -> None:

@@ -151,6 +151,48 @@ def read_history(
     return out
 
 
+def read_last_of_root(
+    conn: sa.Connection, owner_id: str, session_id: str, n: int, before_seq: int | None
+) -> list[Message] | None:
+    """The last ``n`` messages (before ``before_seq``) of a session that is not a
+    branch, in ONE statement: what a chat UI asks for first. None when that is
+    not the whole answer (a branch, a missing or foreign session, or no rows);
+    the caller then takes the general path, which also raises the right error."""
+    stmt = prepared(conn.dialect, "messages.last.root", _last_of_root_statement)
+    rows = stmt.execute(
+        cursor(conn),
+        {
+            "sid": session_id,
+            "owner": owner_id,
+            "before": before_seq if before_seq is not None else 2**62,
+            "n": n,
+        },
+    ).fetchall()
+    if not rows:
+        return None
+    decode = decoder(conn.dialect, messages)
+    out = [_construct(decode(r)) for r in rows]
+    out.reverse()
+    return out
+
+
+def _last_of_root_statement() -> sa.Executable:
+    c, s = messages.c, sessions.c
+    head = (
+        sa.select(s.head_seq)
+        .where(s.id == sa.bindparam("sid"), s.owner_id == sa.bindparam("owner"))
+        .where(s.fork_seq.is_(None))
+        .scalar_subquery()
+    )
+    return (
+        sa.select(messages)
+        .where(c.session_id == sa.bindparam("sid"))
+        .where(c.seq <= head, c.seq < sa.bindparam("before", type_=sa.BigInteger))
+        .order_by(c.seq.desc())
+        .limit(sa.bindparam("n", type_=sa.BigInteger))
+    )
+
+
 def seq_in_history(conn: sa.Connection, owner_id: str, session_id: str, message_id: str) -> int:
     """The seq of ``message_id`` if it is part of the session's history (its own
     or inherited); MessageNotFound otherwise."""

@@ -183,9 +183,15 @@ class PostgresStore(StoreEngine):
         stmt = changes.insert().values(txid=_TXID).returning(changes.c.txid)
         return int(tx.conn.execute(stmt, params).scalars().first())  # type: ignore[arg-type]
 
-    def read(self, fn: ReadFn[T]) -> T:
+    def read(self, fn: ReadFn[T], *, single_statement: bool = False) -> T:
         if self._closed:
             raise StoreClosed()
+        if single_statement:
+            with (
+                self._engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn,
+                translate_errors(),
+            ):
+                return fn(conn)
         with (
             self._engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn,
             translate_errors(),

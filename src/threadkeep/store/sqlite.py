@@ -247,7 +247,8 @@ class SqliteStore(StoreEngine):
 
     # --- reads ------------------------------------------------------------------
 
-    def read(self, fn: ReadFn[T]) -> T:
+    def read(self, fn: ReadFn[T], *, single_statement: bool = False) -> T:
+        # SQLite's BEGIN/COMMIT cost no round trip: always a snapshot.
         if self._closed:
             from threadkeep.errors import StoreClosed
 
