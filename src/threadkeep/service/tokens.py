@@ -202,7 +202,9 @@ class TokenOps(ServiceBase):
         """
         if not token.startswith(TOKEN_PREFIX) or len(token) > _MAX_TOKEN_LENGTH:
             raise InvalidToken("not a threadkeep token (they start with tk_)")
-        row = self.engine.read(lambda c: token_q.find_by_hash(c, hash_token(token)))
+        digest = hash_token(token)
+        # Every request pays this lookup: one statement, no transaction around it.
+        row = self.engine.read(lambda c: token_q.find_by_hash(c, digest), single_statement=True)
         if row is None:
             raise InvalidToken("unknown token")
         now = utcnow()
