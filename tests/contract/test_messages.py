@@ -26,8 +26,11 @@ from threadkeep import (
     NewMessage,
     Role,
     SessionNotFound,
+    Threadkeep,
     ThreadkeepError,
+    TooLarge,
 )
+from threadkeep.config import Limits
 from threadkeep.store import tables
 
 
@@ -347,3 +350,20 @@ def test_created_at_is_utc_and_non_decreasing_with_seq(tk, actor):
     hist = tk.get_history(actor, s.id)
     assert all(m.created_at.utcoffset() == UTC.utcoffset(None) for m in hist)
     assert [m.created_at for m in hist] == sorted(m.created_at for m in hist)
+
+
+def test_the_size_limit_counts_bytes_not_a_guess_from_the_length(tk, actor):
+    """200 ASCII characters are 200 bytes: with 300 bytes of metadata the
+    message is 500 bytes, under a 1,000-byte limit. (The limit once measured
+    short text as 4 bytes a character and refused this message.)"""
+    small = Threadkeep(tk.engine, Limits(max_message_bytes=1000))
+    sid = small.create_session(actor).value.id
+    ok = small.append_message(
+        actor, sid, {"role": "user", "content": "x" * 200, "metadata": {"k": "y" * 290}}
+    )
+    assert ok.value.seq == 1
+    with pytest.raises(TooLarge):  # 800 bytes of text (400 x 2-byte é) + 300 of metadata
+        small.append_message(
+            actor, sid, {"role": "user", "content": "é" * 400, "metadata": {"k": "y" * 290}}
+        )
+    assert small.count_messages(actor, sid) == 1

@@ -56,6 +56,18 @@ def check_json(field: str, value: Any, depth: int = 0) -> Any:
     return value
 
 
+def text_size(value: str) -> int:
+    """Bytes of ``value`` as UTF-8. ASCII text (most text) is measured without
+    encoding it."""
+    return len(value) if value.isascii() else len(value.encode("utf-8"))
+
+
+def message_size(content: str, *json_values: Any) -> int:
+    """What the message size limit measures: the text's UTF-8 bytes plus the
+    compact JSON of its structured fields (parts, tool calls, metadata)."""
+    return text_size(content) + sum(json_size(v) for v in json_values if v)
+
+
 def json_size(value: Any) -> int:
     """Bytes of ``value`` as compact UTF-8 JSON: what the size limits measure."""
     return jsontext.size(value)

@@ -9,7 +9,7 @@ from threadkeep.errors import InvalidInput
 from threadkeep.model.common import Actor, Committed
 from threadkeep.model.events import NewTimelineEvent, NewToolEvent
 from threadkeep.model.messages import Appended, Message, NewMessage
-from threadkeep.model.text import check_size, json_size
+from threadkeep.model.text import check_size, json_size, message_size
 from threadkeep.service import args
 from threadkeep.service.base import ServiceBase, check_actor, coerce
 from threadkeep.store import messages as message_q
@@ -22,18 +22,8 @@ TimelineEventInput = NewTimelineEvent | Mapping[str, Any]
 class MessageOps(ServiceBase):
     def _message(self, value: MessageInput, i: int) -> NewMessage:
         m = coerce(NewMessage, value, f"messages[{i}]")
-        limit = self.limits.max_message_bytes
-        # Bytes of UTF-8 text are at most 4x its length: skip the encode when
-        # the message is clearly small.
-        size = len(m.content) * 4
-        if size > limit:
-            size = len(m.content.encode("utf-8"))
-        for extra in (m.parts, m.tool_calls):
-            if extra is not None:
-                size += json_size(extra)
-        if m.metadata:
-            size += json_size(m.metadata)
-        check_size(f"messages[{i}]", size, limit)
+        size = message_size(m.content, m.parts, m.tool_calls, m.metadata)
+        check_size(f"messages[{i}]", size, self.limits.max_message_bytes)
         return m
 
     def _json_limited(self, field: str, *values: Any) -> None:

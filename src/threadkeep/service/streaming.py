@@ -16,7 +16,7 @@ from typing import Any
 from threadkeep.errors import InvalidInput
 from threadkeep.model.common import Actor, Committed
 from threadkeep.model.messages import Message, MessageStatus, NewMessage
-from threadkeep.model.text import check_json, check_size, check_text
+from threadkeep.model.text import check_json, check_size, check_text, text_size
 from threadkeep.service import args
 from threadkeep.service.base import check_actor
 from threadkeep.service.messages import MessageOps
@@ -73,8 +73,7 @@ class StreamOps(MessageOps):
         if not delta:
             raise InvalidInput("delta", "must not be empty")
         limit = self.limits.max_message_bytes
-        if len(delta) * 4 > limit:  # UTF-8 is at most 4 bytes a char: encode only then
-            check_size("delta", len(delta.encode("utf-8")), limit)
+        check_size("delta", text_size(delta), limit)
         return self.engine.write(lambda tx: stream_q.extend(tx, owner, message_id, delta, limit))
 
     def finish_message(

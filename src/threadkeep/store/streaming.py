@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from threadkeep.errors import InvalidState, MessageNotFound
 from threadkeep.model.messages import Message, MessageStatus
-from threadkeep.model.text import check_size, json_size
+from threadkeep.model.text import check_size, message_size
 from threadkeep.store.changes import row_json
 from threadkeep.store.contract import WriteTx
 from threadkeep.store.messages import session_change, to_message
@@ -38,13 +38,7 @@ def _not_streaming(tx: WriteTx, owner_id: str, message_id: str) -> InvalidState 
 
 
 def _size(row: Any) -> int:
-    size = len(row.content.encode("utf-8"))
-    for extra in (row.parts, row.tool_calls):
-        if extra is not None:
-            size += json_size(extra)
-    if row.metadata:
-        size += json_size(row.metadata)
-    return size
+    return message_size(row.content, row.parts, row.tool_calls, row.metadata)
 
 
 def _log(tx: WriteTx, row: Any) -> Message:
