@@ -110,13 +110,12 @@ class StoreEngine(abc.ABC):
         now: datetime,
         input_tokens: int,
         output_tokens: int,
-    ) -> tuple[int, int, int, int, int] | None:
+    ) -> tuple[int, int] | None:
         """Optionally, a plain append (message ``rows`` whose ``seq`` is their
         1-based position in the batch, and their change-log rows without seq)
-        done whole in one go. Returns (head_seq, event_seq, input_tokens,
-        output_tokens, txid) of the session after it, or None when nothing was
-        written (no such live session, a clash): the caller then takes the
-        general path, which raises the precise error."""
+        done whole in one go. Returns (head_seq after it, txid), or None when
+        nothing was written (no such live session, a clash): the caller then
+        takes the general path, which raises the precise error."""
         return None
 
     @property

@@ -36,7 +36,7 @@ def _construct(values: Any) -> Message:
     m = dict(values)
     m.pop("txid", None)
     m["role"] = Role(m["role"])
-    m["status"] = MessageStatus(m.get("status") or "complete")
+    m["status"] = MessageStatus(m["status"])
     return trusted(Message, m)
 
 
@@ -423,11 +423,11 @@ def append_at_once(
     """The hot path for plain appends (messages only, no replayed client id):
     the engine may do the whole append in one round trip. None means "take
     the general path" (which also raises the precise error, if any)."""
-    client_ids = [m.client_id for m in new if m.client_id is not None]
-    if len(set(client_ids)) != len(client_ids) or not engine.supports_append_at_once:
-        return None
-    if any(m.id is not None for m in new):
+    if not engine.supports_append_at_once or any(m.id is not None for m in new):
         return None  # chosen ids are checked on the general path
+    client_ids = [m.client_id for m in new if m.client_id is not None]
+    if len(set(client_ids)) != len(client_ids):
+        return None
     if client_ids:
         seen: dict[str, Any] = engine.read(lambda c: _replayed(c, owner_id, session_id, client_ids))
         if seen:
@@ -448,7 +448,7 @@ def append_at_once(
     )
     if got is None:
         return None
-    head_seq, _event_seq, _in, _out, txid = got
+    head_seq, txid = got
     base = head_seq - len(rows)
     for r in rows:
         r["seq"] += base

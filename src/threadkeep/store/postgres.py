@@ -70,7 +70,8 @@ def normalise_url(url: str) -> sa.URL:
 # COMMIT implied (autocommit), the whole durable append is one round trip, as the
 # raw driver's single-statement append is. `rows` carries the messages and
 # their change-log rows (built by store/messages.py, the same code as the
-# general path) as JSON; seq is filled in here.
+# general path) as JSON; seq is filled in here. (Data-modifying WITH clauses
+# run to completion whether or not the final SELECT reads them.)
 _APPEND_AT_ONCE = """
 WITH s AS (
     UPDATE sessions
@@ -97,7 +98,6 @@ m AS (
            v.parts, v.tool_calls, v.model, v.input_tokens, v.output_tokens, v.client_id,
            v.metadata, %(now)s, s.txid
     FROM s, v
-    RETURNING id
 ),
 c AS (
     INSERT INTO changes (txid, table_name, row_key, op, row, owner_id, session_id, created_at)
@@ -113,11 +113,8 @@ c AS (
                'last_activity_at', %(now_text)s::text, 'updated_at', %(now_text)s::text),
            %(owner)s, %(sid)s, %(now)s
     FROM s
-    RETURNING 1
 )
-SELECT s.head_seq, s.event_seq, s.input_tokens, s.output_tokens, s.txid,
-       (SELECT count(*) FROM m), (SELECT count(*) FROM c)
-FROM s
+SELECT s.head_seq, s.txid FROM s
 """
 
 
@@ -208,7 +205,7 @@ class PostgresStore(StoreEngine):
         now: datetime,
         input_tokens: int,
         output_tokens: int,
-    ) -> tuple[int, int, int, int, int] | None:
+    ) -> tuple[int, int] | None:
         if self._closed:
             raise StoreClosed()
         records = []
@@ -246,7 +243,7 @@ class PostgresStore(StoreEngine):
                     raw.autocommit = False
         if got is None:
             return None
-        return int(got[0]), int(got[1]), int(got[2]), int(got[3]), int(got[4])
+        return int(got[0]), int(got[1])
 
     @property
     def txid_sql(self) -> sa.ColumnElement[int]:
