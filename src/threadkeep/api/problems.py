@@ -280,8 +280,7 @@ def error_responses(*statuses: int, body: bool = False) -> dict[int | str, dict[
     what BodyGuard answers for a write route's body (even one the route ignores)."""
     described = {
         400: (
-            "Malformed JSON, a body that is not UTF-8, nested too deep, holding NaN "
-            "or a number beyond 64 bits."
+            "Malformed JSON, a body that is not UTF-8, nested too deep, or holding NaN or Infinity."
         ),
         401: "No bearer token, or one that is unknown, revoked or expired.",
         403: "The token lacks the scope this route needs.",

@@ -8,6 +8,8 @@ from typing import Annotated
 from fastapi import Header, Path, Response
 
 from threadkeep.api.problems import ApiProblem
+from threadkeep.api.schemas import SessionWritten
+from threadkeep.model.common import Committed
 from threadkeep.model.sessions import Session
 
 # Ids are client-chosen text up to 128 characters; a NUL can never be one, and
@@ -55,3 +57,9 @@ def expected_version(if_match: str | None) -> int | None:
 
 def with_etag(response: Response, session: Session) -> None:
     response.headers["ETag"] = etag(session.version)
+
+
+def session_written(done: Committed[Session], response: Response) -> SessionWritten:
+    """A written session as a route answers it: the row, its txid, its ETag."""
+    with_etag(response, done.value)
+    return SessionWritten.model_construct(**dict(done.value), txid=done.txid)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 
 from threadkeep.api.auth import TK, Reader, Writer
 from threadkeep.api.problems import error_responses
-from threadkeep.api.routes._params import SessionId, with_etag
+from threadkeep.api.routes._params import SessionId, session_written
 from threadkeep.api.schemas import (
     ForkRequest,
     RewindRequest,
@@ -37,8 +37,7 @@ def fork_session(
         id=body.id,
         title=body.title,
     )
-    with_etag(response, done.value)
-    return SessionWritten.model_construct(**dict(done.value), txid=done.txid)
+    return session_written(done, response)
 
 
 @router.post(

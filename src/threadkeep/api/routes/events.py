@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from threadkeep.api.auth import TK, Principal, Reader, Writer
+from threadkeep.api.auth import TK, Reader, Writer
 from threadkeep.api.problems import error_responses
 from threadkeep.api.routes._params import EventId, SessionId
 from threadkeep.api.schemas import (
@@ -18,18 +18,10 @@ from threadkeep.api.schemas import (
     ToolEventList,
     ToolEventWritten,
 )
-from threadkeep.library import Threadkeep
 from threadkeep.model.common import Committed
 from threadkeep.model.events import NewToolEvent, ToolEvent, ToolEventUpdate
 
 router = APIRouter(tags=["events"])
-
-
-def _check_session(tk: Threadkeep, principal: Principal, session_id: str) -> None:
-    # The service lists the events of a missing (or foreign) session as an
-    # empty list; the API promises 404 for an id the caller cannot see, as
-    # every other route answers. (Drop this once the service raises itself.)
-    tk.get_session(principal.actor, session_id)
 
 
 def _written(done: Committed[ToolEvent]) -> ToolEventWritten:
@@ -61,7 +53,6 @@ def list_tool_events(
     message_id: Annotated[str | None, Query(max_length=128)] = None,
 ) -> ToolEventList:
     """The session's tool calls in order, or those of one message."""
-    _check_session(tk, principal, session_id)
     return ToolEventList(
         items=tk.list_tool_events(principal.actor, session_id, message_id=message_id)
     )
@@ -131,7 +122,6 @@ def list_timeline_events(
     limit: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
 ) -> TimelineList:
     """The session's timeline, oldest first; page with ``after_seq``."""
-    _check_session(tk, principal, session_id)
     return TimelineList(
         items=tk.list_timeline_events(principal.actor, session_id, after_seq=after_seq, limit=limit)
     )

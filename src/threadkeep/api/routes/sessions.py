@@ -8,17 +8,17 @@ from fastapi import APIRouter, Query, Response
 
 from threadkeep.api.auth import TK, Reader, Writer
 from threadkeep.api.problems import ApiProblem, error_responses
-from threadkeep.api.routes._params import IfMatch, SessionId, expected_version, with_etag
+from threadkeep.api.routes._params import (
+    IfMatch,
+    SessionId,
+    expected_version,
+    session_written,
+    with_etag,
+)
 from threadkeep.api.schemas import MAX_INT, Purged, SessionPage, SessionWritten
-from threadkeep.model.common import Committed
 from threadkeep.model.sessions import NewSession, Session, SessionFilter, SessionPatch
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
-
-
-def _written(done: Committed[Session], response: Response) -> SessionWritten:
-    with_etag(response, done.value)
-    return SessionWritten.model_construct(**dict(done.value), txid=done.txid)
 
 
 @router.post(
@@ -32,7 +32,7 @@ def create_session(
 ) -> SessionWritten:
     """Create a session owned by the token's user. ``id`` is optional (a UUIDv7
     is chosen when absent); a taken id answers 409."""
-    return _written(tk.create_session(principal.actor, body), response)
+    return session_written(tk.create_session(principal.actor, body), response)
 
 
 @router.get("", summary="List sessions", responses=error_responses())
@@ -95,7 +95,7 @@ def update_session(
     done = tk.update_session(
         principal.actor, session_id, body, expected_version=expected_version(if_match)
     )
-    return _written(done, response)
+    return session_written(done, response)
 
 
 @router.delete(
@@ -128,7 +128,7 @@ def delete_session(
     done = tk.delete_session(
         principal.actor, session_id, expected_version=expected_version(if_match)
     )
-    return _written(done, response)
+    return session_written(done, response)
 
 
 @router.post(
@@ -146,7 +146,7 @@ def restore_session(
     done = tk.restore_session(
         principal.actor, session_id, expected_version=expected_version(if_match)
     )
-    return _written(done, response)
+    return session_written(done, response)
 
 
 @router.post(
