@@ -36,6 +36,10 @@ class Request:
         self.event = event
         self.state = _WAITING
 
+    @property
+    def done(self) -> bool:
+        return self.state == _DONE
+
     def finish(self, result: Any = None, error: BaseException | None = None) -> None:
         self.result = result
         self.error = error

@@ -148,13 +148,16 @@ def list_sessions(
         at, key = _decode_cursor(cursor)
         q = q.where(sa.tuple_(c.last_activity_at, c.id) < sa.tuple_(at, key))
     q = q.order_by(c.last_activity_at.desc(), c.id.desc()).limit(limit + 1)
-    rows = conn.execute(q).all()
-    items = [to_session(r) for r in rows[:limit]]
-    nxt = None
-    if len(rows) > limit:
-        last = items[-1]
-        nxt = _encode_cursor(last.last_activity_at, last.id)
-    return items, nxt
+    return _page([to_session(r) for r in conn.execute(q)], limit)
+
+
+def _page(found: list[Session], limit: int) -> tuple[list[Session], str | None]:
+    """Up to ``limit`` sessions and the cursor after them; the query asked for
+    one row more than the page to know whether there is a next page."""
+    if len(found) <= limit:
+        return found, None
+    items = found[:limit]
+    return items, _encode_cursor(items[-1].last_activity_at, items[-1].id)
 
 
 def _list_plain(
@@ -169,11 +172,7 @@ def _list_plain(
         stmt = prepared(conn.dialect, "sessions.list.after", lambda: _list_statement(True))
     decode = decoder(conn.dialect, sessions)
     rows = stmt.execute(prepared_cursor(conn), values).fetchall()
-    items = [trusted(Session, decode(r)) for r in rows[:limit]]
-    nxt = None
-    if len(rows) > limit:
-        nxt = _encode_cursor(items[-1].last_activity_at, items[-1].id)
-    return items, nxt
+    return _page([trusted(Session, decode(r)) for r in rows], limit)
 
 
 def _list_statement(after: bool) -> sa.Executable:

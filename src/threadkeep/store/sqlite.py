@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
-from threadkeep.errors import StoreError, ThreadkeepError
+from threadkeep.errors import StoreClosed, StoreError, ThreadkeepError
 from threadkeep.model.common import Committed, utcnow
 from threadkeep.model.jsontext import dumps
 from threadkeep.store.changes import change_params
@@ -185,7 +185,7 @@ class SqliteStore(StoreEngine):
             self._rollback_quietly()
             err = self._store_error(exc)
             for req in batch:
-                if req.state != 1:
+                if not req.done:
                     req.finish(error=err)
             return
         if not self._commit(cur, [r for r, _ in done]):
@@ -250,8 +250,6 @@ class SqliteStore(StoreEngine):
     def read(self, fn: ReadFn[T], *, single_statement: bool = False) -> T:
         # SQLite's BEGIN/COMMIT cost no round trip: always a snapshot.
         if self._closed:
-            from threadkeep.errors import StoreClosed
-
             raise StoreClosed()
         with self._engine.connect() as conn, translate_errors():
             cur = cursor(conn)
