@@ -75,7 +75,32 @@ def test_rewind_logs_every_row_it_touches_under_one_txid(tk, actor):
     assert ("sessions", child.id, Operation.UPDATE) in keys  # re-parented
     moved = {c.key for c in rows if c.table == "messages"}
     assert moved == {m.id for m in tk.get_history(actor, branch.id)[2:]}
-    assert all(c.row["session_id"] == branch.id for c in rows if c.table == "messages")
+    # A move between sessions: out of the rewound one, then into the branch.
+    msgs = [c for c in rows if c.table == "messages"]
+    outs = [c for c in msgs if c.op == Operation.DELETE]
+    ins = [c for c in msgs if c.op == Operation.INSERT]
+    assert len(outs) == len(ins) == len(moved) == 3
+    assert all(c.session_id == s.id and c.row is None for c in outs)
+    assert all(c.session_id == branch.id and c.row["session_id"] == branch.id for c in ins)
+    for c in ins:  # each leaves before it arrives
+        assert max(o.offset for o in outs if o.key == c.key) < c.offset
+
+
+def test_session_updates_log_only_what_changed(tk, actor):
+    """Sync sends an update as key + changed columns; and only moving in or out
+    of the trash logs deleted_at (that is how sync tells a restore from an edit)."""
+    s = new_session(tk, actor)
+    t = tk.update_session(actor, s.id, title="renamed").txid
+    (upd,) = _by_txid(tk.read_changes(actor, 0), t)
+    assert set(upd.row) == {"id", "title", "version", "updated_at"}
+    trashed = tk.delete_session(actor, s.id).txid
+    (gone,) = _by_txid(tk.read_changes(actor, 0), trashed)
+    assert gone.row["deleted_at"] is not None and "title" not in gone.row
+    again = tk.delete_session(actor, s.id).txid  # no-op: the key alone, for its txid
+    assert [c.row for c in _by_txid(tk.read_changes(actor, 0), again)] == [{"id": s.id}]
+    back = tk.restore_session(actor, s.id).txid
+    (restored,) = _by_txid(tk.read_changes(actor, 0), back)
+    assert restored.row["deleted_at"] is None and restored.row["title"] == "renamed"
 
 
 def test_offsets_are_strictly_increasing(tk, actor):

@@ -50,7 +50,7 @@ def rewind(
     if to_seq == s.head_seq:
         # Nothing follows: nothing moves. Logged all the same, so the txid this
         # returns appears in the change stream.
-        session_q.log_session(tx, "update", s)
+        session_q.log_session(tx, "update", s, ())
         return session_q.to_session(s), None
 
     own_from = s.fork_seq or 0  # the session's own messages have seq > own_from
@@ -107,10 +107,13 @@ def rewind(
         .returning(*sessions.c)
     ).all()
     for child in children:
-        session_q.log_session(tx, "update", child)
+        session_q.log_session(tx, "update", child, ("parent_session_id", "updated_at"))
     if moved_ids:
+        # Logged as a move between sessions: out of this one, into the branch,
+        # so a reader following either session's messages sees it leave or arrive.
         for row in conn.execute(sa.select(messages).where(messages.c.id.in_(moved_ids))):
-            tx.log("messages", row.id, "update", row_json(row._mapping), owner_id, branch_id)
+            tx.log("messages", row.id, "delete", None, owner_id, session_id)
+            tx.log("messages", row.id, "insert", row_json(row._mapping), owner_id, branch_id)
 
     values: dict[str, Any] = {"head_seq": to_seq, "last_activity_at": tx.now}
     if new_fork != s.fork_seq:

@@ -62,14 +62,17 @@ def change_params(rows: Sequence[ChangeRow], now: datetime) -> list[dict[str, An
     ]
 
 
-def assign_offsets(conn: sa.Connection) -> int:
+def assign_offsets(conn: sa.Connection, *, lock_always: bool = False) -> int:
     """Number the committed rows that have no offset yet (PostgreSQL). Returns how
-    many were numbered. Must run in its own transaction, committed right after."""
-    waiting = conn.execute(
-        sa.select(changes.c.id).where(changes.c.log_offset.is_(None)).limit(1)
-    ).first()
-    if waiting is None:
-        return 0
+    many were numbered. Must run in its own transaction, committed right after.
+    With ``lock_always`` the assigners' lock is taken even when nothing waits
+    (a sync snapshot needs it held whatever it finds)."""
+    if not lock_always:
+        waiting = conn.execute(
+            sa.select(changes.c.id).where(changes.c.log_offset.is_(None)).limit(1)
+        ).first()
+        if waiting is None:
+            return 0
     # Take the assigners' lock, then look again: rows that committed while we
     # waited are ours to number too.
     last = conn.execute(

@@ -73,6 +73,32 @@ class StoreEngine(abc.ABC):
 
     dialect: str
     url: str
+    # Called (with no arguments, on the committing thread) after every durable
+    # commit: sync wakes its live readers from here. Must be cheap and must not
+    # raise; a listener that does is ignored, the write has already succeeded.
+    _commit_listeners: tuple[Callable[[], None], ...] = ()
+
+    def add_commit_listener(self, fn: Callable[[], None]) -> None:
+        self._commit_listeners = (*self._commit_listeners, fn)
+
+    def remove_commit_listener(self, fn: Callable[[], None]) -> None:
+        self._commit_listeners = tuple(f for f in self._commit_listeners if f is not fn)
+
+    def _committed(self) -> None:
+        for fn in self._commit_listeners:
+            try:
+                fn()
+            except Exception:  # noqa: S110 - a listener's failure must not fail the write
+                pass
+
+    def snapshot_read(self, fn: ReadFn[T]) -> T:
+        """Run ``fn`` on a snapshot in which the change log is numbered exactly
+        up to the data it shows: every change visible in the snapshot has an
+        offset, and every change committed after it will get a larger one. A
+        sync snapshot read this way, followed by ``offset > last_offset``, neither
+        misses nor repeats a change. SQLite numbers at commit, so a plain read
+        is such a snapshot."""
+        return self.read(fn)
 
     @abc.abstractmethod
     def write(self, fn: WriteFn[T]) -> Committed[T]:

@@ -160,6 +160,7 @@ class PostgresStore(StoreEngine):
                         tx = WriteTx(conn=conn, now=utcnow(), store=self)
                         value = fn(tx)
                         txid = self._flush(tx)
+                    self._committed()
                     return Committed(value, txid)
             except (sa_exc.DBAPIError, psycopg.Error) as exc:
                 dropped = getattr(exc, "connection_invalidated", False)
@@ -243,11 +244,43 @@ class PostgresStore(StoreEngine):
                     raw.autocommit = False
         if got is None:
             return None
+        self._committed()
         return int(got[0]), int(got[1])
 
     @property
     def txid_sql(self) -> sa.ColumnElement[int]:
         return _TXID
+
+    def snapshot_read(self, fn: ReadFn[T]) -> T:
+        """One REPEATABLE READ transaction that first takes the assigners' lock
+        and numbers every change its snapshot can see (store/changes.py): the
+        data ``fn`` reads is then exactly the log up to ``last_offset``.
+        Changes that commit after the snapshot are invisible to it, stay
+        unnumbered, and get larger offsets later."""
+        if self._closed:
+            raise StoreClosed()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with (
+                    self._engine.connect().execution_options(
+                        isolation_level="REPEATABLE READ"
+                    ) as conn,
+                    conn.begin(),
+                ):
+                    while assign_offsets(conn, lock_always=True) >= 10_000:
+                        pass
+                    return fn(conn)
+            except (sa_exc.DBAPIError, psycopg.Error) as exc:
+                # Another assigner committed after this snapshot began: the
+                # numbering it did is invisible here. Take a new snapshot.
+                if attempt < _MAX_ATTEMPTS * 4 and (
+                    getattr(exc, "connection_invalidated", False) or is_retryable(exc)
+                ):
+                    continue
+                with translate_errors():
+                    raise
 
     def prepare_changes_read(self) -> None:
         with self._engine.connect() as conn, translate_errors():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -32,9 +33,17 @@ def to_session(row: Any) -> Session:
     return trusted(Session, {str(k): v for k, v in row._mapping.items()})
 
 
-def log_session(tx: WriteTx, op: str, row: Any) -> None:
+def log_session(tx: WriteTx, op: str, row: Any, columns: Iterable[str] | None = None) -> None:
+    """Log a session row: whole, or (an update) only its key and ``columns``.
+
+    Updates log only what changed, as sync sends them. Sync also relies on
+    ``deleted_at`` appearing in a logged update only when the session moves
+    into or out of the trash: that is how a trashed session leaves the
+    ``sessions`` shape (a delete) and a restored one re-enters it (an insert,
+    which is why a restore logs the whole row)."""
     m = row._mapping
-    tx.log("sessions", m["id"], op, row_json(m), m["owner_id"], m["id"])
+    data = m if columns is None else {"id": m["id"], **{c: m[c] for c in columns}}
+    tx.log("sessions", m["id"], op, row_json(data), m["owner_id"], m["id"])
 
 
 def insert_session(tx: WriteTx, owner_id: str, session_id: str, fields: dict[str, Any]) -> Session:
@@ -214,7 +223,8 @@ def update_session(
     row = tx.conn.execute(q).first()
     if row is None:
         raise _conflict_or_missing(tx.conn, owner_id, session_id, expected_version)
-    log_session(tx, "update", row)
+    restored = "deleted_at" in changes and changes["deleted_at"] is None
+    log_session(tx, "update", row, None if restored else [*changes, "version", "updated_at"])
     return to_session(row)
 
 
@@ -225,9 +235,9 @@ def set_deleted(
     if expected_version is not None and row.version != expected_version:
         raise VersionConflict(session_id, expected_version, row.version)
     if (row.deleted_at is not None) == deleted:
-        # Already there: not an error. The row is still logged, so the txid
+        # Already there: not an error. The key is still logged, so the txid
         # this returns shows up in the change stream a sync client waits on.
-        log_session(tx, "update", row)
+        log_session(tx, "update", row, ())
         return to_session(row)
     return update_session(
         tx,

@@ -225,13 +225,14 @@ class SqliteStore(StoreEngine):
     def _commit(self, cur: Any, batch: list[Request]) -> bool:
         try:
             cur.execute("COMMIT")
-            return True
         except Exception as exc:
             self._rollback_quietly()
             err = StoreError(f"commit failed, nothing was written: {exc}")
             for r in batch:
                 r.finish(error=err)
             return False
+        self._committed()
+        return True
 
     @staticmethod
     def _store_error(exc: BaseException) -> BaseException:

@@ -243,7 +243,25 @@ log_state = sa.Table(
     sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
     sa.Column("last_offset", sa.BigInteger(), nullable=False),
     sa.Column("last_txid", sa.BigInteger(), nullable=False),
+    # Sync handles name an epoch (µs since 1970). It moves forward whenever
+    # handles issued before it may no longer be served whole: the log was
+    # pruned (up to pruned_offset) or the database was restored / reset
+    # (reset_epoch: every older handle must refetch).
+    sa.Column("epoch", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
+    sa.Column("reset_epoch", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
+    sa.Column("pruned_offset", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
     sa.CheckConstraint("id = 1", name="single_row"),
+)
+
+# Where each server instance's live sync readers are: the lowest offset any of
+# them asked for recently. Pruning the change log never goes past it, so a
+# client that is following the log is never cut off by a prune.
+sync_readers = sa.Table(
+    "sync_readers",
+    metadata,
+    sa.Column("instance_id", ID, primary_key=True),
+    sa.Column("min_offset", sa.BigInteger(), nullable=False),
+    sa.Column("seen_at", UTCDateTime(), nullable=False),
 )
 
 SYNCED_TABLES = ("sessions", "messages", "tool_events", "timeline_events")
