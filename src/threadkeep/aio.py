@@ -17,7 +17,7 @@ from threadkeep.library import Threadkeep
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
-    from datetime import datetime
+    from datetime import datetime, timedelta
 
     from threadkeep.model.changes import Change
     from threadkeep.model.common import Actor, Committed, Page
@@ -31,6 +31,13 @@ if TYPE_CHECKING:
     )
     from threadkeep.model.messages import Appended, Message, MessageStatus, NewMessage
     from threadkeep.model.sessions import NewSession, Session, SessionFilter, SessionPatch
+    from threadkeep.model.sync import (
+        ChangeHead,
+        PruneResult,
+        ShapeChanges,
+        ShapeSnapshot,
+        SyncState,
+    )
     from threadkeep.model.users import User
     from threadkeep.service.branches import Rewound
     from threadkeep.service.messages import MessageInput, TimelineEventInput, ToolEventInput
@@ -117,6 +124,11 @@ class AsyncThreadkeep:
     async def authenticate(self, token: str) -> ApiToken:
         """The live token that ``token`` is."""
         return await self._run(self.sync.authenticate, token)
+
+    async def change_heads(self, after: int, *, limit: int = 10000) -> list[ChangeHead]:
+        """Who the changes after ``after`` concern (no rows): for waking readers.
+        Not scoped to an actor; it carries no data, only ids."""
+        return await self._run(self.sync.change_heads, after, limit=limit)
 
     async def count_messages(self, actor: Actor, session_id: str) -> int:
         """How many messages the session's history holds, without reading them."""
@@ -336,6 +348,12 @@ class AsyncThreadkeep:
             self.sync.list_users,
         )
 
+    async def prune_changes(self, older_than: timedelta, *, dry_run: bool = False) -> PruneResult:
+        """Delete the change log's prefix older than ``older_than``, but never past
+        an offset a live reader is at. Handles that point into the deleted part
+        get must-refetch (their epoch is older than the new one)."""
+        return await self._run(self.sync.prune_changes, older_than, dry_run=dry_run)
+
     async def purge_session(self, actor: Actor, session_id: str) -> Committed[None]:
         """Delete a session and all it holds, for good."""
         return await self._run(self.sync.purge_session, actor, session_id)
@@ -360,6 +378,18 @@ class AsyncThreadkeep:
     ) -> Committed[list[ToolEvent]]:
         """Record tool calls (usually status ``started``) in one transaction."""
         return await self._run(self.sync.record_tool_events, actor, session_id, events)
+
+    async def report_sync_readers(self, instance_id: str, min_offset: int | None) -> None:
+        """Record the lowest offset this server instance's live readers are at
+        (None: it has none), so that pruning never cuts them off."""
+        return await self._run(self.sync.report_sync_readers, instance_id, min_offset)
+
+    async def reset_sync(self) -> SyncState:
+        """Make every sync handle issued so far stale: clients refetch from
+        scratch. For after a restore, or when the log cannot be trusted."""
+        return await self._run(
+            self.sync.reset_sync,
+        )
 
     async def restore_session(
         self, actor: Actor, session_id: str, *, expected_version: int | None = None
@@ -393,6 +423,28 @@ class AsyncThreadkeep:
             branch_id=branch_id,
         )
 
+    async def shape_changes(
+        self,
+        actor: Actor,
+        table: str,
+        after: int,
+        *,
+        session_id: str | None = None,
+        limit: int = 1000,
+    ) -> ShapeChanges:
+        """The actor's changes to ``table`` with offset > ``after``, in commit order."""
+        return await self._run(
+            self.sync.shape_changes, actor, table, after, session_id=session_id, limit=limit
+        )
+
+    async def shape_snapshot(
+        self, actor: Actor, table: str, *, session_id: str | None = None
+    ) -> ShapeSnapshot:
+        """Every row of ``table`` the actor may see (in one session, if given),
+        with the offset of the last change this snapshot contains: follow with
+        :meth:`shape_changes` from that offset and nothing is missed or repeated."""
+        return await self._run(self.sync.shape_snapshot, actor, table, session_id=session_id)
+
     async def start_message(
         self, actor: Actor, session_id: str, message: NewMessage | Mapping[str, Any]
     ) -> Committed[Message]:
@@ -404,6 +456,12 @@ class AsyncThreadkeep:
         self, actor: Actor, session_id: str, event: NewToolEvent | Mapping[str, Any]
     ) -> Committed[ToolEvent]:
         return await self._run(self.sync.start_tool_event, actor, session_id, event)
+
+    async def sync_state(self) -> SyncState:
+        """The log's last offset and the current handle epochs."""
+        return await self._run(
+            self.sync.sync_state,
+        )
 
     async def update_session(
         self,

@@ -66,6 +66,42 @@ class ApiSettings(BaseModel):
     )
 
 
+class SyncSettings(BaseModel):
+    """The shape endpoint: live long-polls, the fallback poll, log pruning.
+
+    The ``[sync]`` table of the config file or ``THREADKEEP_SYNC__*`` variables.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    long_poll_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        le=40,
+        description="How long a live request is held when nothing changes "
+        "(the client gives up after 45 s).",
+    )
+    poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often held requests look at the log without being woken: "
+        "a lost notification (another instance, another process) delays, never loses.",
+    )
+    retention_hours: float = Field(
+        default=7 * 24,
+        gt=0,
+        description="Changes older than this are pruned; a client further behind "
+        "refetches its shape (409 must-refetch).",
+    )
+    prune_every_seconds: float = Field(
+        default=3600.0, gt=0, description="How often the server prunes the change log."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API (CORS); '*' for any.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="THREADKEEP_", env_nested_delimiter="__", extra="forbid"
@@ -74,6 +110,11 @@ class Settings(BaseSettings):
     database_url: str = Field(default_factory=default_database_url)
     limits: Limits = Field(default_factory=Limits)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
+    # Proxy mode: with an Electric service's URL, /v1/shape forwards to it
+    # (THREADKEEP_ELECTRIC_URL, THREADKEEP_ELECTRIC_SECRET).
+    electric_url: str | None = None
+    electric_secret: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8765, ge=0, le=65535)
 

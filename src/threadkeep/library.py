@@ -15,13 +15,14 @@ from threadkeep.service.changes import ChangeOps
 from threadkeep.service.events import EventOps
 from threadkeep.service.sessions import SessionOps
 from threadkeep.service.streaming import StreamOps
+from threadkeep.service.sync import SyncOps
 from threadkeep.service.tokens import TokenOps
 from threadkeep.service.users import UserOps
 from threadkeep.store import open_engine
 from threadkeep.store.contract import StoreEngine
 
 
-class Threadkeep(UserOps, SessionOps, EventOps, BranchOps, ChangeOps, TokenOps, StreamOps):
+class Threadkeep(UserOps, SessionOps, EventOps, BranchOps, ChangeOps, TokenOps, StreamOps, SyncOps):
     """A durable store of chat and agent sessions.
 
     Examples:

@@ -67,6 +67,7 @@ def api_client(tk: Threadkeep, api: ApiSettings | None = None) -> Iterator[Api]:
             yield Api(portal, client)
         finally:
             portal.call(client.aclose)
+            portal.call(app.state.sync.stop)  # the sync hub, if a shape request started it
 
 
 def api_client_fixture() -> Any:

@@ -10,9 +10,12 @@ owner (``threadkeep serve``, a test) does, after the server has stopped.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
 from threadkeep import __version__
@@ -25,12 +28,15 @@ from threadkeep.api.routes import (
     health,
     messages,
     sessions,
+    shape,
     streaming,
     tokens,
 )
 from threadkeep.api.settings import ApiSettings
-from threadkeep.config import Settings, load_settings
+from threadkeep.config import Settings, SyncSettings, load_settings
 from threadkeep.library import Threadkeep
+from threadkeep.sync.protocol import EXPOSED_HEADERS
+from threadkeep.sync.runtime import SyncRuntime
 
 DESCRIPTION = """\
 The REST API of threadkeep, the durable store for AI chat and agent sessions.
@@ -47,6 +53,7 @@ TAGS = [
     {"name": "messages", "description": "The ordered turns of a session."},
     {"name": "branches", "description": "Forks, rewinds and whole histories."},
     {"name": "events", "description": "Tool calls and the activity timeline."},
+    {"name": "sync", "description": "Realtime sync with the ElectricSQL shape protocol."},
     {"name": "tokens", "description": "The calling user and its API tokens."},
     {"name": "operations", "description": "Probes and metrics (no auth)."},
 ]
@@ -65,19 +72,35 @@ def create_app(
     """
     if api is None:
         api = (settings or load_settings()).api
+    sync_settings = settings.sync if settings is not None else SyncSettings()
     metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Sync starts with the first shape request (or here, under a server);
+        # stopping it lets held long-polls answer before the server exits.
+        yield
+        await app.state.sync.stop()
+
     app = FastAPI(
         title="threadkeep",
         version=__version__,
         description=DESCRIPTION,
         openapi_tags=TAGS,
+        lifespan=lifespan,
     )
     app.state.tk = tk
     app.state.settings = settings
     app.state.api_settings = api
     app.state.metrics = metrics
+    app.state.sync = SyncRuntime(
+        tk,
+        sync_settings,
+        electric_url=settings.electric_url if settings else None,
+        electric_secret=settings.electric_secret if settings else None,
+    )
     problems.install(app)
-    for module in (sessions, messages, streaming, branches, events, tokens, health):
+    for module in (sessions, messages, streaming, branches, events, shape, tokens, health):
         app.include_router(module.router)
     # add_middleware puts each new one outside the previous: RequestContext is
     # outermost, so even BodyGuard's refusals get a request id and a log line.
@@ -88,6 +111,16 @@ def create_app(
         streamed=streaming.STREAMED_BODY,
     )
     app.add_middleware(RequestContext, metrics=metrics)
+    if sync_settings.cors_origins:
+        # Outermost, so refusals and 409s carry the CORS headers too: a browser
+        # must be able to read electric-handle on a 409 (electric-protocol §2.4).
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=sync_settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
+            allow_headers=["authorization", "content-type", "if-match", "x-request-id"],
+            expose_headers=[*EXPOSED_HEADERS, "x-request-id", "etag"],
+        )
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -88,8 +88,13 @@ class StoreEngine(abc.ABC):
         for fn in self._commit_listeners:
             try:
                 fn()
-            except Exception:  # noqa: S110 - a listener's failure must not fail the write
+            except Exception:
                 pass
+
+    def change_channel(self) -> Any:
+        """A cross-process commit notifier (``store/notify.py``), or None when
+        the engine has none (SQLite: other processes are seen by polling)."""
+        return None
 
     def snapshot_read(self, fn: ReadFn[T]) -> T:
         """Run ``fn`` on a snapshot in which the change log is numbered exactly

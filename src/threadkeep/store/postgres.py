@@ -28,6 +28,7 @@ from threadkeep.model.common import Committed, utcnow
 from threadkeep.model.jsontext import dumps
 from threadkeep.store.changes import assign_offsets, change_params
 from threadkeep.store.contract import ReadFn, StoreEngine, WriteFn, WriteTx
+from threadkeep.store.notify import PgChangeChannel
 from threadkeep.store.tables import changes
 from threadkeep.store.translate import is_retryable, is_unique_violation, translate_errors
 
@@ -250,6 +251,10 @@ class PostgresStore(StoreEngine):
     @property
     def txid_sql(self) -> sa.ColumnElement[int]:
         return _TXID
+
+    def change_channel(self) -> PgChangeChannel:
+        u = normalise_url(self.url).set(drivername="postgresql")
+        return PgChangeChannel(u.render_as_string(hide_password=False))
 
     def snapshot_read(self, fn: ReadFn[T]) -> T:
         """One REPEATABLE READ transaction that first takes the assigners' lock

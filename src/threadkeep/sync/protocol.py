@@ -124,7 +124,7 @@ def next_cursor(previous: str | None, now: float | None = None) -> str:
     except ValueError:
         prev = 0
     if n <= prev:
-        n = prev + random.randint(1, 3600)  # noqa: S311 - not a secret
+        n = prev + random.randint(1, 3600)
     return str(n)
 
 

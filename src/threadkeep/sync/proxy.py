@@ -1,0 +1,91 @@
+"""Proxy mode: the same shape routes in front of a real Electric service.
+
+With ``THREADKEEP_ELECTRIC_URL`` set, a shape request is authenticated here,
+its protocol parameters (offset, handle, live, cursor...) forwarded, and the
+shape's definition set here: ``table``, a ``where`` with ``$n`` placeholders
+for the owner (and session), its ``params[n]``, and the service's ``secret``.
+A client's own ``table``/``where``/``params``/``columns`` are dropped. The
+answer streams back unbuffered (a long-poll is held up to 20 s, SSE longer)
+with the headers the client needs; ``public`` caching becomes ``private``
+because one URL serves different users.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from threadkeep.errors import InvalidInput
+from threadkeep.model.common import Actor
+from threadkeep.store.tables import SYNCED_TABLES
+from threadkeep.sync.protocol import PROTOCOL_PARAMS
+from threadkeep.sync.shapes import Shape
+
+# Upstream headers passed back to the client (hop-by-hop and length dropped).
+_PASS = ("content-type", "content-encoding", "cache-control", "etag", "retry-after")
+
+_client: httpx.AsyncClient | None = None
+
+
+def _http() -> httpx.AsyncClient:
+    global _client
+    if _client is None:
+        _client = httpx.AsyncClient(
+            timeout=httpx.Timeout(10.0, read=90.0), limits=httpx.Limits(max_connections=None)
+        )
+    return _client
+
+
+def upstream_params(
+    query: list[tuple[str, str]], shape: Shape, secret: str | None
+) -> list[tuple[str, str]]:
+    """The query sent upstream: the client's protocol parameters, then the
+    definition and the secret set here."""
+    out = [(k, v) for k, v in query if k in PROTOCOL_PARAMS]
+    where, values = shape.electric_where()
+    out += [("table", shape.table), ("where", where)]
+    out += [(f"params[{i}]", v) for i, v in enumerate(values, start=1)]
+    if secret:
+        out.append(("secret", secret))
+    return out
+
+
+def _headers(upstream: httpx.Response) -> dict[str, str]:
+    out: dict[str, str] = {"vary": "Authorization"}
+    for name, value in upstream.headers.items():
+        low = name.lower()
+        if low.startswith("electric-") or low in _PASS:
+            if low == "cache-control":
+                value = value.replace("public", "private")
+            out[low] = value
+    return out
+
+
+async def forward(
+    runtime: Any, request: Request, actor: Actor, table: str, session_id: str | None
+) -> Response:
+    if table not in SYNCED_TABLES:
+        raise InvalidInput("table", f"must be one of: {', '.join(SYNCED_TABLES)}")
+    shape = Shape(table, actor.user_id, session_id)
+    url = str(runtime.electric_url).rstrip("/") + "/v1/shape"
+    params = upstream_params(
+        list(request.query_params.multi_items()), shape, runtime.electric_secret
+    )
+    client = _http()
+    accept = request.headers.get("accept", "*/*")
+    upstream = await client.send(
+        client.build_request(
+            "GET", url, params=httpx.QueryParams(tuple(params)), headers={"accept": accept}
+        ),
+        stream=True,
+    )
+    return StreamingResponse(
+        upstream.aiter_raw(),
+        status_code=upstream.status_code,
+        headers=_headers(upstream),
+        background=BackgroundTask(upstream.aclose),
+    )

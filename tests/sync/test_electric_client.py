@@ -1,0 +1,301 @@
+"""The real ``@electric-sql/client`` and a TanStack DB electric collection
+against a running ``threadkeep serve``, on SQLite and on PostgreSQL: the
+applicable items of the conformance checklist in ../shared/electric-protocol.md
+§8 (numbered below), plus scoping against a hostile client."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+from sync_helpers import (
+    Caller,
+    Probe,
+    Serve,
+    apply_changes,
+    new_caller,
+    probes,
+    server_fixture,
+    up_to_date,
+)
+
+from conftest import shared_store_fixture
+from threadkeep import Threadkeep
+
+store = shared_store_fixture("sync")
+server = server_fixture()
+
+
+def _rest(server: Serve, caller: Caller) -> httpx.Client:
+    return httpx.Client(base_url=server.base, headers=caller.headers, timeout=10)
+
+
+def _session(api: httpx.Client, title: str = "t") -> dict[str, Any]:
+    r = api.post("/v1/sessions", json={"title": title})
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def _append(api: httpx.Client, sid: str, *texts: str) -> dict[str, Any]:
+    r = api.post(
+        f"/v1/sessions/{sid}/messages",
+        json={"messages": [{"role": "user", "content": t} for t in texts]},
+    )
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def _no_loop_warnings(p: Probe) -> None:
+    # §8.18: a caught-up non-live answer carries up-to-date, so the client
+    # never detects a fetch loop (nor any other complaint).
+    complaints = [e for e in p.events if e["kind"] == "console"]
+    assert complaints == [], complaints
+
+
+def test_initial_sync_gives_every_row_typed_and_the_collection_becomes_ready(
+    store: Threadkeep, server: Serve
+) -> None:
+    """§8.1, §8.2."""
+    me = new_caller(store)
+    s = store.create_session(me.actor, title="typed", tags=["x"]).value
+    store.append_messages(
+        me.actor,
+        s.id,
+        [
+            {"role": "user", "content": "a", "parts": [{"type": "text", "text": "a"}]},
+            {"role": "assistant", "content": "b", "input_tokens": 7},
+        ],
+    )
+    with probes() as ps:
+        ps.append(p := Probe(server.shape_url(), me.token, params={"table": "messages"}))
+        first = p.wait_for(up_to_date)
+        inserts = [m for m in first["messages"] if "key" in m]
+        assert [m["value"]["content"] for m in inserts] == ["a", "b"]
+        assert {m["headers"]["operation"] for m in inserts} == {"insert"}
+        assert any(m["headers"].get("control") == "snapshot-end" for m in first["messages"])
+        row = inserts[0]["value"]
+        assert row["seq"] == "1n"  # int8 -> BigInt
+        assert row["parts"] == [{"type": "text", "text": "a"}]  # jsonb -> object
+        assert row["model"] is None
+        assert isinstance(row["created_at"], str) and row["created_at"].endswith("+00")
+        assert inserts[1]["value"]["input_tokens"] == "7n"
+
+        ps.append(
+            c := Probe(
+                server.shape_url(), me.token, mode="collection", params={"table": "sessions"}
+            )
+        )
+        ready = c.wait_for(lambda e: e["kind"] == "ready")
+        assert ready["size"] == 1
+        c.send({"state": True})
+        (only,) = c.wait_for(lambda e: e["kind"] == "state")["rows"]
+        assert only["title"] == "typed" and only["tags"] == ["x"]
+        assert only["starred"] is False  # bool
+        _no_loop_warnings(p)
+        _no_loop_warnings(c)
+
+
+def test_live_insert_partial_update_trash_restore_and_purge(
+    store: Threadkeep, server: Serve
+) -> None:
+    """§8.3 live insert with its txid, §8.4 partial update, §8.5 delete (key
+    only), §8.7 moving out of and into the shape (trash, restore)."""
+    me = new_caller(store)
+    with probes() as ps, _rest(server, me) as api:
+        ps.append(p := Probe(server.shape_url(), me.token, params={"table": "sessions"}))
+        p.wait_for(up_to_date)
+        t0 = time.monotonic()
+        created = _session(api, "live")
+        ins = p.wait_for(
+            lambda e: any(m.get("value", {}).get("title") == "live" for m in e.get("messages", []))
+        )
+        assert time.monotonic() - t0 < 1.5
+        (msg,) = [m for m in ins["messages"] if "key" in m]
+        assert msg["headers"]["operation"] == "insert"
+        assert msg["headers"]["txids"] == [created["txid"]]
+        assert ins["messages"][-1]["headers"]["control"] == "up-to-date"
+
+        upd = api.patch(f"/v1/sessions/{created['id']}", json={"title": "renamed"}).json()
+        got = p.wait_for(
+            lambda e: any(
+                upd["txid"] in m.get("headers", {}).get("txids", []) for m in e.get("messages", [])
+            )
+        )
+        (u,) = [m for m in got["messages"] if "key" in m]
+        assert u["headers"]["operation"] == "update"
+        assert set(u["value"]) == {"id", "title", "version", "updated_at"}
+
+        trash = api.delete(f"/v1/sessions/{created['id']}").json()
+        got = p.wait_for(
+            lambda e: any(
+                trash["txid"] in m.get("headers", {}).get("txids", [])
+                for m in e.get("messages", [])
+            )
+        )
+        (d,) = [m for m in got["messages"] if "key" in m]
+        assert d["headers"]["operation"] == "delete" and d["value"] == {"id": created["id"]}
+
+        back = api.post(f"/v1/sessions/{created['id']}/restore").json()
+        got = p.wait_for(
+            lambda e: any(
+                back["txid"] in m.get("headers", {}).get("txids", []) for m in e.get("messages", [])
+            )
+        )
+        (r,) = [m for m in got["messages"] if "key" in m]
+        assert r["headers"]["operation"] == "insert" and r["value"]["title"] == "renamed"
+
+        state: dict[str, dict[str, Any]] = {}
+        apply_changes(state, [m for b in p.batches() for m in b["messages"]])
+        assert [v["title"] for v in state.values()] == ["renamed"]
+        _no_loop_warnings(p)
+
+
+def test_a_users_stream_never_holds_another_users_rows_whatever_the_client_asks(
+    store: Threadkeep, server: Serve
+) -> None:
+    """§8.8: the client's table/where/params are ignored; the token decides."""
+    me, other = new_caller(store), new_caller(store)
+    mine = store.create_session(me.actor, title="mine").value
+    theirs = store.create_session(other.actor, title="theirs").value
+    store.append_message(me.actor, mine.id, {"role": "user", "content": "mine"})
+    store.append_message(other.actor, theirs.id, {"role": "user", "content": "theirs"})
+    hostile = {
+        "table": "messages",
+        "where": f"owner_id = '{other.actor.user_id}' OR true",
+        "params": {"1": other.actor.user_id},
+        "columns": ["id", "content", "owner_id"],
+    }
+    with probes() as ps, _rest(server, other) as api:
+        ps.append(p := Probe(server.shape_url(), me.token, params=hostile))
+        p.wait_for(up_to_date)
+        _append(api, theirs.id, "more of theirs")  # live, for the other user
+        store.append_message(me.actor, mine.id, {"role": "user", "content": "mine again"})
+        p.wait_for(
+            lambda e: any(
+                m.get("value", {}).get("content") == "mine again" for m in e.get("messages", [])
+            )
+        )
+        owners = {
+            m["value"].get("owner_id") for m in p.changes() if m["headers"]["operation"] == "insert"
+        }
+        assert owners == {me.actor.user_id}
+        assert all("theirs" not in str(m) for m in p.changes())
+
+
+def test_a_new_stream_resumes_from_an_offset_and_handle_without_duplicates(
+    store: Threadkeep, server: Serve
+) -> None:
+    """§8.9."""
+    me = new_caller(store)
+    s = store.create_session(me.actor).value
+    store.append_messages(me.actor, s.id, [{"role": "user", "content": f"m{i}"} for i in range(3)])
+    with probes() as ps:
+        ps.append(first := Probe(server.shape_url(), me.token, params={"table": "messages"}))
+        b = first.wait_for(up_to_date)
+        first.close()
+        store.append_messages(
+            me.actor, s.id, [{"role": "user", "content": f"n{i}"} for i in range(2)]
+        )
+        ps.append(
+            second := Probe(
+                server.shape_url(),
+                me.token,
+                params={"table": "messages"},
+                offset=b["offset"],
+                handle=b["handle"],
+            )
+        )
+        second.wait_for(
+            lambda e: (
+                up_to_date(e)
+                and any(m.get("value", {}).get("content") == "n1" for m in e["messages"])
+            )
+        )
+        second.drain(0.5)
+        assert [m["value"]["content"] for m in second.changes()] == ["n0", "n1"]
+
+
+def test_txids_resolve_through_the_stream_and_through_the_snapshot_and_not_outside_the_shape(
+    store: Threadkeep, server: Serve
+) -> None:
+    """§8.13, §8.14, §8.15 with a TanStack DB electric collection."""
+    me = new_caller(store)
+    with probes() as ps, _rest(server, me) as api:
+        s = _session(api)
+        before = _append(api, s["id"], "before")["txid"]
+        ps.append(
+            c := Probe(
+                server.shape_url(),
+                me.token,
+                mode="collection",
+                params={"table": "messages", "session_id": s["id"]},
+            )
+        )
+        c.wait_for(lambda e: e["kind"] == "ready")
+        c.send({"await": before, "timeout": 3000})  # committed before the snapshot
+        got = c.wait_for(lambda e: e["kind"] == "awaited" and e["txid"] == before)
+        assert got["ok"], got
+        live = _append(api, s["id"], "live")["txid"]
+        c.send({"await": live, "timeout": 3000})
+        got = c.wait_for(lambda e: e["kind"] == "awaited" and e["txid"] == live)
+        assert got["ok"] and got["ms"] < 1000, got
+        elsewhere = _session(api, "not in the messages shape")["txid"]
+        c.send({"await": elsewhere, "timeout": 1500})
+        got = c.wait_for(lambda e: e["kind"] == "awaited" and e["txid"] == elsewhere)
+        assert not got["ok"] and got["error"] == "TimeoutWaitingForTxIdError", got
+        c.send({"state": True})
+        rows = c.wait_for(lambda e: e["kind"] == "state")["rows"]
+        assert sorted(r["content"] for r in rows) == ["before", "live"]
+
+
+def test_protocol_errors_and_a_bad_token_stop_the_stream_with_a_clear_error(
+    store: Threadkeep, server: Serve
+) -> None:
+    """§8.16."""
+    me = new_caller(store)
+    with probes() as ps:
+        ps.append(p := Probe(server.shape_url(), "tk_not-a-token", params={"table": "messages"}))
+        err = p.wait_for(lambda e: e["kind"] == "error")
+        assert err["status"] == 401
+        ps.append(q := Probe(server.shape_url(), me.token, params={"table": "no_such_table"}))
+        err = q.wait_for(lambda e: e["kind"] == "error")
+        assert err["status"] == 400
+    r = httpx.get(
+        server.shape_url(), params={"table": "messages", "offset": "nope"}, headers=me.headers
+    )
+    assert r.status_code == 400 and r.json()["errors"][0]["loc"] == ["query", "offset"]
+    r = httpx.get(
+        server.shape_url(), params={"table": "messages", "offset": "3_0"}, headers=me.headers
+    )
+    assert r.status_code == 400 and "handle" in r.json()["detail"]
+
+
+def test_a_reset_makes_clients_refetch_with_a_new_handle_and_reload(
+    store: Threadkeep, server: Serve
+) -> None:
+    """§8.11, §8.12: 409 with a new handle; the old one is never served again."""
+    me = new_caller(store)
+    s = store.create_session(me.actor, title="kept").value
+    with probes() as ps:
+        ps.append(p := Probe(server.shape_url(), me.token, params={"table": "sessions"}))
+        first = p.wait_for(up_to_date)
+        old = first["handle"]
+        store.reset_sync()
+        store.update_session(me.actor, s.id, title="after reset")
+        refetched = p.wait_for(
+            lambda e: e["kind"] == "batch" and e["handle"] != old and up_to_date(e), timeout=20
+        )
+        assert any(
+            m.get("headers", {}).get("control") == "must-refetch"
+            for b in p.batches()
+            for m in b["messages"]
+        )
+        rows = [m["value"] for m in refetched["messages"] if "key" in m]
+        assert [r["title"] for r in rows] == ["after reset"]
+        r = httpx.get(
+            server.shape_url(),
+            params={"table": "sessions", "offset": first["offset"], "handle": old},
+            headers=me.headers,
+        )
+        assert r.status_code == 409 and r.headers["electric-handle"] == refetched["handle"] != old
