@@ -23,6 +23,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from conftest import row_counts, shared_store_fixture
 from threadkeep import Actor, Threadkeep
 from threadkeep.api import ApiSettings, create_app
+from threadkeep.config import Settings
 
 PROBLEM_FIELDS = ("type", "title", "status", "detail", "instance", "request_id")
 
@@ -57,8 +58,12 @@ class Api:
 
 
 @contextmanager
-def api_client(tk: Threadkeep, api: ApiSettings | None = None) -> Iterator[Api]:
-    app = create_app(tk, api=api or ApiSettings(max_body_bytes=256 * 1024, max_json_depth=100))
+def api_client(
+    tk: Threadkeep, api: ApiSettings | None = None, settings: Settings | None = None
+) -> Iterator[Api]:
+    app = create_app(
+        tk, settings, api=api or ApiSettings(max_body_bytes=256 * 1024, max_json_depth=100)
+    )
     with start_blocking_portal() as portal:
         client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://testserver"

@@ -77,8 +77,12 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Sync starts with the first shape request (or here, under a server);
-        # stopping it lets held long-polls answer before the server exits.
+        # Under a server, sync starts here: this instance's commits must wake
+        # other instances' readers (NOTIFY) even before it serves a shape
+        # itself. In-process clients without a lifespan start it on first use.
+        # Stopping it lets held long-polls answer before the server exits.
+        if app.state.tk is not None:
+            await app.state.sync.ensure_started()
         yield
         await app.state.sync.stop()
 

@@ -54,6 +54,7 @@ class LiveHub:
         self._channel: Any = None
         self._readers: dict[str, tuple[int, float]] = {}
         self._reported: tuple[int | None, float] = (None, 0.0)
+        self._stopping = False
 
     # --- life -----------------------------------------------------------------
 
@@ -62,6 +63,7 @@ class LiveHub:
             return
         self._loop = asyncio.get_running_loop()
         self._poke = asyncio.Event()
+        self._stopping = False
         self.head = (await asyncio.to_thread(self.tk.sync_state)).last_offset
         self.tk.engine.add_commit_listener(self._local_commit)
         self._channel = self.tk.engine.change_channel()
@@ -75,9 +77,15 @@ class LiveHub:
             await asyncio.to_thread(self._channel.stop)
             self._channel = None
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            # A flag, not only cancel(): asyncio.wait_for can swallow a
+            # cancellation that races with the poke it was waiting for.
+            self._stopping = True
+            if self._poke is not None:
+                self._poke.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), 5.0)
+            except (TimeoutError, asyncio.CancelledError, Exception):
+                self._task.cancel()
             self._task = None
         for waiters in self._waiters.values():
             for w in waiters:
@@ -131,10 +139,12 @@ class LiveHub:
 
     async def _run(self) -> None:
         assert self._poke is not None
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poke.wait(), self.poll_seconds)
             self._poke.clear()
+            if self._stopping:
+                return
             try:
                 if self._waiters:
                     await self._catch_up()

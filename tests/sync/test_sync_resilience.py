@@ -1,0 +1,160 @@
+"""Sync across server restarts and across instances.
+
+* §8.10: the server is killed (SIGKILL) while a client's long-poll is held and
+  started again on the same port; the client retries the same offset and
+  handle and continues with nothing lost and nothing twice.
+* PostgreSQL, two instances: a write through one wakes a long-poll held by the
+  other at once (LISTEN/NOTIFY; the fallback poll is set to 10 s so only a
+  notification can explain a fast wake-up); and 8 concurrent writers through
+  both instances while 3 consumers follow: every consumer's final state equals
+  the database.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sync_helpers import Probe, Serve, apply_changes, new_caller, probes, require_node, up_to_date
+
+from threadkeep import Threadkeep
+
+FAST = {"THREADKEEP_SYNC__LONG_POLL_SECONDS": "3", "THREADKEEP_SYNC__POLL_SECONDS": "0.5"}
+
+
+def _contents(p: Probe) -> list[str]:
+    return [m["value"]["content"] for m in p.changes() if m["headers"]["operation"] == "insert"]
+
+
+def test_a_client_resumes_after_the_server_is_killed_during_a_long_poll(
+    tk: Threadkeep, db_url: str, tmp_path: Path
+) -> None:
+    require_node()
+    me = new_caller(tk)
+    s = tk.create_session(me.actor).value
+    tk.append_message(me.actor, s.id, {"role": "user", "content": "m0"})
+    server = Serve(db_url, tmp_path, FAST)
+    try:
+        with probes() as ps:
+            ps.append(p := Probe(server.shape_url(), me.token, params={"table": "messages"}))
+            p.wait_for(up_to_date)
+            time.sleep(0.5)  # the client is now holding a live request
+            port = server.port
+            server.kill()
+            for i in range(1, 4):  # written while no server runs
+                tk.append_message(me.actor, s.id, {"role": "user", "content": f"m{i}"})
+            server.start(port)
+            tk.append_message(me.actor, s.id, {"role": "user", "content": "m4"})
+            p.wait_for(lambda e: e["kind"] == "batch" and "m4" in str(e["messages"]), timeout=30)
+            p.drain(1.0)
+            assert _contents(p) == [f"m{i}" for i in range(5)]
+            assert not [e for e in p.events if e["kind"] == "error"]
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def pg_only(db_url: str) -> str:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("several server instances share one database on PostgreSQL")
+    return db_url
+
+
+def test_a_write_through_one_instance_wakes_a_long_poll_held_by_another(
+    tk: Threadkeep, pg_only: str, tmp_path: Path
+) -> None:
+    require_node()
+    slow_poll = {"THREADKEEP_SYNC__LONG_POLL_SECONDS": "15", "THREADKEEP_SYNC__POLL_SECONDS": "10"}
+    a = Serve(pg_only, tmp_path, slow_poll)
+    b = Serve(pg_only, tmp_path, slow_poll)
+    me = new_caller(tk)
+    s = tk.create_session(me.actor).value
+    try:
+        with probes() as ps, httpx.Client(base_url=a.base, headers=me.headers) as api:
+            ps.append(p := Probe(b.shape_url(), me.token, params={"table": "messages"}))
+            p.wait_for(up_to_date)
+            time.sleep(1.0)  # held on b
+            lags = []
+            for i in range(3):
+                t0 = time.monotonic()
+                r = api.post(
+                    f"/v1/sessions/{s.id}/messages",
+                    json={"messages": [{"role": "user", "content": f"x{i}"}]},
+                )
+                assert r.status_code == 201
+                p.wait_for(
+                    lambda e, i=i: e["kind"] == "batch" and f"x{i}" in str(e["messages"]),
+                    timeout=12,
+                )
+                lags.append(time.monotonic() - t0)
+            assert max(lags) < 3.0, lags  # the fallback poll alone would take up to 10 s
+    finally:
+        a.kill()
+        b.kill()
+
+
+WRITERS = 8
+APPENDS = 25
+
+
+def test_eight_writers_on_two_instances_three_consumers_all_end_equal_to_the_database(
+    tk: Threadkeep, pg_only: str, tmp_path: Path
+) -> None:
+    require_node()
+    a, b = Serve(pg_only, tmp_path, FAST), Serve(pg_only, tmp_path, FAST)
+    me = new_caller(tk)
+    sessions = [tk.create_session(me.actor).value.id for _ in range(2)]
+    errors: list[str] = []
+
+    def writer(n: int) -> None:
+        base = (a if n % 2 else b).base
+        with httpx.Client(base_url=base, headers=me.headers, timeout=30) as api:
+            for i in range(APPENDS):
+                sid = sessions[(n + i) % 2]
+                r = api.post(
+                    f"/v1/sessions/{sid}/messages",
+                    json={"messages": [{"role": "user", "content": f"w{n}-{i}"}]},
+                )
+                if r.status_code != 201:
+                    errors.append(r.text)
+                if i % 10 == 0:
+                    api.patch(f"/v1/sessions/{sid}", json={"title": f"w{n}-{i}"})
+
+    try:
+        with probes() as ps:
+            for server in (a, b, b):
+                ps.append(Probe(server.shape_url(), me.token, params={"table": "messages"}))
+            for p in ps:
+                p.wait_for(up_to_date)
+            threads = [threading.Thread(target=writer, args=(n,)) for n in range(WRITERS)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert errors == []
+            want = {
+                m.id: (m.content, m.seq, m.session_id)
+                for sid in sessions
+                for m in tk.get_history(me.actor, sid)
+            }
+            assert len(want) == WRITERS * APPENDS
+            for p in ps:
+                p.wait_for(
+                    lambda e: e["kind"] == "batch" and len(_contents(p)) >= len(want), timeout=30
+                )
+                p.drain(0.5)
+                state: dict[str, dict[str, Any]] = {}
+                apply_changes(state, [m for bt in p.batches() for m in bt["messages"]])
+                got = {
+                    v["id"]: (v["content"], int(v["seq"].rstrip("n")), v["session_id"])
+                    for v in state.values()
+                }
+                assert got == want
+                assert len(_contents(p)) == len(want)  # and nothing arrived twice
+    finally:
+        a.kill()
+        b.kill()
