@@ -1,6 +1,6 @@
 # One command per job, the same here and in .ci/run. `make` = test + lint.
 .DEFAULT_GOAL := all
-.PHONY: all venv test lint format gen docs bench
+.PHONY: all venv node test lint format gen docs bench
 
 PYTHON ?= python3
 VENV := .venv
@@ -31,7 +31,19 @@ $(VENV)/.installed: pyproject.toml
 
 # PostgreSQL tests need a server on 127.0.0.1:5432. As root, start the local
 # cluster when it is down; otherwise those tests are skipped (failed under CI=true).
-test: venv
+# The real Electric client and TanStack DB for the sync tests, pinned by the
+# lockfile. Without npm the sync tests skip locally (and fail under CI=true).
+NODE_DIR := tests/sync/node
+node: $(NODE_DIR)/node_modules/.installed
+
+$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else \
+	  echo "npm not found: the sync tests will skip (install Node.js 20+ to run them)"; \
+	fi
+
+test: venv node
 	@if command -v pg_ctlcluster >/dev/null && [ "$$(id -u)" = 0 ] \
 	    && ! pg_isready -q -h 127.0.0.1 2>/dev/null; then \
 	  echo "starting PostgreSQL"; \
