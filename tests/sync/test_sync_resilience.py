@@ -144,7 +144,8 @@ def test_eight_writers_on_two_instances_three_consumers_all_end_equal_to_the_dat
             assert len(want) == WRITERS * APPENDS
             for p in ps:
                 p.wait_for(
-                    lambda e, p=p: e["kind"] == "batch" and len(_contents(p)) >= len(want), timeout=30
+                    lambda e, p=p: e["kind"] == "batch" and len(_contents(p)) >= len(want),
+                    timeout=30,
                 )
                 p.drain(0.5)
                 state: dict[str, dict[str, Any]] = {}

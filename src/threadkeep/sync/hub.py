@@ -72,6 +72,8 @@ class LiveHub:
         self._task = asyncio.create_task(self._run(), name="threadkeep-sync-hub")
 
     async def stop(self) -> None:
+        if self._task is None:
+            return
         self.tk.engine.remove_commit_listener(self._local_commit)
         if self._channel is not None:
             await asyncio.to_thread(self._channel.stop)
