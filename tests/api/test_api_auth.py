@@ -243,6 +243,10 @@ OWN: set[tuple[str, str]] = {
     ("GET", "/v1/me"),
     ("GET", "/v1/tokens"),
     ("POST", "/v1/tokens"),
+    # Sync: the owner comes from the token; a foreign session_id answers 404
+    # (tests/sync/test_shape_protocol.py).
+    ("GET", "/v1/shape"),
+    ("GET", "/v1/shapes/{table}"),
 }
 
 

@@ -75,7 +75,7 @@ def test_snapshots_taken_under_concurrent_writers_followed_from_their_offset_equ
     final = {t: tk.shape_snapshot(me.actor, t) for t in ("messages", "sessions")}
     for table, snap in snaps:
         want = {
-            str(r["id"]): {k: v for k, v in r.items()}
+            str(r["id"]): dict(r)
             for r in (
                 m["value"]
                 for m in snapshot_messages(Shape(table, me.actor.user_id), final[table].rows)
