@@ -80,7 +80,7 @@ def update_recording(
 @router.delete(
     "/v1/sessions/{session_id}/recordings/{recording_id}",
     summary="Delete a recording",
-    responses=error_responses(404),
+    responses=error_responses(404, body=True),
 )
 def delete_recording(
     session_id: SessionId, recording_id: RowId, principal: Writer, tk: TK
@@ -153,7 +153,7 @@ def update_analytics_event(
 @router.delete(
     "/v1/sessions/{session_id}/analytics-events/{analytics_event_id}",
     summary="Delete a analytics event",
-    responses=error_responses(404),
+    responses=error_responses(404, body=True),
 )
 def delete_analytics_event(
     session_id: SessionId, analytics_event_id: RowId, principal: Writer, tk: TK

@@ -87,7 +87,7 @@ def update_misalignment(
 @router.delete(
     "/v1/sessions/{session_id}/misalignments/{misalignment_id}",
     summary="Delete a misalignment",
-    responses=error_responses(404),
+    responses=error_responses(404, body=True),
 )
 def delete_misalignment(
     session_id: SessionId, misalignment_id: RowId, principal: Writer, tk: TK
@@ -153,7 +153,7 @@ def update_hook_decision(
 @router.delete(
     "/v1/sessions/{session_id}/hook-decisions/{hook_decision_id}",
     summary="Delete a hook decision",
-    responses=error_responses(404),
+    responses=error_responses(404, body=True),
 )
 def delete_hook_decision(
     session_id: SessionId, hook_decision_id: RowId, principal: Writer, tk: TK

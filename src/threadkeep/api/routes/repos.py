@@ -90,7 +90,7 @@ def update_file_change(
 @router.delete(
     "/v1/sessions/{session_id}/file-changes/{file_change_id}",
     summary="Delete a file change",
-    responses=error_responses(404),
+    responses=error_responses(404, body=True),
 )
 def delete_file_change(
     session_id: SessionId, file_change_id: RowId, principal: Writer, tk: TK
@@ -174,7 +174,7 @@ def update_repo_binding(
 @router.delete(
     "/v1/sessions/{session_id}/repo-bindings/{repo_binding_id}",
     summary="Delete a repo binding",
-    responses=error_responses(404),
+    responses=error_responses(404, body=True),
 )
 def delete_repo_binding(
     session_id: SessionId, repo_binding_id: RowId, principal: Writer, tk: TK

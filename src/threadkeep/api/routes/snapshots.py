@@ -92,7 +92,7 @@ def update_snapshot(
 @router.delete(
     "/v1/sessions/{session_id}/snapshots/{snapshot_id}",
     summary="Delete a snapshot",
-    responses=error_responses(404),
+    responses=error_responses(404, body=True),
 )
 def delete_snapshot(
     session_id: SessionId, snapshot_id: RowId, principal: Writer, tk: TK
@@ -149,7 +149,7 @@ def update_checkpoint(
 @router.delete(
     "/v1/sessions/{session_id}/checkpoints/{checkpoint_id}",
     summary="Delete a checkpoint",
-    responses=error_responses(404),
+    responses=error_responses(404, body=True),
 )
 def delete_checkpoint(
     session_id: SessionId, checkpoint_id: RowId, principal: Writer, tk: TK
@@ -181,7 +181,7 @@ def get_summary(session_id: SessionId, principal: Reader, tk: TK) -> Summary:
 @router.delete(
     "/v1/sessions/{session_id}/summary",
     summary="Delete the session summary",
-    responses=error_responses(404),
+    responses=error_responses(404, body=True),
 )
 def delete_summary(session_id: SessionId, principal: Writer, tk: TK) -> Deleted:
     return Deleted(txid=tk.delete_summary(principal.actor, session_id).txid)

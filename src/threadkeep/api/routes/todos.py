@@ -63,7 +63,7 @@ def update_todo(
 @router.delete(
     "/v1/sessions/{session_id}/todos/{todo_id}",
     summary="Delete a todo",
-    responses=error_responses(404),
+    responses=error_responses(404, body=True),
 )
 def delete_todo(session_id: SessionId, todo_id: RowId, principal: Writer, tk: TK) -> Deleted:
     return Deleted(txid=tk.delete_todo(principal.actor, session_id, todo_id).txid)
