@@ -203,6 +203,7 @@ KINDS = [
             ("oversized", {"state": {"blob": "x" * 2_000}}, TooLarge),
             ("nul", {"state": {"k": NUL}}, InvalidText),
             ("nan", {"state": {"k": float("nan")}}, InvalidText),
+            ("null_state", {"state": None}, InvalidInput),
         ],
     ),
     kind(
@@ -216,6 +217,7 @@ KINDS = [
             ("oversized", {"context": {"blob": "x" * 2_000}}, TooLarge),
             ("nul", {"label": NUL}, InvalidText),
             ("extra_field", {"colour": "red"}, InvalidInput),
+            ("null_context", {"context": None}, InvalidInput),
         ],
     ),
     kind(
@@ -434,7 +436,9 @@ def test_replacing_the_todo_list_logs_inserts_updates_and_deletes(ctx: Ctx) -> N
     same = [{"id": t.id, "content": t.content, "status": t.status, "active_form": t.active_form}
             for t in second.value]  # fmt: skip
     again = tk.replace_todos(me, sid, same)
-    assert again.value == second.value and _logged(tk, me, again.txid) == []
+    assert again.value == second.value
+    # ... but its txid shows up in the change stream, on the session's key.
+    assert _logged(tk, me, again.txid) == [("sessions", sid, "update")]
     cleared = tk.replace_todos(me, sid, [])
     assert cleared.value == [] and tk.list_todos(me, sid) == []
     assert len(_logged(tk, me, cleared.txid)) == 3
@@ -501,7 +505,9 @@ def test_binding_a_repo_ends_the_active_binding_and_keeps_the_history(ctx: Ctx) 
     ended = tk.unbind_repo(me, sid).value
     assert ended is not None and ended.id == second.value.id and ended.unbound_at is not None
     assert tk.get_active_repo_binding(me, sid) is None
-    assert tk.unbind_repo(me, sid).value is None
+    nothing = tk.unbind_repo(me, sid)
+    assert nothing.value is None
+    assert _logged(tk, me, nothing.txid) == [("sessions", sid, "update")]
     assert len(tk.list_repo_bindings(me, sid)) == 2
 
 

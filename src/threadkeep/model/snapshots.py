@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from threadkeep.model.record import (
     MAX_ID,
@@ -19,6 +19,12 @@ from threadkeep.model.record import (
     RecordInput,
     RecordRow,
 )
+
+
+def _not_null(v: Any) -> Any:
+    if v is None:
+        raise ValueError("must not be null (use {} for nothing)")
+    return v
 
 
 class SnapshotKind(StrEnum):
@@ -50,6 +56,11 @@ class NewSnapshot(RecordInput):
     summary: Any = None
     id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
 
+    @field_validator("state")
+    @classmethod
+    def _state(cls, v: Any) -> Any:
+        return _not_null(v)
+
 
 class SnapshotUpdate(RecordInput):
     description: str | None = Field(default=None, max_length=MAX_TEXT)
@@ -72,6 +83,11 @@ class NewCheckpoint(RecordInput):
     label: str | None = Field(default=None, max_length=MAX_NAME)
     context: Any = Field(default_factory=dict)
     id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
+
+    @field_validator("context")
+    @classmethod
+    def _context(cls, v: Any) -> Any:
+        return _not_null(v)
 
 
 class CheckpointUpdate(RecordInput):

@@ -34,7 +34,7 @@ class ActivityOps(RecordOps):
         owner, sid = self._scope(actor, session_id)
         new = self._input(NewRecording, recording, "recording")
         self._json_limit("recording.events", new.events)
-        return self.engine.write(lambda tx: activity_q.create_recording(tx, owner, sid, new))
+        return self._write(owner, sid, lambda tx: activity_q.create_recording(tx, owner, sid, new))
 
     def update_recording(
         self,
@@ -48,8 +48,8 @@ class ActivityOps(RecordOps):
         self._json_limit("update.events", change.events)
         owner, sid = self._scope(actor, session_id)
         key = args.key("recording_id", recording_id)
-        return self.engine.write(
-            lambda tx: activity_q.update_recording(tx, owner, sid, key, change)
+        return self._write(
+            owner, sid, lambda tx: activity_q.update_recording(tx, owner, sid, key, change)
         )
 
     def get_recording(self, actor: Actor, session_id: str, recording_id: str) -> Recording:
@@ -79,7 +79,9 @@ class ActivityOps(RecordOps):
         new = [self._input(NewAnalyticsEvent, e, f"events[{i}]") for i, e in enumerate(events)]
         for i, e in enumerate(new):
             self._json_limit(f"events[{i}].properties", e.properties)
-        return self.engine.write(lambda tx: activity_q.record_analytics_events(tx, owner, sid, new))
+        return self._write(
+            owner, sid, lambda tx: activity_q.record_analytics_events(tx, owner, sid, new)
+        )
 
     def record_analytics_event(
         self, actor: Actor, session_id: str, event: NewAnalyticsEvent | Mapping[str, Any]

@@ -34,7 +34,9 @@ class OversightOps(RecordOps):
         """
         owner, sid = self._scope(actor, session_id)
         new = self._input(NewMisalignment, misalignment, "misalignment")
-        return self.engine.write(lambda tx: oversight_q.record_misalignment(tx, owner, sid, new))
+        return self._write(
+            owner, sid, lambda tx: oversight_q.record_misalignment(tx, owner, sid, new)
+        )
 
     def update_misalignment(
         self,
@@ -47,8 +49,8 @@ class OversightOps(RecordOps):
         change = self._input(MisalignmentUpdate, update, "update")
         owner, sid = self._scope(actor, session_id)
         key = args.key("misalignment_id", misalignment_id)
-        return self.engine.write(
-            lambda tx: oversight_q.update_misalignment(tx, owner, sid, key, change)
+        return self._write(
+            owner, sid, lambda tx: oversight_q.update_misalignment(tx, owner, sid, key, change)
         )
 
     def resolve_misalignment(
@@ -87,7 +89,9 @@ class OversightOps(RecordOps):
         """
         owner, sid = self._scope(actor, session_id)
         new = self._input(NewHookDecision, decision, "decision")
-        return self.engine.write(lambda tx: oversight_q.record_hook_decision(tx, owner, sid, new))
+        return self._write(
+            owner, sid, lambda tx: oversight_q.record_hook_decision(tx, owner, sid, new)
+        )
 
     def update_hook_decision(
         self,

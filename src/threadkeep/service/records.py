@@ -16,9 +16,11 @@ from threadkeep.model.text import check_size, json_size, text_size
 from threadkeep.service import args
 from threadkeep.service.base import ServiceBase, check_actor, coerce
 from threadkeep.store import records as record_q
+from threadkeep.store.contract import WriteFn, WriteTx
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 R = TypeVar("R", bound=RecordRow)
+T = TypeVar("T")
 E = TypeVar("E", bound=StrEnum)
 
 
@@ -37,6 +39,20 @@ class RecordOps(ServiceBase):
     def _scope(self, actor: Actor, session_id: str) -> tuple[str, str]:
         """The actor's user id and a checked session id."""
         return check_actor(actor), args.key("session_id", session_id)
+
+    def _write(self, owner: str, session_id: str, fn: WriteFn[T]) -> Committed[T]:
+        """Run ``fn`` as one write. A write that changed nothing (the same todo
+        list again, an empty patch) still logs a key-only update of its session,
+        so the txid it returns appears in the change stream a sync client waits
+        on."""
+
+        def op(tx: WriteTx) -> T:
+            value = fn(tx)
+            if not tx.changes:
+                tx.log("sessions", session_id, "update", {"id": session_id}, owner, session_id)
+            return value
+
+        return self.engine.write(op)
 
     def _input(self, model: type[M], value: M | Mapping[str, Any], field: str) -> M:
         args.mapping_or_model(field, value, model)
@@ -86,8 +102,10 @@ class RecordOps(ServiceBase):
         owner, sid = self._scope(actor, session_id)
         key = args.key("id", key)
         values = change.model_dump(exclude_unset=True)
-        return self.engine.write(
-            lambda tx: record_q.patch(tx, kind, owner, sid, key, values, required=required)
+        return self._write(
+            owner,
+            sid,
+            lambda tx: record_q.patch(tx, kind, owner, sid, key, values, required=required),
         )
 
     def _delete(
@@ -95,4 +113,4 @@ class RecordOps(ServiceBase):
     ) -> Committed[None]:
         owner, sid = self._scope(actor, session_id)
         key = args.key("id", key)
-        return self.engine.write(lambda tx: record_q.delete(tx, kind, owner, sid, key))
+        return self._write(owner, sid, lambda tx: record_q.delete(tx, kind, owner, sid, key))

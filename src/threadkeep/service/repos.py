@@ -34,12 +34,12 @@ class RepoOps(RecordOps):
         """
         owner, sid = self._scope(actor, session_id)
         new = self._input(NewRepoBinding, binding, "binding")
-        return self.engine.write(lambda tx: repo_q.bind_repo(tx, owner, sid, new))
+        return self._write(owner, sid, lambda tx: repo_q.bind_repo(tx, owner, sid, new))
 
     def unbind_repo(self, actor: Actor, session_id: str) -> Committed[RepoBinding | None]:
         """End the active binding (it stays in the history); None if there was none."""
         owner, sid = self._scope(actor, session_id)
-        return self.engine.write(lambda tx: repo_q.unbind_repo(tx, owner, sid))
+        return self._write(owner, sid, lambda tx: repo_q.unbind_repo(tx, owner, sid))
 
     def get_active_repo_binding(self, actor: Actor, session_id: str) -> RepoBinding | None:
         """The repository the session is bound to now, or None."""
@@ -84,7 +84,7 @@ class RepoOps(RecordOps):
         owner, sid = self._scope(actor, session_id)
         new = self._input(NewFileChange, change, "file_change")
         self._text_limit("file_change.diff", new.diff)
-        return self.engine.write(lambda tx: repo_q.record_file_change(tx, owner, sid, new))
+        return self._write(owner, sid, lambda tx: repo_q.record_file_change(tx, owner, sid, new))
 
     def update_file_change(
         self,

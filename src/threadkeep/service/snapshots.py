@@ -37,7 +37,7 @@ class SnapshotOps(RecordOps):
         owner, sid = self._scope(actor, session_id)
         new = self._input(NewSnapshot, snapshot, "snapshot")
         self._json_limit("snapshot.state", new.state, new.summary)
-        return self.engine.write(lambda tx: snapshot_q.create_snapshot(tx, owner, sid, new))
+        return self._write(owner, sid, lambda tx: snapshot_q.create_snapshot(tx, owner, sid, new))
 
     def update_snapshot(
         self,
@@ -92,7 +92,7 @@ class SnapshotOps(RecordOps):
         owner, sid = self._scope(actor, session_id)
         new = self._input(NewCheckpoint, checkpoint, "checkpoint")
         self._json_limit("checkpoint.context", new.context)
-        return self.engine.write(lambda tx: snapshot_q.create_checkpoint(tx, owner, sid, new))
+        return self._write(owner, sid, lambda tx: snapshot_q.create_checkpoint(tx, owner, sid, new))
 
     def update_checkpoint(
         self,
@@ -124,7 +124,7 @@ class SnapshotOps(RecordOps):
         owner, sid = self._scope(actor, session_id)
         new = self._input(NewSummary, summary, "summary")
         self._json_limit("summary", new.key_decisions, new.artifacts)
-        return self.engine.write(lambda tx: snapshot_q.set_summary(tx, owner, sid, new))
+        return self._write(owner, sid, lambda tx: snapshot_q.set_summary(tx, owner, sid, new))
 
     def get_summary(self, actor: Actor, session_id: str) -> Summary:
         """The session's summary. Raises SummaryNotFound when it has none."""
@@ -133,4 +133,4 @@ class SnapshotOps(RecordOps):
 
     def delete_summary(self, actor: Actor, session_id: str) -> Committed[None]:
         owner, sid = self._scope(actor, session_id)
-        return self.engine.write(lambda tx: snapshot_q.delete_summary(tx, owner, sid))
+        return self._write(owner, sid, lambda tx: snapshot_q.delete_summary(tx, owner, sid))

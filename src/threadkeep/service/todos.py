@@ -36,13 +36,13 @@ class TodoOps(RecordOps):
         if len(todos) > self.limits.max_batch:
             raise InvalidInput("todos", f"at most {self.limits.max_batch} items")
         items = [self._input(NewTodo, t, f"todos[{i}]") for i, t in enumerate(todos)]
-        return self.engine.write(lambda tx: todo_q.replace_todos(tx, owner, sid, items))
+        return self._write(owner, sid, lambda tx: todo_q.replace_todos(tx, owner, sid, items))
 
     def add_todo(self, actor: Actor, session_id: str, todo: TodoInput) -> Committed[Todo]:
         """Add one item at the end of the session's todo list."""
         owner, sid = self._scope(actor, session_id)
         item = self._input(NewTodo, todo, "todo")
-        return self.engine.write(lambda tx: todo_q.add_todo(tx, owner, sid, item))
+        return self._write(owner, sid, lambda tx: todo_q.add_todo(tx, owner, sid, item))
 
     def update_todo(
         self, actor: Actor, session_id: str, todo_id: str, update: TodoUpdate | Mapping[str, Any]
@@ -51,7 +51,7 @@ class TodoOps(RecordOps):
         change = self._input(TodoUpdate, update, "update")
         owner, sid = self._scope(actor, session_id)
         key = args.key("todo_id", todo_id)
-        return self.engine.write(lambda tx: todo_q.update_todo(tx, owner, sid, key, change))
+        return self._write(owner, sid, lambda tx: todo_q.update_todo(tx, owner, sid, key, change))
 
     def list_todos(self, actor: Actor, session_id: str) -> list[Todo]:
         """The session's todo list, in order."""
