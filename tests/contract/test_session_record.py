@@ -299,6 +299,9 @@ def test_create_read_update_delete_each_logged_with_its_txid(ctx: Ctx, k: Kind) 
     row = done.value
     assert row.id.startswith(k.table) and row.owner_id == me.user_id and row.session_id == ctx.sid
     assert k.get(ctx, row.id) == row
+    # Rows read back skip validation (model/trusted.py): they must still be
+    # what validation would build (enums, nested evidence).
+    assert type(row).model_validate(row.model_dump()) == row == k.list(ctx)[0]
     assert k.list(ctx) == [row]
     assert _logged(tk, me, done.txid) == [(k.table, row.id, "insert")]
     insert = next(ch for ch in tk.read_changes(me, 0) if ch.txid == done.txid)
@@ -647,3 +650,26 @@ def test_filters_on_the_lists(ctx: Ctx) -> None:
         ):
             with pytest.raises(InvalidInput):
                 call()
+
+
+def test_concurrent_binds_leave_one_active_binding_and_the_whole_history(ctx: Ctx) -> None:
+    import threading
+
+    tk, me, sid = ctx.tk, ctx.actor, ctx.sid
+    errors: list[BaseException] = []
+
+    def bind(i: int) -> None:
+        try:
+            tk.bind_repo(me, sid, {"path": f"/repo/{i}"})
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=bind, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    history = tk.list_repo_bindings(me, sid)
+    assert len(history) == 8
+    assert [b for b in history if b.active] == [tk.get_active_repo_binding(me, sid)]
