@@ -673,3 +673,22 @@ def test_concurrent_binds_leave_one_active_binding_and_the_whole_history(ctx: Ct
     history = tk.list_repo_bindings(me, sid)
     assert len(history) == 8
     assert [b for b in history if b.active] == [tk.get_active_repo_binding(me, sid)]
+
+
+def test_a_branch_whose_messages_the_parents_record_names_can_still_be_purged(ctx: Ctx) -> None:
+    """Rewinding moves the messages after the rewind point (and their tool
+    events) to a new branch; the parent's checkpoints, hook decisions and file
+    changes may name them. Purging that branch must not be blocked by them."""
+    tk, me, sid = ctx.tk, ctx.actor, ctx.sid
+    later = tk.append_message(me, sid, {"role": "assistant", "content": "later"}).value
+    ev = tk.start_tool_event(me, sid, {"name": "edit", "message_id": later.id}).value
+    tk.create_checkpoint(me, sid, {"message_id": later.id})
+    tk.record_hook_decision(
+        me, sid, {"rule_id": "r", "event": "tool_call", "decision": "allow", "tool_event_id": ev.id}
+    )
+    tk.record_file_change(me, sid, {"path": "a.py", "tool_event_id": ev.id})
+    branch = tk.rewind_session(me, sid, to_seq=1).value.branch
+    assert branch is not None
+    tk.purge_session(me, branch.id)
+    assert [c.message_id for c in tk.list_checkpoints(me, sid)] == [later.id]
+    assert len(tk.list_file_changes(me, sid)) == 1

@@ -257,7 +257,6 @@ def purge_session(tx: WriteTx, owner_id: str, session_id: str) -> None:
     ).scalar_one()
     if children:
         raise HasBranches(session_id, int(children))
-    # The session record first: some of its rows point at tool events and messages.
     for table in (*SESSION_RECORD_TABLES, tool_events, timeline_events, messages):
         keys = conn.execute(
             sa.delete(table)

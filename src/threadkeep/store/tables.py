@@ -215,6 +215,12 @@ timeline_events = sa.Table(
 # Every table below is session-scoped like the ones above: owner_id and
 # session_id on the row, the composite foreign key to sessions, and reads that
 # walk an index starting with session_id.
+#
+# References to messages and tool events (a checkpoint's message, the tool
+# event a hook decision judged...) are checked when written (same owner, same
+# session; store/records.py check_refs) but are not foreign keys: a rewind
+# moves messages and tool events into a new branch, and purging that branch
+# must not be blocked by the parent's rows that named them.
 
 todos = sa.Table(
     "todos",
@@ -269,8 +275,8 @@ hookify_decisions = sa.Table(
     sa.Column("event", sa.String(16), nullable=False),
     sa.Column("decision", sa.String(16), nullable=False),
     sa.Column("reason", sa.Text(), nullable=True),
-    sa.Column("tool_event_id", ID, sa.ForeignKey("tool_events.id"), nullable=True),
-    sa.Column("message_id", ID, sa.ForeignKey("messages.id"), nullable=True),
+    sa.Column("tool_event_id", ID, nullable=True),
+    sa.Column("message_id", ID, nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     _session_fk(),
@@ -341,7 +347,7 @@ checkpoints = sa.Table(
     sa.Column("id", ID, primary_key=True),
     sa.Column("owner_id", ID, nullable=False),
     sa.Column("session_id", ID, nullable=False),
-    sa.Column("message_id", ID, sa.ForeignKey("messages.id"), nullable=False),
+    sa.Column("message_id", ID, nullable=False),
     sa.Column("label", sa.String(200), nullable=True),
     sa.Column("context", JSONType, nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
@@ -394,7 +400,7 @@ file_changes = sa.Table(
     sa.Column("id", ID, primary_key=True),
     sa.Column("owner_id", ID, nullable=False),
     sa.Column("session_id", ID, nullable=False),
-    sa.Column("tool_event_id", ID, sa.ForeignKey("tool_events.id"), nullable=True),
+    sa.Column("tool_event_id", ID, nullable=True),
     sa.Column("path", sa.String(4096), nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("old_path", sa.String(4096), nullable=True),
@@ -435,8 +441,7 @@ analytics_events = sa.Table(
     sa.Index(None, "owner_id", "created_at"),
 )
 
-# The session-record tables, children first: purging a session deletes in
-# this order (some point at tool events and messages).
+# The session-record tables: purging a session deletes their rows first.
 SESSION_RECORD_TABLES = (
     todos,
     misalignments,

@@ -5,6 +5,8 @@ analytics events.
 Every table is session-scoped like the core ones (owner_id and session_id on
 the row, the composite foreign key to sessions). At most one active repo
 binding per session is a partial unique index, which both engines enforce.
+References to messages and tool events are checked on write, not foreign keys
+(a rewind moves messages to a branch, and purging it must stay possible).
 
 Revision ID: 0003
 Revises: 0002
@@ -52,12 +54,6 @@ def _check(table: str, name: str, sql: str) -> sa.CheckConstraint:
     return sa.CheckConstraint(sql, name=op.f(f"ck_{table}_{name}"))
 
 
-def _fk(table: str, column: str, target: str) -> sa.ForeignKeyConstraint:
-    return sa.ForeignKeyConstraint(
-        [column], [f"{target}.id"], name=op.f(f"fk_{table}_{column}_{target}")
-    )
-
-
 def _index(table: str, *columns: str) -> None:
     op.create_index(op.f(f"ix_{table}_{'_'.join(columns)}"), table, list(columns), unique=False)
 
@@ -99,8 +95,6 @@ def upgrade() -> None:
         sa.Column("message_id", ID, nullable=True),
         _check("hookify_decisions", "event", "event IN ('tool_call', 'prompt', 'stop')"),
         _check("hookify_decisions", "decision", "decision IN ('allow', 'warn', 'block')"),
-        _fk("hookify_decisions", "tool_event_id", "tool_events"),
-        _fk("hookify_decisions", "message_id", "messages"),
     )
     _index("hookify_decisions", "session_id", "created_at")
     _index("hookify_decisions", "tool_event_id")
@@ -147,7 +141,6 @@ def upgrade() -> None:
         sa.Column("message_id", ID, nullable=False),
         sa.Column("label", sa.String(length=200), nullable=True),
         sa.Column("context", tk_types.JSONType, nullable=False),
-        _fk("checkpoints", "message_id", "messages"),
     )
     _index("checkpoints", "session_id", "created_at")
     _index("checkpoints", "message_id")
@@ -182,7 +175,6 @@ def upgrade() -> None:
         sa.Column("old_path", sa.String(length=4096), nullable=True),
         sa.Column("diff", sa.Text(), nullable=True),
         _check("file_changes", "kind", "kind IN ('create', 'modify', 'delete', 'rename')"),
-        _fk("file_changes", "tool_event_id", "tool_events"),
     )
     _index("file_changes", "session_id", "created_at")
     _index("file_changes", "tool_event_id")
