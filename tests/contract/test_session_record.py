@@ -639,6 +639,10 @@ def test_filters_on_the_lists(ctx: Ctx) -> None:
     assert [f.path for f in tk.list_file_changes(me, sid, path="b.py")] == ["b.py"]
     by_event = tk.list_file_changes(me, sid, tool_event_id=ctx.tool_event_id)
     assert [f.path for f in by_event] == ["b.py"]
+    with writes_nothing(tk), pytest.raises(InvalidInput):
+        tk.record_analytics_events(
+            me, sid, [{"event_type": "a", "id": "twice"}, {"event_type": "b", "id": "twice"}]
+        )
     tk.record_analytics_events(me, sid, [{"event_type": "a"}, {"event_type": "b"}])
     assert [e.event_type for e in tk.list_analytics_events(me, sid, event_type="b")] == ["b"]
     with writes_nothing(tk):

@@ -66,7 +66,7 @@ def check_ids_free(conn: sa.Connection, kind: Kind[Any], ids: Iterable[str | Non
     if not chosen:
         return
     if len(set(chosen)) != len(chosen):
-        raise AlreadyExists(kind.name, next(i for i in chosen if chosen.count(i) > 1))
+        raise InvalidInput("id", f"the same {kind.name} id appears twice in one call")
     c = kind.table.c
     taken = conn.execute(sa.select(c.id).where(c.id.in_(chosen))).scalars().first()
     if taken is not None:
