@@ -19,6 +19,14 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
     from datetime import datetime, timedelta
 
+    from threadkeep.model.activity import (
+        AnalyticsEvent,
+        AnalyticsEventUpdate,
+        NewAnalyticsEvent,
+        NewRecording,
+        Recording,
+        RecordingUpdate,
+    )
     from threadkeep.model.changes import Change
     from threadkeep.model.common import Actor, Committed, Page
     from threadkeep.model.events import (
@@ -30,7 +38,35 @@ if TYPE_CHECKING:
         ToolStatus,
     )
     from threadkeep.model.messages import Appended, Message, MessageStatus, NewMessage
+    from threadkeep.model.oversight import (
+        Decision,
+        HookDecision,
+        HookDecisionUpdate,
+        Misalignment,
+        MisalignmentUpdate,
+        NewHookDecision,
+        NewMisalignment,
+    )
+    from threadkeep.model.repos import (
+        FileChange,
+        FileChangeUpdate,
+        NewFileChange,
+        NewRepoBinding,
+        RepoBinding,
+        RepoBindingUpdate,
+    )
     from threadkeep.model.sessions import NewSession, Session, SessionFilter, SessionPatch
+    from threadkeep.model.snapshots import (
+        Checkpoint,
+        CheckpointUpdate,
+        NewCheckpoint,
+        NewSnapshot,
+        NewSummary,
+        Snapshot,
+        SnapshotKind,
+        SnapshotUpdate,
+        Summary,
+    )
     from threadkeep.model.sync import (
         ChangeHead,
         PruneResult,
@@ -38,9 +74,11 @@ if TYPE_CHECKING:
         ShapeSnapshot,
         SyncState,
     )
+    from threadkeep.model.todos import Todo, TodoUpdate
     from threadkeep.model.users import User
     from threadkeep.service.branches import Rewound
     from threadkeep.service.messages import MessageInput, TimelineEventInput, ToolEventInput
+    from threadkeep.service.todos import TodoInput
     from threadkeep.service.tokens import ApiToken, IssuedToken, Scope
 
 T = TypeVar("T")
@@ -84,6 +122,10 @@ class AsyncThreadkeep:
     ) -> None:
         await self.close()
 
+    async def add_todo(self, actor: Actor, session_id: str, todo: TodoInput) -> Committed[Todo]:
+        """Add one item at the end of the session's todo list."""
+        return await self._run(self.sync.add_todo, actor, session_id, todo)
+
     async def append(
         self,
         actor: Actor,
@@ -125,6 +167,12 @@ class AsyncThreadkeep:
         """The live token that ``token`` is."""
         return await self._run(self.sync.authenticate, token)
 
+    async def bind_repo(
+        self, actor: Actor, session_id: str, binding: NewRepoBinding | Mapping[str, Any]
+    ) -> Committed[RepoBinding]:
+        """Bind the session to a repository (path and/or remote URL, branch, commit)."""
+        return await self._run(self.sync.bind_repo, actor, session_id, binding)
+
     async def change_heads(self, after: int, *, limit: int = 10000) -> list[ChangeHead]:
         """Who the changes after ``after`` concern (no rows): for waking readers.
         Not scoped to an actor; it carries no data, only ids."""
@@ -134,11 +182,30 @@ class AsyncThreadkeep:
         """How many messages the session's history holds, without reading them."""
         return await self._run(self.sync.count_messages, actor, session_id)
 
+    async def create_checkpoint(
+        self, actor: Actor, session_id: str, checkpoint: NewCheckpoint | Mapping[str, Any]
+    ) -> Committed[Checkpoint]:
+        """Keep the agent's context as it was at a message of this session."""
+        return await self._run(self.sync.create_checkpoint, actor, session_id, checkpoint)
+
+    async def create_recording(
+        self, actor: Actor, session_id: str, recording: NewRecording | Mapping[str, Any]
+    ) -> Committed[Recording]:
+        """Store a replayable list of the session's events."""
+        return await self._run(self.sync.create_recording, actor, session_id, recording)
+
     async def create_session(
         self, actor: Actor, session: NewSession | Mapping[str, Any] | None = None, **fields: Any
     ) -> Committed[Session]:
         """Create a session owned by ``actor``."""
         return await self._run(self.sync.create_session, actor, session, **fields)
+
+    async def create_snapshot(
+        self, actor: Actor, session_id: str, snapshot: NewSnapshot | Mapping[str, Any]
+    ) -> Committed[Snapshot]:
+        """Save session/UI state (auto, manual or system). Starred snapshots are
+        kept by retention; ``size_bytes`` records the JSON size of state + summary."""
+        return await self._run(self.sync.create_snapshot, actor, session_id, snapshot)
 
     async def create_token(
         self,
@@ -158,6 +225,42 @@ class AsyncThreadkeep:
         """Create a user; every session and message belongs to one."""
         return await self._run(self.sync.create_user, name, id=id)
 
+    async def delete_analytics_event(
+        self, actor: Actor, session_id: str, event_id: str
+    ) -> Committed[None]:
+        return await self._run(self.sync.delete_analytics_event, actor, session_id, event_id)
+
+    async def delete_checkpoint(
+        self, actor: Actor, session_id: str, checkpoint_id: str
+    ) -> Committed[None]:
+        return await self._run(self.sync.delete_checkpoint, actor, session_id, checkpoint_id)
+
+    async def delete_file_change(
+        self, actor: Actor, session_id: str, file_change_id: str
+    ) -> Committed[None]:
+        return await self._run(self.sync.delete_file_change, actor, session_id, file_change_id)
+
+    async def delete_hook_decision(
+        self, actor: Actor, session_id: str, decision_id: str
+    ) -> Committed[None]:
+        return await self._run(self.sync.delete_hook_decision, actor, session_id, decision_id)
+
+    async def delete_misalignment(
+        self, actor: Actor, session_id: str, misalignment_id: str
+    ) -> Committed[None]:
+        return await self._run(self.sync.delete_misalignment, actor, session_id, misalignment_id)
+
+    async def delete_recording(
+        self, actor: Actor, session_id: str, recording_id: str
+    ) -> Committed[None]:
+        return await self._run(self.sync.delete_recording, actor, session_id, recording_id)
+
+    async def delete_repo_binding(
+        self, actor: Actor, session_id: str, binding_id: str
+    ) -> Committed[None]:
+        """Remove a binding from the history (the active one too)."""
+        return await self._run(self.sync.delete_repo_binding, actor, session_id, binding_id)
+
     async def delete_session(
         self, actor: Actor, session_id: str, *, expected_version: int | None = None
     ) -> Committed[Session]:
@@ -165,6 +268,18 @@ class AsyncThreadkeep:
         return await self._run(
             self.sync.delete_session, actor, session_id, expected_version=expected_version
         )
+
+    async def delete_snapshot(
+        self, actor: Actor, session_id: str, snapshot_id: str
+    ) -> Committed[None]:
+        return await self._run(self.sync.delete_snapshot, actor, session_id, snapshot_id)
+
+    async def delete_summary(self, actor: Actor, session_id: str) -> Committed[None]:
+        return await self._run(self.sync.delete_summary, actor, session_id)
+
+    async def delete_todo(self, actor: Actor, session_id: str, todo_id: str) -> Committed[None]:
+        """Remove one item; the others keep their order."""
+        return await self._run(self.sync.delete_todo, actor, session_id, todo_id)
 
     async def extend_message(self, actor: Actor, message_id: str, delta: str) -> Committed[Message]:
         """Add ``delta`` to the end of a streaming message's content."""
@@ -247,10 +362,32 @@ class AsyncThreadkeep:
             title=title,
         )
 
+    async def get_active_repo_binding(self, actor: Actor, session_id: str) -> RepoBinding | None:
+        """The repository the session is bound to now, or None."""
+        return await self._run(self.sync.get_active_repo_binding, actor, session_id)
+
+    async def get_analytics_event(
+        self, actor: Actor, session_id: str, event_id: str
+    ) -> AnalyticsEvent:
+        return await self._run(self.sync.get_analytics_event, actor, session_id, event_id)
+
+    async def get_checkpoint(self, actor: Actor, session_id: str, checkpoint_id: str) -> Checkpoint:
+        return await self._run(self.sync.get_checkpoint, actor, session_id, checkpoint_id)
+
+    async def get_file_change(
+        self, actor: Actor, session_id: str, file_change_id: str
+    ) -> FileChange:
+        return await self._run(self.sync.get_file_change, actor, session_id, file_change_id)
+
     async def get_history(self, actor: Actor, session_id: str) -> list[Message]:
         """The session's whole history as one ordered list (for a branch: the
         parent's messages up to the fork, then the branch's own)."""
         return await self._run(self.sync.get_history, actor, session_id)
+
+    async def get_hook_decision(
+        self, actor: Actor, session_id: str, decision_id: str
+    ) -> HookDecision:
+        return await self._run(self.sync.get_hook_decision, actor, session_id, decision_id)
 
     async def get_message(self, actor: Actor, message_id: str) -> Message:
         return await self._run(self.sync.get_message, actor, message_id)
@@ -275,9 +412,30 @@ class AsyncThreadkeep:
             limit=limit,
         )
 
+    async def get_misalignment(
+        self, actor: Actor, session_id: str, misalignment_id: str
+    ) -> Misalignment:
+        return await self._run(self.sync.get_misalignment, actor, session_id, misalignment_id)
+
+    async def get_recording(self, actor: Actor, session_id: str, recording_id: str) -> Recording:
+        return await self._run(self.sync.get_recording, actor, session_id, recording_id)
+
+    async def get_repo_binding(self, actor: Actor, session_id: str, binding_id: str) -> RepoBinding:
+        return await self._run(self.sync.get_repo_binding, actor, session_id, binding_id)
+
     async def get_session(self, actor: Actor, session_id: str) -> Session:
         """The session, in the trash or not. Raises SessionNotFound."""
         return await self._run(self.sync.get_session, actor, session_id)
+
+    async def get_snapshot(self, actor: Actor, session_id: str, snapshot_id: str) -> Snapshot:
+        return await self._run(self.sync.get_snapshot, actor, session_id, snapshot_id)
+
+    async def get_summary(self, actor: Actor, session_id: str) -> Summary:
+        """The session's summary. Raises SummaryNotFound when it has none."""
+        return await self._run(self.sync.get_summary, actor, session_id)
+
+    async def get_todo(self, actor: Actor, session_id: str, todo_id: str) -> Todo:
+        return await self._run(self.sync.get_todo, actor, session_id, todo_id)
 
     async def get_tool_event(self, actor: Actor, event_id: str) -> ToolEvent:
         return await self._run(self.sync.get_tool_event, actor, event_id)
@@ -304,9 +462,59 @@ class AsyncThreadkeep:
             self.sync.list_all_tokens,
         )
 
+    async def list_analytics_events(
+        self,
+        actor: Actor,
+        session_id: str,
+        *,
+        event_type: str | None = None,
+        limit: int | None = None,
+    ) -> list[AnalyticsEvent]:
+        """The session's analytics events, oldest first; of one type if given."""
+        return await self._run(
+            self.sync.list_analytics_events, actor, session_id, event_type=event_type, limit=limit
+        )
+
     async def list_branches(self, actor: Actor, session_id: str) -> list[Session]:
         """Sessions forked from ``session_id`` (its direct branches)."""
         return await self._run(self.sync.list_branches, actor, session_id)
+
+    async def list_checkpoints(self, actor: Actor, session_id: str) -> list[Checkpoint]:
+        return await self._run(self.sync.list_checkpoints, actor, session_id)
+
+    async def list_file_changes(
+        self,
+        actor: Actor,
+        session_id: str,
+        *,
+        path: str | None = None,
+        tool_event_id: str | None = None,
+    ) -> list[FileChange]:
+        """The session's file changes, oldest first; of one ``path`` or tool event."""
+        return await self._run(
+            self.sync.list_file_changes, actor, session_id, path=path, tool_event_id=tool_event_id
+        )
+
+    async def list_hook_decisions(
+        self, actor: Actor, session_id: str, *, decision: Decision | str | None = None
+    ) -> list[HookDecision]:
+        """The session's hook decisions, oldest first; only ``decision`` ones if given."""
+        return await self._run(self.sync.list_hook_decisions, actor, session_id, decision=decision)
+
+    async def list_misalignments(
+        self, actor: Actor, session_id: str, *, unresolved: bool = False
+    ) -> list[Misalignment]:
+        """The session's misalignments, oldest first (only open ones with ``unresolved``)."""
+        return await self._run(
+            self.sync.list_misalignments, actor, session_id, unresolved=unresolved
+        )
+
+    async def list_recordings(self, actor: Actor, session_id: str) -> list[Recording]:
+        return await self._run(self.sync.list_recordings, actor, session_id)
+
+    async def list_repo_bindings(self, actor: Actor, session_id: str) -> list[RepoBinding]:
+        """Every binding the session had, oldest first (the last may be active)."""
+        return await self._run(self.sync.list_repo_bindings, actor, session_id)
 
     async def list_sessions(
         self,
@@ -322,6 +530,20 @@ class AsyncThreadkeep:
             self.sync.list_sessions, actor, filter, limit=limit, cursor=cursor, **filters
         )
 
+    async def list_snapshots(
+        self,
+        actor: Actor,
+        session_id: str,
+        *,
+        kind: SnapshotKind | str | None = None,
+        starred: bool | None = None,
+        limit: int | None = None,
+    ) -> list[Snapshot]:
+        """The session's snapshots, oldest first, optionally of one kind or starred."""
+        return await self._run(
+            self.sync.list_snapshots, actor, session_id, kind=kind, starred=starred, limit=limit
+        )
+
     async def list_timeline_events(
         self,
         actor: Actor,
@@ -333,6 +555,10 @@ class AsyncThreadkeep:
         return await self._run(
             self.sync.list_timeline_events, actor, session_id, after_seq=after_seq, limit=limit
         )
+
+    async def list_todos(self, actor: Actor, session_id: str) -> list[Todo]:
+        """The session's todo list, in order."""
+        return await self._run(self.sync.list_todos, actor, session_id)
 
     async def list_tokens(self, actor: Actor) -> list[ApiToken]:
         """``actor``'s tokens, oldest first, revoked and expired ones included."""
@@ -373,11 +599,47 @@ class AsyncThreadkeep:
             self.sync.read_changes, actor, after, limit=limit, session_id=session_id, tables=tables
         )
 
+    async def record_analytics_event(
+        self, actor: Actor, session_id: str, event: NewAnalyticsEvent | Mapping[str, Any]
+    ) -> Committed[AnalyticsEvent]:
+        """Record one analytics event (see :meth:`record_analytics_events`)."""
+        return await self._run(self.sync.record_analytics_event, actor, session_id, event)
+
+    async def record_analytics_events(
+        self, actor: Actor, session_id: str, events: Sequence[NewAnalyticsEvent | Mapping[str, Any]]
+    ) -> Committed[list[AnalyticsEvent]]:
+        """Record usage metrics (type, model, tokens, cost, duration) in one transaction."""
+        return await self._run(self.sync.record_analytics_events, actor, session_id, events)
+
+    async def record_file_change(
+        self, actor: Actor, session_id: str, change: NewFileChange | Mapping[str, Any]
+    ) -> Committed[FileChange]:
+        """Record a change to a file (path, kind, diff), linked to its tool event."""
+        return await self._run(self.sync.record_file_change, actor, session_id, change)
+
+    async def record_hook_decision(
+        self, actor: Actor, session_id: str, decision: NewHookDecision | Mapping[str, Any]
+    ) -> Committed[HookDecision]:
+        """Record a hook rule's decision (allow / warn / block) on an agent event."""
+        return await self._run(self.sync.record_hook_decision, actor, session_id, decision)
+
+    async def record_misalignment(
+        self, actor: Actor, session_id: str, misalignment: NewMisalignment | Mapping[str, Any]
+    ) -> Committed[Misalignment]:
+        """Record a detected deviation of the agent from the user's intent."""
+        return await self._run(self.sync.record_misalignment, actor, session_id, misalignment)
+
     async def record_tool_events(
         self, actor: Actor, session_id: str, events: Sequence[NewToolEvent | Mapping[str, Any]]
     ) -> Committed[list[ToolEvent]]:
         """Record tool calls (usually status ``started``) in one transaction."""
         return await self._run(self.sync.record_tool_events, actor, session_id, events)
+
+    async def replace_todos(
+        self, actor: Actor, session_id: str, todos: Sequence[TodoInput]
+    ) -> Committed[list[Todo]]:
+        """Make the session's todo list exactly ``todos``, in order."""
+        return await self._run(self.sync.replace_todos, actor, session_id, todos)
 
     async def report_sync_readers(self, instance_id: str, min_offset: int | None) -> None:
         """Record the lowest offset this server instance's live readers are at
@@ -389,6 +651,14 @@ class AsyncThreadkeep:
         scratch. For after a restore, or when the log cannot be trusted."""
         return await self._run(
             self.sync.reset_sync,
+        )
+
+    async def resolve_misalignment(
+        self, actor: Actor, session_id: str, misalignment_id: str, resolution: str
+    ) -> Committed[Misalignment]:
+        """Mark it resolved now, saying how."""
+        return await self._run(
+            self.sync.resolve_misalignment, actor, session_id, misalignment_id, resolution
         )
 
     async def restore_session(
@@ -422,6 +692,12 @@ class AsyncThreadkeep:
             to_message_id=to_message_id,
             branch_id=branch_id,
         )
+
+    async def set_summary(
+        self, actor: Actor, session_id: str, summary: NewSummary | Mapping[str, Any]
+    ) -> Committed[Summary]:
+        """Set the session's summary (one per session: this replaces it, same id)."""
+        return await self._run(self.sync.set_summary, actor, session_id, summary)
 
     async def shape_changes(
         self,
@@ -463,6 +739,87 @@ class AsyncThreadkeep:
             self.sync.sync_state,
         )
 
+    async def unbind_repo(self, actor: Actor, session_id: str) -> Committed[RepoBinding | None]:
+        """End the active binding (it stays in the history); None if there was none."""
+        return await self._run(self.sync.unbind_repo, actor, session_id)
+
+    async def update_analytics_event(
+        self,
+        actor: Actor,
+        session_id: str,
+        event_id: str,
+        update: AnalyticsEventUpdate | Mapping[str, Any],
+    ) -> Committed[AnalyticsEvent]:
+        """Correct an event's figures."""
+        return await self._run(
+            self.sync.update_analytics_event, actor, session_id, event_id, update
+        )
+
+    async def update_checkpoint(
+        self,
+        actor: Actor,
+        session_id: str,
+        checkpoint_id: str,
+        update: CheckpointUpdate | Mapping[str, Any],
+    ) -> Committed[Checkpoint]:
+        return await self._run(
+            self.sync.update_checkpoint, actor, session_id, checkpoint_id, update
+        )
+
+    async def update_file_change(
+        self,
+        actor: Actor,
+        session_id: str,
+        file_change_id: str,
+        update: FileChangeUpdate | Mapping[str, Any],
+    ) -> Committed[FileChange]:
+        return await self._run(
+            self.sync.update_file_change, actor, session_id, file_change_id, update
+        )
+
+    async def update_hook_decision(
+        self,
+        actor: Actor,
+        session_id: str,
+        decision_id: str,
+        update: HookDecisionUpdate | Mapping[str, Any],
+    ) -> Committed[HookDecision]:
+        return await self._run(
+            self.sync.update_hook_decision, actor, session_id, decision_id, update
+        )
+
+    async def update_misalignment(
+        self,
+        actor: Actor,
+        session_id: str,
+        misalignment_id: str,
+        update: MisalignmentUpdate | Mapping[str, Any],
+    ) -> Committed[Misalignment]:
+        """Change fields; a ``resolution`` resolves it, ``resolved_at=None`` reopens it."""
+        return await self._run(
+            self.sync.update_misalignment, actor, session_id, misalignment_id, update
+        )
+
+    async def update_recording(
+        self,
+        actor: Actor,
+        session_id: str,
+        recording_id: str,
+        update: RecordingUpdate | Mapping[str, Any],
+    ) -> Committed[Recording]:
+        """Rename a recording, or replace its events (and duration)."""
+        return await self._run(self.sync.update_recording, actor, session_id, recording_id, update)
+
+    async def update_repo_binding(
+        self,
+        actor: Actor,
+        session_id: str,
+        binding_id: str,
+        update: RepoBindingUpdate | Mapping[str, Any],
+    ) -> Committed[RepoBinding]:
+        """Record that the binding moved along (a new branch or commit)."""
+        return await self._run(self.sync.update_repo_binding, actor, session_id, binding_id, update)
+
     async def update_session(
         self,
         actor: Actor,
@@ -481,6 +838,22 @@ class AsyncThreadkeep:
             expected_version=expected_version,
             **fields,
         )
+
+    async def update_snapshot(
+        self,
+        actor: Actor,
+        session_id: str,
+        snapshot_id: str,
+        update: SnapshotUpdate | Mapping[str, Any],
+    ) -> Committed[Snapshot]:
+        """Star or unstar a snapshot, or change its description."""
+        return await self._run(self.sync.update_snapshot, actor, session_id, snapshot_id, update)
+
+    async def update_todo(
+        self, actor: Actor, session_id: str, todo_id: str, update: TodoUpdate | Mapping[str, Any]
+    ) -> Committed[Todo]:
+        """Change one item's content, status or active form."""
+        return await self._run(self.sync.update_todo, actor, session_id, todo_id, update)
 
     async def update_tool_event(
         self, actor: Actor, event_id: str, update: ToolEventUpdate | Mapping[str, Any]

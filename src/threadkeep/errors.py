@@ -68,6 +68,51 @@ class ToolEventNotFound(NotFound):
     kind = "tool event"
 
 
+# The session record (revision 0003).
+
+
+class TodoNotFound(NotFound):
+    kind = "todo"
+
+
+class MisalignmentNotFound(NotFound):
+    kind = "misalignment"
+
+
+class HookDecisionNotFound(NotFound):
+    kind = "hook decision"
+
+
+class RepoBindingNotFound(NotFound):
+    kind = "repo binding"
+
+
+class SnapshotNotFound(NotFound):
+    kind = "snapshot"
+
+
+class CheckpointNotFound(NotFound):
+    kind = "checkpoint"
+
+
+class SummaryNotFound(NotFound):
+    """No summary for this session (the key is the session id)."""
+
+    kind = "summary of session"
+
+
+class RecordingNotFound(NotFound):
+    kind = "recording"
+
+
+class FileChangeNotFound(NotFound):
+    kind = "file change"
+
+
+class AnalyticsEventNotFound(NotFound):
+    kind = "analytics event"
+
+
 # --- conflicts ---------------------------------------------------------------
 
 

@@ -10,19 +10,38 @@ from __future__ import annotations
 from types import TracebackType
 
 from threadkeep.config import Limits, Settings, load_settings
+from threadkeep.service.activity import ActivityOps
 from threadkeep.service.branches import BranchOps
 from threadkeep.service.changes import ChangeOps
 from threadkeep.service.events import EventOps
+from threadkeep.service.oversight import OversightOps
+from threadkeep.service.repos import RepoOps
 from threadkeep.service.sessions import SessionOps
+from threadkeep.service.snapshots import SnapshotOps
 from threadkeep.service.streaming import StreamOps
 from threadkeep.service.sync import SyncOps
+from threadkeep.service.todos import TodoOps
 from threadkeep.service.tokens import TokenOps
 from threadkeep.service.users import UserOps
 from threadkeep.store import open_engine
 from threadkeep.store.contract import StoreEngine
 
 
-class Threadkeep(UserOps, SessionOps, EventOps, BranchOps, ChangeOps, TokenOps, StreamOps, SyncOps):
+class Threadkeep(
+    UserOps,
+    SessionOps,
+    EventOps,
+    BranchOps,
+    ChangeOps,
+    TokenOps,
+    StreamOps,
+    TodoOps,
+    OversightOps,
+    RepoOps,
+    SnapshotOps,
+    ActivityOps,
+    SyncOps,
+):
     """A durable store of chat and agent sessions.
 
     Examples:

@@ -200,11 +200,27 @@ def _victim(api: Api, store: Threadkeep) -> tuple[Caller, dict[str, str]]:
     ).json()
     api.post(f"/v1/sessions/{sid}/fork", json={"at_seq": 1}, headers=owner.headers)
     token = store.create_token(owner.actor, "victim's").value
+    me, mid = owner.actor, appended["messages"][0]["id"]
+    store.set_summary(me, sid, {"summary": "secret"})
     return owner, {
         "session_id": sid,
-        "message_id": appended["messages"][0]["id"],
+        "message_id": mid,
         "event_id": appended["tool_events"][0]["id"],
         "token_id": token.id,
+        # The session record (revision 0003).
+        "todo_id": store.add_todo(me, sid, {"content": "t"}).value.id,
+        "misalignment_id": store.record_misalignment(
+            me, sid, {"kind": "k", "description": "d"}
+        ).value.id,
+        "hook_decision_id": store.record_hook_decision(
+            me, sid, {"rule_id": "r", "event": "stop", "decision": "allow"}
+        ).value.id,
+        "repo_binding_id": store.bind_repo(me, sid, {"path": "/p"}).value.id,
+        "snapshot_id": store.create_snapshot(me, sid, {}).value.id,
+        "checkpoint_id": store.create_checkpoint(me, sid, {"message_id": mid}).value.id,
+        "recording_id": store.create_recording(me, sid, {}).value.id,
+        "file_change_id": store.record_file_change(me, sid, {"path": "a"}).value.id,
+        "analytics_event_id": store.record_analytics_event(me, sid, {"event_type": "e"}).value.id,
     }
 
 
@@ -235,7 +251,41 @@ FOREIGN: dict[tuple[str, str], Any] = {
     ("POST", "/v1/sessions/{session_id}/timeline-events"): {"events": [{"kind": "x"}]},
     ("GET", "/v1/sessions/{session_id}/timeline-events"): None,
     ("DELETE", "/v1/tokens/{token_id}"): None,
+    ("PUT", "/v1/sessions/{session_id}/todos"): {"todos": []},
+    ("POST", "/v1/sessions/{session_id}/repo-bindings/unbind"): None,
+    ("GET", "/v1/sessions/{session_id}/repo-bindings/active"): None,
+    ("PUT", "/v1/sessions/{session_id}/summary"): {"summary": "pwned"},
+    ("GET", "/v1/sessions/{session_id}/summary"): None,
+    ("DELETE", "/v1/sessions/{session_id}/summary"): None,
 }
+# The session record: per collection, a valid new row and a valid change.
+_RECORD: dict[str, tuple[str, Any, Any]] = {
+    "todos": ("todo_id", {"content": "x"}, {"status": "completed"}),
+    "misalignments": ("misalignment_id", {"kind": "k", "description": "d"}, {"severity": "low"}),
+    "hook-decisions": (
+        "hook_decision_id",
+        {"rule_id": "r", "event": "stop", "decision": "block"},
+        {"reason": "x"},
+    ),
+    "repo-bindings": ("repo_binding_id", {"path": "/x"}, {"branch": "b"}),
+    "snapshots": ("snapshot_id", {}, {"starred": True}),
+    "checkpoints": ("checkpoint_id", {"message_id": "x"}, {"label": "x"}),
+    "recordings": ("recording_id", {}, {"name": "x"}),
+    "file-changes": ("file_change_id", {"path": "x"}, {"diff": "x"}),
+    "analytics-events": ("analytics_event_id", {"events": [{"event_type": "x"}]}, {"model": "m"}),
+}
+for _path, (_key, _new, _change) in _RECORD.items():
+    _base = f"/v1/sessions/{{session_id}}/{_path}"
+    _item = f"{_base}/{{{_key}}}"
+    FOREIGN.update(
+        {
+            ("POST", _base): _new,
+            ("GET", _base): None,
+            ("GET", _item): None,
+            ("PATCH", _item): _change,
+            ("DELETE", _item): None,
+        }
+    )
 # Routes without an id: scoped by the token alone (checked below).
 OWN: set[tuple[str, str]] = {
     ("POST", "/v1/sessions"),

@@ -418,7 +418,29 @@ def test_openapi_lists_every_route_with_its_error_problems(schema: dict[str, Any
         ("GET", "/v1/tokens"),
         ("POST", "/v1/tokens"),
         ("DELETE", "/v1/tokens/{token_id}"),
+        # The session record (revision 0003).
+        ("PUT", "/v1/sessions/{session_id}/todos"),
+        ("GET", "/v1/sessions/{session_id}/repo-bindings/active"),
+        ("POST", "/v1/sessions/{session_id}/repo-bindings/unbind"),
+        ("PUT", "/v1/sessions/{session_id}/summary"),
+        ("GET", "/v1/sessions/{session_id}/summary"),
+        ("DELETE", "/v1/sessions/{session_id}/summary"),
     }
+    for collection, key in (
+        ("todos", "todo_id"),
+        ("misalignments", "misalignment_id"),
+        ("hook-decisions", "hook_decision_id"),
+        ("repo-bindings", "repo_binding_id"),
+        ("snapshots", "snapshot_id"),
+        ("checkpoints", "checkpoint_id"),
+        ("recordings", "recording_id"),
+        ("file-changes", "file_change_id"),
+        ("analytics-events", "analytics_event_id"),
+    ):
+        base = f"/v1/sessions/{{session_id}}/{collection}"
+        item = f"{base}/{{{key}}}"
+        expected |= {("POST", base), ("GET", base), ("GET", item), ("PATCH", item)}
+        expected |= {("DELETE", item)}
     assert set(operations) == expected
     problem_ref = {"$ref": "#/components/schemas/Problem"}
     for key, op in operations.items():
@@ -426,7 +448,7 @@ def test_openapi_lists_every_route_with_its_error_problems(schema: dict[str, Any
         if key[1].startswith("/v1"):
             assert {401, 403, 422, 500} <= set(errors), key
             assert op["security"] == [{"token": []}], key
-        if key[0] in ("POST", "PATCH", "DELETE") and key[1].startswith("/v1"):
+        if key[0] in ("POST", "PUT", "PATCH", "DELETE") and key[1].startswith("/v1"):
             assert {400, 413} <= set(errors), key
         for status, response in errors.items():
             assert response["content"] == {"application/problem+json": {"schema": problem_ref}}, (

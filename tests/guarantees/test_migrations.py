@@ -152,6 +152,19 @@ def test_upgrade_from_each_earlier_revision_keeps_the_data(db_url: str, start: s
         ]
         appended = tk.append_message(Actor("u1"), "s1", {"role": "user", "content": "new"})
         assert appended.value.seq == 3
+        # The session record (revision 0003) attaches to the old rows.
+        me = Actor("u1")
+        tk.replace_todos(me, "s1", [{"content": "carry on"}])
+        tk.bind_repo(me, "s1", {"path": "/repo"})
+        tk.create_checkpoint(me, "s1", {"message_id": "m1", "context": {"k": 1}})
+        tk.record_misalignment(
+            me,
+            "s1",
+            {"kind": "k", "description": "d", "evidence": [{"kind": "message", "id": "m2"}]},
+        )
+        assert [t.content for t in tk.list_todos(me, "s1")] == ["carry on"]
+        assert tk.get_active_repo_binding(me, "s1") is not None
+        assert [c.message_id for c in tk.list_checkpoints(me, "s1")] == ["m1"]
         assert _diffs(conn) == []
 
 

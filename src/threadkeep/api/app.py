@@ -23,13 +23,18 @@ from threadkeep.api import problems
 from threadkeep.api.metrics import Metrics
 from threadkeep.api.middleware import BodyGuard, RequestContext
 from threadkeep.api.routes import (
+    activity,
     branches,
     events,
     health,
     messages,
+    oversight,
+    repos,
     sessions,
     shape,
+    snapshots,
     streaming,
+    todos,
     tokens,
 )
 from threadkeep.api.settings import ApiSettings
@@ -53,6 +58,11 @@ TAGS = [
     {"name": "messages", "description": "The ordered turns of a session."},
     {"name": "branches", "description": "Forks, rewinds and whole histories."},
     {"name": "events", "description": "Tool calls and the activity timeline."},
+    {"name": "todos", "description": "The agent's task list of a session."},
+    {"name": "oversight", "description": "Misalignments and hook decisions."},
+    {"name": "repos", "description": "Repo bindings and file changes."},
+    {"name": "snapshots", "description": "Snapshots, checkpoints and the session summary."},
+    {"name": "activity", "description": "Recordings and analytics events."},
     {"name": "sync", "description": "Realtime sync with the ElectricSQL shape protocol."},
     {"name": "tokens", "description": "The calling user and its API tokens."},
     {"name": "operations", "description": "Probes and metrics (no auth)."},
@@ -104,7 +114,8 @@ def create_app(
         electric_secret=settings.electric_secret if settings else None,
     )
     problems.install(app)
-    for module in (sessions, messages, streaming, branches, events, shape, tokens, health):
+    shape,
+    snapshots,
         app.include_router(module.router)
     # add_middleware puts each new one outside the previous: RequestContext is
     # outermost, so even BodyGuard's refusals get a request id and a log line.

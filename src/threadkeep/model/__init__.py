@@ -1,5 +1,13 @@
 """Domain types and their validation: one definition per entity."""
 
+from threadkeep.model.activity import (
+    AnalyticsEvent,
+    AnalyticsEventUpdate,
+    NewAnalyticsEvent,
+    NewRecording,
+    Recording,
+    RecordingUpdate,
+)
 from threadkeep.model.changes import Change, Operation
 from threadkeep.model.common import Actor, Committed, Page
 from threadkeep.model.events import (
@@ -11,26 +19,97 @@ from threadkeep.model.events import (
     ToolStatus,
 )
 from threadkeep.model.messages import Message, MessageStatus, NewMessage, Role
+from threadkeep.model.oversight import (
+    Decision,
+    Evidence,
+    EvidenceKind,
+    HookDecision,
+    HookDecisionUpdate,
+    HookEvent,
+    Misalignment,
+    MisalignmentUpdate,
+    NewHookDecision,
+    NewMisalignment,
+    Severity,
+)
+from threadkeep.model.repos import (
+    FileChange,
+    FileChangeKind,
+    FileChangeUpdate,
+    NewFileChange,
+    NewRepoBinding,
+    RepoBinding,
+    RepoBindingUpdate,
+)
 from threadkeep.model.sessions import NewSession, Session, SessionFilter, SessionPatch
+from threadkeep.model.snapshots import (
+    Checkpoint,
+    CheckpointUpdate,
+    NewCheckpoint,
+    NewSnapshot,
+    NewSummary,
+    Snapshot,
+    SnapshotKind,
+    SnapshotUpdate,
+    Summary,
+)
+from threadkeep.model.todos import NewTodo, Todo, TodoStatus, TodoUpdate
 from threadkeep.model.users import User
 
 __all__ = [
     "Actor",
+    "AnalyticsEvent",
+    "AnalyticsEventUpdate",
     "Change",
+    "Checkpoint",
+    "CheckpointUpdate",
     "Committed",
+    "Decision",
+    "Evidence",
+    "EvidenceKind",
+    "FileChange",
+    "FileChangeKind",
+    "FileChangeUpdate",
+    "HookDecision",
+    "HookDecisionUpdate",
+    "HookEvent",
     "Message",
     "MessageStatus",
+    "Misalignment",
+    "MisalignmentUpdate",
+    "NewAnalyticsEvent",
+    "NewCheckpoint",
+    "NewFileChange",
+    "NewHookDecision",
     "NewMessage",
+    "NewMisalignment",
+    "NewRecording",
+    "NewRepoBinding",
     "NewSession",
+    "NewSnapshot",
+    "NewSummary",
     "NewTimelineEvent",
+    "NewTodo",
     "NewToolEvent",
     "Operation",
     "Page",
+    "Recording",
+    "RecordingUpdate",
+    "RepoBinding",
+    "RepoBindingUpdate",
     "Role",
     "Session",
     "SessionFilter",
     "SessionPatch",
+    "Severity",
+    "Snapshot",
+    "SnapshotKind",
+    "SnapshotUpdate",
+    "Summary",
     "TimelineEvent",
+    "Todo",
+    "TodoStatus",
+    "TodoUpdate",
     "ToolEvent",
     "ToolEventUpdate",
     "ToolStatus",

@@ -30,6 +30,13 @@ MESSAGE_STATUSES = ("complete", "streaming", "incomplete")
 ROLES = ("system", "developer", "user", "assistant", "tool")
 TOOL_STATUSES = ("started", "running", "succeeded", "failed", "cancelled")
 OPERATIONS = ("insert", "update", "delete")
+# The rest of the session record (revision 0003).
+TODO_STATUSES = ("pending", "in_progress", "completed")
+SEVERITIES = ("low", "medium", "high", "critical")
+HOOK_EVENTS = ("tool_call", "prompt", "stop")
+HOOK_DECISIONS = ("allow", "warn", "block")
+SNAPSHOT_KINDS = ("auto", "manual", "system")
+FILE_CHANGE_KINDS = ("create", "modify", "delete", "rename")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -204,6 +211,250 @@ timeline_events = sa.Table(
     sa.Index(None, "message_id"),
 )
 
+# --- the rest of the session record (revision 0003) ---------------------------
+# Every table below is session-scoped like the ones above: owner_id and
+# session_id on the row, the composite foreign key to sessions, and reads that
+# walk an index starting with session_id.
+#
+# References to messages and tool events (a checkpoint's message, the tool
+# event a hook decision judged...) are checked when written (same owner, same
+# session; store/records.py check_refs) but are not foreign keys: a rewind
+# moves messages and tool events into a new branch, and purging that branch
+# must not be blocked by the parent's rows that named them.
+
+todos = sa.Table(
+    "todos",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("owner_id", ID, nullable=False),
+    sa.Column("session_id", ID, nullable=False),
+    # The list order. Not unique: replacing the list renumbers rows in place,
+    # and a unique (session_id, position) would trip over its own swaps.
+    sa.Column("position", sa.BigInteger(), nullable=False),
+    sa.Column("content", sa.Text(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("active_form", sa.Text(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    _session_fk(),
+    sa.CheckConstraint(_in("status", TODO_STATUSES), name="status"),
+    sa.CheckConstraint("position >= 0", name="position"),
+    sa.Index(None, "session_id", "position"),
+)
+
+misalignments = sa.Table(
+    "misalignments",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("owner_id", ID, nullable=False),
+    sa.Column("session_id", ID, nullable=False),
+    sa.Column("kind", sa.String(100), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("description", sa.Text(), nullable=False),
+    # [{"kind": "message" | "tool_event", "id": ...}], each checked on write.
+    sa.Column("evidence", JSONType, nullable=False),
+    sa.Column("detected_by", sa.String(200), nullable=True),
+    sa.Column("resolved_at", UTCDateTime(), nullable=True),
+    sa.Column("resolution", sa.Text(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    _session_fk(),
+    sa.CheckConstraint(_in("severity", SEVERITIES), name="severity"),
+    sa.CheckConstraint("resolution IS NULL OR resolved_at IS NOT NULL", name="resolution"),
+    sa.Index(None, "session_id", "created_at"),
+)
+
+hookify_decisions = sa.Table(
+    "hookify_decisions",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("owner_id", ID, nullable=False),
+    sa.Column("session_id", ID, nullable=False),
+    sa.Column("rule_id", sa.String(200), nullable=False),
+    sa.Column("rule_name", sa.String(200), nullable=True),
+    sa.Column("event", sa.String(16), nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.Column("tool_event_id", ID, nullable=True),
+    sa.Column("message_id", ID, nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    _session_fk(),
+    sa.CheckConstraint(_in("event", HOOK_EVENTS), name="event"),
+    sa.CheckConstraint(_in("decision", HOOK_DECISIONS), name="decision"),
+    sa.Index(None, "session_id", "created_at"),
+    sa.Index(None, "tool_event_id"),
+    sa.Index(None, "message_id"),
+)
+
+repo_bindings = sa.Table(
+    "repo_bindings",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("owner_id", ID, nullable=False),
+    sa.Column("session_id", ID, nullable=False),
+    sa.Column("path", sa.String(4096), nullable=True),
+    sa.Column("remote_url", sa.String(2048), nullable=True),
+    sa.Column("branch", sa.String(255), nullable=True),
+    sa.Column("commit_sha", sa.String(64), nullable=True),
+    sa.Column("bound_at", UTCDateTime(), nullable=False),
+    # NULL while the binding is the session's active one; set when it ends.
+    sa.Column("unbound_at", UTCDateTime(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    _session_fk(),
+    sa.CheckConstraint("path IS NOT NULL OR remote_url IS NOT NULL", name="target"),
+    sa.CheckConstraint("unbound_at IS NULL OR unbound_at >= bound_at", name="period"),
+    # At most one active binding per session: a constraint, not a convention.
+    # Ended bindings stay as the session's history.
+    sa.Index(
+        "uq_repo_bindings_active",
+        "session_id",
+        unique=True,
+        sqlite_where=sa.text("unbound_at IS NULL"),
+        postgresql_where=sa.text("unbound_at IS NULL"),
+    ),
+    sa.Index(None, "session_id", "bound_at"),
+)
+
+snapshots = sa.Table(
+    "snapshots",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("owner_id", ID, nullable=False),
+    sa.Column("session_id", ID, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("trigger", sa.String(200), nullable=True),
+    sa.Column("description", sa.Text(), nullable=True),
+    sa.Column("starred", sa.Boolean(), nullable=False),
+    sa.Column("state", JSONType, nullable=False),
+    sa.Column("summary", JSONType, nullable=True),
+    # Bytes of state + summary as compact JSON, measured on write.
+    sa.Column("size_bytes", sa.BigInteger(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    _session_fk(),
+    sa.CheckConstraint(_in("kind", SNAPSHOT_KINDS), name="kind"),
+    sa.CheckConstraint("size_bytes >= 0", name="size"),
+    sa.Index(None, "session_id", "created_at"),
+    # Retention walks a user's old, unstarred snapshots.
+    sa.Index(None, "owner_id", "starred", "created_at"),
+)
+
+checkpoints = sa.Table(
+    "checkpoints",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("owner_id", ID, nullable=False),
+    sa.Column("session_id", ID, nullable=False),
+    sa.Column("message_id", ID, nullable=False),
+    sa.Column("label", sa.String(200), nullable=True),
+    sa.Column("context", JSONType, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    _session_fk(),
+    sa.Index(None, "session_id", "created_at"),
+    sa.Index(None, "message_id"),
+)
+
+summaries = sa.Table(
+    "summaries",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("owner_id", ID, nullable=False),
+    sa.Column("session_id", ID, nullable=False),
+    sa.Column("title", sa.String(1000), nullable=True),
+    sa.Column("summary", sa.Text(), nullable=False),
+    sa.Column("key_decisions", JSONType, nullable=False),
+    sa.Column("artifacts", JSONType, nullable=False),
+    sa.Column("final_message_count", sa.BigInteger(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    _session_fk(),
+    sa.UniqueConstraint("session_id"),  # one summary per session
+    sa.CheckConstraint("final_message_count >= 0", name="count"),
+)
+
+recordings = sa.Table(
+    "recordings",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("owner_id", ID, nullable=False),
+    sa.Column("session_id", ID, nullable=False),
+    sa.Column("name", sa.String(200), nullable=True),
+    # The replayable events, in order: a JSON list.
+    sa.Column("events", JSONType, nullable=False),
+    sa.Column("event_count", sa.BigInteger(), nullable=False),
+    sa.Column("duration_ms", sa.BigInteger(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    _session_fk(),
+    sa.CheckConstraint("event_count >= 0", name="count"),
+    sa.CheckConstraint("duration_ms IS NULL OR duration_ms >= 0", name="duration"),
+    sa.Index(None, "session_id", "created_at"),
+)
+
+file_changes = sa.Table(
+    "file_changes",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("owner_id", ID, nullable=False),
+    sa.Column("session_id", ID, nullable=False),
+    sa.Column("tool_event_id", ID, nullable=True),
+    sa.Column("path", sa.String(4096), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("old_path", sa.String(4096), nullable=True),
+    sa.Column("diff", sa.Text(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    _session_fk(),
+    sa.CheckConstraint(_in("kind", FILE_CHANGE_KINDS), name="kind"),
+    sa.Index(None, "session_id", "created_at"),
+    sa.Index(None, "tool_event_id"),
+)
+
+analytics_events = sa.Table(
+    "analytics_events",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("owner_id", ID, nullable=False),
+    sa.Column("session_id", ID, nullable=False),
+    sa.Column("event_type", sa.String(100), nullable=False),
+    sa.Column("model", sa.String(200), nullable=True),
+    sa.Column("input_tokens", sa.BigInteger(), nullable=True),
+    sa.Column("output_tokens", sa.BigInteger(), nullable=True),
+    sa.Column("cost_usd", sa.Float(), nullable=True),
+    sa.Column("duration_ms", sa.BigInteger(), nullable=True),
+    sa.Column("properties", JSONType, nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    _session_fk(),
+    sa.CheckConstraint(
+        "(input_tokens IS NULL OR input_tokens >= 0) AND "
+        "(output_tokens IS NULL OR output_tokens >= 0)",
+        name="tokens",
+    ),
+    sa.CheckConstraint("cost_usd IS NULL OR cost_usd >= 0", name="cost"),
+    sa.CheckConstraint("duration_ms IS NULL OR duration_ms >= 0", name="duration"),
+    sa.Index(None, "session_id", "created_at"),
+    # Retention deletes a user's analytics by age.
+    sa.Index(None, "owner_id", "created_at"),
+)
+
+# The session-record tables: purging a session deletes their rows first.
+SESSION_RECORD_TABLES = (
+    todos,
+    misalignments,
+    hookify_decisions,
+    repo_bindings,
+    snapshots,
+    checkpoints,
+    summaries,
+    recordings,
+    file_changes,
+    analytics_events,
+)
+
 changes = sa.Table(
     "changes",
     metadata,
@@ -264,4 +515,10 @@ sync_readers = sa.Table(
     sa.Column("seen_at", UTCDateTime(), nullable=False),
 )
 
-SYNCED_TABLES = ("sessions", "messages", "tool_events", "timeline_events")
+SYNCED_TABLES = (
+    "sessions",
+    "messages",
+    "tool_events",
+    "timeline_events",
+    *(t.name for t in SESSION_RECORD_TABLES),
+)
