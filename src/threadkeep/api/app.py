@@ -114,8 +114,21 @@ def create_app(
         electric_secret=settings.electric_secret if settings else None,
     )
     problems.install(app)
-    shape,
-    snapshots,
+    for module in (
+        sessions,
+        messages,
+        streaming,
+        branches,
+        events,
+        todos,
+        oversight,
+        repos,
+        snapshots,
+        activity,
+        shape,
+        tokens,
+        health,
+    ):
         app.include_router(module.router)
     # add_middleware puts each new one outside the previous: RequestContext is
     # outermost, so even BodyGuard's refusals get a request id and a log line.
