@@ -31,10 +31,12 @@ if TYPE_CHECKING:
     )
     from threadkeep.model.messages import Appended, Message, MessageStatus, NewMessage
     from threadkeep.model.sessions import NewSession, Session, SessionFilter, SessionPatch
+    from threadkeep.model.uploads import Upload, UploadContent
     from threadkeep.model.users import User
     from threadkeep.service.branches import Rewound
     from threadkeep.service.messages import MessageInput, TimelineEventInput, ToolEventInput
     from threadkeep.service.tokens import ApiToken, IssuedToken, Scope
+    from threadkeep.service.uploads import Source
 
 T = TypeVar("T")
 
@@ -118,6 +120,11 @@ class AsyncThreadkeep:
         """The live token that ``token`` is."""
         return await self._run(self.sync.authenticate, token)
 
+    async def collect_garbage(self, *, grace_seconds: float | None = None) -> list[str]:
+        """Delete the blobs no upload uses any more (and leftovers of interrupted
+        uploads) that are older than the grace period; returns their sha256."""
+        return await self._run(self.sync.collect_garbage, grace_seconds=grace_seconds)
+
     async def count_messages(self, actor: Actor, session_id: str) -> int:
         """How many messages the session's history holds, without reading them."""
         return await self._run(self.sync.count_messages, actor, session_id)
@@ -153,6 +160,11 @@ class AsyncThreadkeep:
         return await self._run(
             self.sync.delete_session, actor, session_id, expected_version=expected_version
         )
+
+    async def delete_upload(self, actor: Actor, upload_id: str) -> Committed[Upload]:
+        """Delete an upload's row; its bytes go at the next garbage collection
+        once no other upload has the same content."""
+        return await self._run(self.sync.delete_upload, actor, upload_id)
 
     async def extend_message(self, actor: Actor, message_id: str, delta: str) -> Committed[Message]:
         """Add ``delta`` to the end of a streaming message's content."""
@@ -270,6 +282,10 @@ class AsyncThreadkeep:
     async def get_tool_event(self, actor: Actor, event_id: str) -> ToolEvent:
         return await self._run(self.sync.get_tool_event, actor, event_id)
 
+    async def get_upload(self, actor: Actor, upload_id: str) -> Upload:
+        """An upload's metadata."""
+        return await self._run(self.sync.get_upload, actor, upload_id)
+
     async def get_user(self, user_id: str) -> User:
         return await self._run(self.sync.get_user, user_id)
 
@@ -331,10 +347,18 @@ class AsyncThreadkeep:
     ) -> list[ToolEvent]:
         return await self._run(self.sync.list_tool_events, actor, session_id, message_id=message_id)
 
+    async def list_uploads(self, actor: Actor, session_id: str) -> list[Upload]:
+        """A session's uploads, oldest first."""
+        return await self._run(self.sync.list_uploads, actor, session_id)
+
     async def list_users(self) -> list[User]:
         return await self._run(
             self.sync.list_users,
         )
+
+    async def open_upload(self, actor: Actor, upload_id: str) -> UploadContent:
+        """An upload's metadata and its bytes, as a stream of chunks."""
+        return await self._run(self.sync.open_upload, actor, upload_id)
 
     async def purge_session(self, actor: Actor, session_id: str) -> Committed[None]:
         """Delete a session and all it holds, for good."""
@@ -429,3 +453,24 @@ class AsyncThreadkeep:
     ) -> Committed[ToolEvent]:
         """Change a tool call's status, output or error."""
         return await self._run(self.sync.update_tool_event, actor, event_id, update)
+
+    async def upload(
+        self,
+        actor: Actor,
+        session_id: str,
+        data: Source,
+        *,
+        filename: str,
+        media_type: str = "application/octet-stream",
+        sha256: str | None = None,
+    ) -> Committed[Upload]:
+        """Attach a file to a session, streaming its bytes into the blob store."""
+        return await self._run(
+            self.sync.upload,
+            actor,
+            session_id,
+            data,
+            filename=filename,
+            media_type=media_type,
+            sha256=sha256,
+        )

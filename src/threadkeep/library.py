@@ -7,21 +7,26 @@ the same operations to asyncio code (it is generated from this class).
 
 from __future__ import annotations
 
+import threading
 from types import TracebackType
 
-from threadkeep.config import Limits, Settings, load_settings
+from threadkeep.blobs import BlobStore
+from threadkeep.config import BlobSettings, Limits, Settings, load_settings
 from threadkeep.service.branches import BranchOps
 from threadkeep.service.changes import ChangeOps
 from threadkeep.service.events import EventOps
 from threadkeep.service.sessions import SessionOps
 from threadkeep.service.streaming import StreamOps
 from threadkeep.service.tokens import TokenOps
+from threadkeep.service.uploads import UploadOps
 from threadkeep.service.users import UserOps
 from threadkeep.store import open_engine
 from threadkeep.store.contract import StoreEngine
 
 
-class Threadkeep(UserOps, SessionOps, EventOps, BranchOps, ChangeOps, TokenOps, StreamOps):
+class Threadkeep(
+    UserOps, SessionOps, EventOps, BranchOps, ChangeOps, TokenOps, StreamOps, UploadOps
+):
     """A durable store of chat and agent sessions.
 
     Examples:
@@ -35,9 +40,19 @@ class Threadkeep(UserOps, SessionOps, EventOps, BranchOps, ChangeOps, TokenOps, 
     its call returns.
     """
 
-    def __init__(self, engine: StoreEngine, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        engine: StoreEngine,
+        limits: Limits | None = None,
+        *,
+        blobs: BlobSettings | BlobStore | None = None,
+    ) -> None:
         self.engine = engine
         self.limits = limits or Limits()
+        # The blob store: given, or opened from these settings on first use.
+        self._blob_store = blobs if isinstance(blobs, BlobStore) else None
+        self.blob_settings = blobs if isinstance(blobs, BlobSettings) else BlobSettings()
+        self._blob_lock = threading.Lock()
 
     @classmethod
     def open(
@@ -60,7 +75,7 @@ class Threadkeep(UserOps, SessionOps, EventOps, BranchOps, ChangeOps, TokenOps, 
         """
         settings = settings or load_settings()
         engine = open_engine(url or settings.database_url, migrate=migrate)
-        return cls(engine, settings.limits)
+        return cls(engine, settings.limits, blobs=settings.blobs)
 
     @property
     def dialect(self) -> str:
@@ -68,6 +83,8 @@ class Threadkeep(UserOps, SessionOps, EventOps, BranchOps, ChangeOps, TokenOps, 
 
     def close(self) -> None:
         """Wait for writes in flight, then release every connection."""
+        if self._blob_store is not None:
+            self._blob_store.close()
         self.engine.close()
 
     def __enter__(self) -> Threadkeep:

@@ -25,7 +25,7 @@ from threadkeep.store.changes import row_json
 from threadkeep.store.contract import StoreEngine, WriteTx
 from threadkeep.store.prepared import cursor as prepared_cursor
 from threadkeep.store.prepared import decoder, prepared
-from threadkeep.store.tables import messages, sessions, timeline_events, tool_events
+from threadkeep.store.tables import messages, sessions, timeline_events, tool_events, uploads
 
 
 def to_session(row: Any) -> Session:
@@ -251,7 +251,7 @@ def purge_session(tx: WriteTx, owner_id: str, session_id: str) -> None:
     ).scalar_one()
     if children:
         raise HasBranches(session_id, int(children))
-    for table in (tool_events, timeline_events, messages):
+    for table in (tool_events, timeline_events, messages, uploads):
         keys = conn.execute(
             sa.delete(table)
             .where(table.c.session_id == session_id, table.c.owner_id == owner_id)
