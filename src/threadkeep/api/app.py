@@ -10,6 +10,7 @@ owner (``threadkeep serve``, a test) does, after the server has stopped.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI
@@ -27,6 +28,7 @@ from threadkeep.api.routes import (
     sessions,
     streaming,
     tokens,
+    uploads,
 )
 from threadkeep.api.settings import ApiSettings
 from threadkeep.config import Settings, load_settings
@@ -47,6 +49,7 @@ TAGS = [
     {"name": "messages", "description": "The ordered turns of a session."},
     {"name": "branches", "description": "Forks, rewinds and whole histories."},
     {"name": "events", "description": "Tool calls and the activity timeline."},
+    {"name": "uploads", "description": "Files attached to a session, streamed in and out."},
     {"name": "tokens", "description": "The calling user and its API tokens."},
     {"name": "operations", "description": "Probes and metrics (no auth)."},
 ]
@@ -77,7 +80,7 @@ def create_app(
     app.state.api_settings = api
     app.state.metrics = metrics
     problems.install(app)
-    for module in (sessions, messages, streaming, branches, events, tokens, health):
+    for module in (sessions, messages, streaming, branches, events, uploads, tokens, health):
         app.include_router(module.router)
     # add_middleware puts each new one outside the previous: RequestContext is
     # outermost, so even BodyGuard's refusals get a request id and a log line.
@@ -85,7 +88,8 @@ def create_app(
         BodyGuard,
         max_body_bytes=api.max_body_bytes,
         max_json_depth=api.max_json_depth,
-        streamed=streaming.STREAMED_BODY,
+        # Routes that read their body as it arrives and check it themselves.
+        streamed=re.compile(f"{streaming.STREAMED_BODY.pattern}|{uploads.STREAMED_BODY.pattern}"),
     )
     app.add_middleware(RequestContext, metrics=metrics)
 

@@ -58,6 +58,10 @@ class PostgresBlobStore(BlobStore):
         for sha256, touched in blob_q.list_blobs(self.engine):
             if touched >= cutoff or referenced(sha256):
                 continue
+            # Asked again at the last moment; the age is re-checked by the
+            # delete statement itself.
+            if referenced(sha256):
+                continue
             if blob_q.delete_blob_if_older(self.engine, sha256, cutoff):
                 deleted.append(sha256)
         return deleted

@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from threadkeep.blobs import BlobStore, check_sha256, open_blob_store
-from threadkeep.blobs.contract import Source
+from threadkeep.blobs.contract import Source as Source  # re-exported for aio.py
 from threadkeep.config import BlobSettings
 from threadkeep.errors import InvalidInput
 from threadkeep.model.common import Actor, Committed, utcnow

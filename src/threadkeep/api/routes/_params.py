@@ -20,6 +20,7 @@ SessionId = Annotated[str, Path(min_length=1, max_length=128, pattern=_ID)]
 MessageId = Annotated[str, Path(min_length=1, max_length=128, pattern=_ID)]
 EventId = Annotated[str, Path(min_length=1, max_length=128, pattern=_ID)]
 TokenId = Annotated[str, Path(min_length=1, max_length=128, pattern=_ID)]
+UploadId = Annotated[str, Path(min_length=1, max_length=128, pattern=_ID)]
 
 IfMatch = Annotated[
     str | None,
