@@ -56,8 +56,22 @@ def check_sha256(field: str, value: Any) -> str:
     return value.lower()
 
 
+def check_source(source: Any) -> None:
+    """Refuse what is neither a binary file object nor an iterable of chunks (a
+    bare bytes object iterates as ints: say what to pass instead)."""
+    if callable(getattr(source, "read", None)):
+        return
+    if isinstance(source, bytes | bytearray | memoryview | str) or not isinstance(source, Iterable):
+        raise InvalidInput(
+            "data",
+            f"pass an iterable of bytes chunks or a binary file object, not "
+            f"{type(source).__name__}",
+        )
+
+
 def chunks_of(source: Source) -> Iterator[bytes]:
     """The chunks of ``source``: an iterable of bytes, or a binary file object."""
+    check_source(source)
     read = getattr(source, "read", None)
     if callable(read):
         while True:
@@ -66,9 +80,6 @@ def chunks_of(source: Source) -> Iterator[bytes]:
                 return
             yield bytes(chunk)
         return
-    if isinstance(source, bytes | bytearray | memoryview | str):
-        # A bare bytes object iterates as ints; say what to pass instead.
-        raise InvalidInput("data", "pass an iterable of bytes chunks or a binary file object")
     for chunk in source:
         if not isinstance(chunk, bytes | bytearray | memoryview):
             raise InvalidInput("data", f"chunks must be bytes, not {type(chunk).__name__}")

@@ -14,6 +14,7 @@ from typing import Any
 
 from threadkeep.blobs import BlobStore, check_sha256, open_blob_store
 from threadkeep.blobs.contract import Source as Source  # re-exported for aio.py
+from threadkeep.blobs.contract import check_source
 from threadkeep.config import BlobSettings
 from threadkeep.errors import InvalidInput
 from threadkeep.model.common import Actor, Committed, utcnow
@@ -78,6 +79,7 @@ class UploadOps(ServiceBase):
         name = check_filename(filename)
         media = check_media_type(media_type)
         expected = None if sha256 is None else check_sha256("sha256", sha256)
+        check_source(data)
         self.engine.read(lambda c: session_q.get_live_row(c, owner, session_id))
         # Bytes first, durably; the row only once they are there.
         blob = self.blobs.put(
