@@ -9,11 +9,13 @@
         upload files of random sizes for ever, printing "ack ID SHA256" after
         each upload call returned. Meant to be killed with SIGKILL.
     upload_child.py memory URL BLOBS USER SESSION MIB
-        upload MIB MiB generated on the fly, then print "rss BEFORE_KB PEAK_KB"
-        (the resident size before the upload, and the peak, from getrusage).
-    upload_child.py http URL BLOBS USER SESSION MIB
-        the same through the HTTP API: a uvicorn server in a thread of this
-        process and an httpx client streaming the body to it.
+        upload MIB MiB generated on the fly and read them back, then print
+        "rss BEFORE_KB PEAK_KB" (the resident size before the upload, and the
+        peak, VmHWM).
+    upload_child.py serve URL BLOBS USER SESSION
+        serve the HTTP API (uvicorn) on a free port; print "ready PORT TOKEN
+        RSS_KB" once listening (the test streams to it and reads the peak
+        resident size from /proc). Stops on SIGTERM.
 
 Any unexpected error: the traceback on stderr, exit status 3.
 """
@@ -23,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import resource
 import signal
 import sys
 import threading
@@ -76,12 +77,15 @@ def cmd_loop(url: str, blobs: str, user: str, session: str) -> None:
         emit(f"ack {done.value.id} {done.value.sha256}")
 
 
-def rss_kb() -> int:
+def rss_kb(field: str = "VmRSS") -> int:
+    """Resident size now (VmRSS) or at its peak (VmHWM). Not getrusage's
+    ru_maxrss: Linux carries that over exec, so a child would report the peak
+    of the pytest process it was forked from."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+    raise RuntimeError(f"no {field}")
 
 
 def cmd_memory(url: str, blobs: str, user: str, session: str, mib: str) -> None:
@@ -91,14 +95,13 @@ def cmd_memory(url: str, blobs: str, user: str, session: str, mib: str) -> None:
     assert done.value.size == int(mib) * 1024 * 1024
     total = sum(len(c) for c in tk.open_upload(Actor(user), done.value.id))
     assert total == done.value.size
-    emit(f"rss {before} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}")
+    emit(f"rss {before} {rss_kb('VmHWM')}")
     tk.close()
 
 
-def cmd_http(url: str, blobs: str, user: str, session: str, mib: str) -> None:
+def cmd_serve(url: str, blobs: str, user: str, session: str) -> None:
     import socket
 
-    import httpx
     import uvicorn
 
     from threadkeep.api import create_app
@@ -107,39 +110,22 @@ def cmd_http(url: str, blobs: str, user: str, session: str, mib: str) -> None:
     token = tk.create_token(Actor(user), "memory", scopes=("read", "write")).value.token
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
     config = uvicorn.Config(create_app(tk), log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        threading.Event().wait(0.02)
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"}
-    base = f"http://127.0.0.1:{port}"
-    with httpx.Client(base_url=base, headers=headers, timeout=120) as client:
-        before = rss_kb()
-        r = client.post(
-            f"/v1/sessions/{session}/uploads",
-            params={"filename": "big.bin"},
-            content=generated(int(mib)),
-        )
-        assert r.status_code == 201, r.text
-        up = r.json()
-        total = 0
-        with client.stream("GET", f"/v1/uploads/{up['id']}/content") as got:
-            for chunk in got.iter_bytes():
-                total += len(chunk)
-        assert total == up["size"] == int(mib) * 1024 * 1024
-    emit(f"rss {before} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}")
-    server.should_exit = True
-    thread.join(10)
+    def announce() -> None:
+        while not server.started:
+            threading.Event().wait(0.02)
+        emit(f"ready {sock.getsockname()[1]} {token} {rss_kb()}")
+
+    threading.Thread(target=announce, daemon=True).start()
+    server.run(sockets=[sock])
     tk.close()
 
 
 def main() -> None:
     cmd, *args = sys.argv[1:]
     try:
-        {"between": cmd_between, "loop": cmd_loop, "memory": cmd_memory, "http": cmd_http}[cmd](
+        {"between": cmd_between, "loop": cmd_loop, "memory": cmd_memory, "serve": cmd_serve}[cmd](
             *args
         )
     except BaseException:
