@@ -3,6 +3,8 @@
 from threadkeep.aio import AsyncThreadkeep
 from threadkeep.errors import (
     AlreadyExists,
+    BlobMissing,
+    ChecksumMismatch,
     Conflict,
     HasBranches,
     InvalidInput,
@@ -17,6 +19,7 @@ from threadkeep.errors import (
     ThreadkeepError,
     TooLarge,
     ToolEventNotFound,
+    UploadNotFound,
     UserNotFound,
     VersionConflict,
 )
@@ -44,6 +47,7 @@ from threadkeep.model import (
     User,
 )
 from threadkeep.model.messages import Appended
+from threadkeep.model.uploads import Upload, UploadContent
 from threadkeep.service.branches import Rewound
 
 __version__ = "0.1.0"
@@ -53,7 +57,9 @@ __all__ = [
     "AlreadyExists",
     "Appended",
     "AsyncThreadkeep",
+    "BlobMissing",
     "Change",
+    "ChecksumMismatch",
     "Committed",
     "Conflict",
     "HasBranches",
@@ -87,6 +93,9 @@ __all__ = [
     "ToolEventNotFound",
     "ToolEventUpdate",
     "ToolStatus",
+    "Upload",
+    "UploadContent",
+    "UploadNotFound",
     "User",
     "UserNotFound",
     "VersionConflict",

@@ -112,6 +112,7 @@ def cmd_serve(url: str, blobs: str, user: str, session: str) -> None:
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(create_app(tk), log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
+
     def announce() -> None:
         while not server.started:
             threading.Event().wait(0.02)
