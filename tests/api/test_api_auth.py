@@ -200,7 +200,9 @@ def _victim(api: Api, store: Threadkeep) -> tuple[Caller, dict[str, str]]:
     ).json()
     api.post(f"/v1/sessions/{sid}/fork", json={"at_seq": 1}, headers=owner.headers)
     token = store.create_token(owner.actor, "victim's").value
+    upload = store.upload(owner.actor, sid, [b"private file"], filename="secret.txt").value
     return owner, {
+        "upload_id": upload.id,
         "session_id": sid,
         "message_id": appended["messages"][0]["id"],
         "event_id": appended["tool_events"][0]["id"],
@@ -235,6 +237,12 @@ FOREIGN: dict[tuple[str, str], Any] = {
     ("POST", "/v1/sessions/{session_id}/timeline-events"): {"events": [{"kind": "x"}]},
     ("GET", "/v1/sessions/{session_id}/timeline-events"): None,
     ("DELETE", "/v1/tokens/{token_id}"): None,
+    # bytes: the raw body of an upload (filename added by _send)
+    ("POST", "/v1/sessions/{session_id}/uploads"): b"intruder's file",
+    ("GET", "/v1/sessions/{session_id}/uploads"): None,
+    ("GET", "/v1/uploads/{upload_id}"): None,
+    ("GET", "/v1/uploads/{upload_id}/content"): None,
+    ("DELETE", "/v1/uploads/{upload_id}"): None,
 }
 # Routes without an id: scoped by the token alone (checked below).
 OWN: set[tuple[str, str]] = {
@@ -259,6 +267,8 @@ def test_every_v1_route_is_covered_by_the_cross_user_cases(api: Api) -> None:
 
 
 def _send(api: Api, method: str, url: str, body: Any, headers: dict[str, str]) -> Any:
+    if method == "POST" and url.endswith("/uploads"):
+        return api.request(method, url, content=body, params={"filename": "f"}, headers=headers)
     if isinstance(body, bytes):
         ndjson = {**headers, "content-type": "application/x-ndjson"}
         return api.request(method, url, content=body, headers=ndjson)

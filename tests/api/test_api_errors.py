@@ -416,6 +416,11 @@ def test_openapi_lists_every_route_with_its_error_problems(schema: dict[str, Any
         ("GET", "/v1/tokens"),
         ("POST", "/v1/tokens"),
         ("DELETE", "/v1/tokens/{token_id}"),
+        ("POST", "/v1/sessions/{session_id}/uploads"),
+        ("GET", "/v1/sessions/{session_id}/uploads"),
+        ("GET", "/v1/uploads/{upload_id}"),
+        ("GET", "/v1/uploads/{upload_id}/content"),
+        ("DELETE", "/v1/uploads/{upload_id}"),
     }
     assert set(operations) == expected
     problem_ref = {"$ref": "#/components/schemas/Problem"}

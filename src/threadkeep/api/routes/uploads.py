@@ -66,7 +66,7 @@ def _pull(body: AsyncIterator[bytes]) -> Iterator[bytes]:
     "/v1/sessions/{session_id}/uploads",
     status_code=201,
     summary="Upload a file",
-    responses=error_responses(404, 409, 413),
+    responses=error_responses(404, 409, body=True),
     openapi_extra=_BINARY_BODY,
 )
 async def upload(
@@ -146,7 +146,7 @@ def get_upload_content(upload_id: UploadId, principal: Reader, tk: TK) -> Stream
 @router.delete(
     "/v1/uploads/{upload_id}",
     summary="Delete an upload",
-    responses=error_responses(404),
+    responses=error_responses(404, body=True),
 )
 def delete_upload(upload_id: UploadId, principal: Writer, tk: TK) -> UploadWritten:
     """Delete the upload; its bytes are collected later, once no other upload
