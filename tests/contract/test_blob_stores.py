@@ -189,3 +189,46 @@ def test_s3_without_a_bucket_says_which_setting_is_missing() -> None:
     with pytest.raises(StoreError, match="THREADKEEP_BLOBS__S3_BUCKET"):
         open_blob_store(BlobSettings(backend="s3"), engine, "sqlite://")
     engine.dispose()
+
+
+def test_the_default_backend_follows_the_engine(db_url: str, tmp_path: Path) -> None:
+    """auto: a directory next to the SQLite file, or the PostgreSQL database itself."""
+    from threadkeep import Threadkeep
+    from threadkeep.blobs.postgres import PostgresBlobStore
+
+    with Threadkeep.open(db_url) as tk:
+        if tk.dialect == "sqlite":
+            assert isinstance(tk.blobs, FilesystemBlobStore)
+            assert tk.blobs.root == tmp_path / "threadkeep.db-blobs"
+        else:
+            assert isinstance(tk.blobs, PostgresBlobStore)
+
+
+def test_s3_is_configured_from_threadkeep_env_variables(
+    s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from threadkeep import Actor, Threadkeep
+    from threadkeep.blobs.s3 import S3BlobStore
+    from threadkeep.config import load_settings
+
+    bucket = s3_blob_settings(s3_endpoint).s3_bucket
+    for name, value in {
+        "BACKEND": "s3",
+        "S3_BUCKET": bucket,
+        "S3_ENDPOINT_URL": s3_endpoint,
+        "S3_REGION": "us-east-1",
+        "S3_ACCESS_KEY_ID": "test",
+        "S3_SECRET_ACCESS_KEY": "test",
+        "S3_PREFIX": "app1/",
+    }.items():
+        monkeypatch.setenv(f"THREADKEEP_BLOBS__{name}", str(value))
+    settings = load_settings()
+    assert "test" not in repr(settings.blobs.s3_secret_access_key)  # never printed
+    with Threadkeep.open(f"sqlite:///{tmp_path / 'x.db'}", settings=settings) as tk:
+        assert isinstance(tk.blobs, S3BlobStore)
+        me = Actor(tk.create_user("ada").value.id)
+        s = tk.create_session(me).value
+        up = tk.upload(me, s.id, [b"to the bucket"], filename="f").value
+        assert tk.open_upload(me, up.id).read() == b"to the bucket"
+        keys = [o["Key"] for o in tk.blobs.client.list_objects_v2(Bucket=bucket)["Contents"]]
+        assert keys == [f"app1/blobs/{up.sha256}"]
