@@ -25,28 +25,37 @@ BIG = 1 << 40
 BACKENDS = ("fs", "postgres", "s3")
 
 
-@pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
-    if request.param == "fs":
-        s: BlobStore = FilesystemBlobStore(tmp_path / "blobs")
-        yield s
-        s.close()
-        return
-    if request.param == "s3":
-        settings = s3_blob_settings(request.getfixturevalue("s3_endpoint"))
-        s = open_blob_store(settings, sa.create_engine("sqlite://"), "sqlite://")
-        yield s
-        s.close()
-        return
+@pytest.fixture(scope="module")
+def pg_engine() -> Iterator[sa.Engine]:
+    """One migrated PostgreSQL database for the module (the blob tables are
+    emptied before each test: a database per test would triple the run time)."""
     url = create_pg_database()
-    engine = open_engine(url)  # migrated: the blob tables exist
+    engine = open_engine(url)
     try:
-        s = open_blob_store(BlobSettings(backend="postgres"), engine.sa_engine, url)
-        yield s
-        s.close()
+        yield engine.sa_engine
     finally:
         engine.close()
         drop_pg_database(url)
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
+    s: BlobStore
+    if request.param == "fs":
+        s = FilesystemBlobStore(tmp_path / "blobs")
+    elif request.param == "s3":
+        settings = s3_blob_settings(request.getfixturevalue("s3_endpoint"))
+        s = open_blob_store(settings, sa.create_engine("sqlite://"), "sqlite://")
+    else:
+        engine: sa.Engine = request.getfixturevalue("pg_engine")
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM blob_chunks"))
+            conn.execute(sa.text("DELETE FROM blobs"))
+        s = open_blob_store(BlobSettings(backend="postgres"), engine, str(engine.url))
+    try:
+        yield s
+    finally:
+        s.close()
 
 
 def sha(data: bytes) -> str:
