@@ -153,3 +153,50 @@ def test_another_users_uploads_answer_404(
     ):
         assert_problem(r, 404)
     assert state(store) == before
+
+
+def test_a_client_that_goes_away_mid_upload_leaves_nothing(
+    store: Threadkeep, me: Caller, sid: str
+) -> None:
+    """Drive the ASGI app by hand: part of the body, then a disconnect."""
+    import anyio
+
+    from threadkeep.api import ApiSettings, create_app
+
+    app = create_app(store, api=ApiSettings())
+    before = state(store)
+    incoming = [
+        {"type": "http.request", "body": b"x" * 100_000, "more_body": True},
+        {"type": "http.request", "body": b"y" * 100_000, "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if incoming:
+            return incoming.pop(0)
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": f"/v1/sessions/{sid}/uploads",
+        "raw_path": f"/v1/sessions/{sid}/uploads".encode(),
+        "query_string": b"filename=cut.bin",
+        "headers": [
+            (b"authorization", me.headers["Authorization"].encode()),
+            (b"content-type", b"application/octet-stream"),
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+    }
+    anyio.run(app, scope, receive, send)
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 400
+    assert state(store) == before

@@ -20,9 +20,10 @@ import anyio.from_thread
 import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
+from starlette.requests import ClientDisconnect
 
 from threadkeep.api.auth import TK, Reader, Writer
-from threadkeep.api.problems import error_responses
+from threadkeep.api.problems import ApiProblem, error_responses
 from threadkeep.api.routes._params import SessionId, UploadId
 from threadkeep.api.schemas import UploadList, UploadWritten
 from threadkeep.errors import TooLarge
@@ -97,7 +98,13 @@ async def upload(
         media_type=media_type,
         sha256=sha256,
     )
-    return _written(await anyio.to_thread.run_sync(call))
+    try:
+        return _written(await anyio.to_thread.run_sync(call))
+    except ClientDisconnect:
+        # The blob store dropped the partial bytes; nothing was written.
+        raise ApiProblem(
+            400, "bad-request", "Bad request", "the client went away; nothing was stored"
+        ) from None
 
 
 @router.get(
