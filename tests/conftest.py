@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -23,6 +25,7 @@ import pytest
 import sqlalchemy as sa
 
 from threadkeep import Actor, Threadkeep
+from threadkeep.config import BlobSettings, Limits, load_settings
 from threadkeep.store import tables
 
 PG_ADMIN_URL = os.environ.get("THREADKEEP_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -150,3 +153,112 @@ def row_counts(tk: Threadkeep) -> dict[str, int]:
             sa.select(tables.log_state.c.last_offset)
         ).scalar_one()
     return out
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A local S3-compatible server (moto in server mode) on a free port: the S3
+    blob store is tested over real HTTP, never against the network."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def s3_blob_settings(endpoint: str) -> BlobSettings:
+    """Settings of an S3 blob store in a fresh bucket on the local server."""
+    import boto3
+
+    bucket = f"tk-{uuid.uuid4().hex[:12]}"
+    settings = BlobSettings(
+        backend="s3",
+        s3_bucket=bucket,
+        s3_endpoint_url=endpoint,
+        s3_region="us-east-1",
+        s3_access_key_id="test",
+        s3_secret_access_key="test",  # type: ignore[arg-type]
+    )
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    client.create_bucket(Bucket=bucket)
+    client.close()
+    return settings
+
+
+# --- uploads: a store per (engine, blob backend) pair ---------------------------
+# Both engines, and every blob backend: fs (SQLite's default), postgres
+# (PostgreSQL's default; it keeps the bytes in that database) and s3 on each
+# engine. (The blob backends themselves, engine apart, are tested in
+# tests/contract/test_blob_stores.py.)
+
+UPLOAD_PAIRS = [
+    ("sqlite", "fs"),
+    ("sqlite", "s3"),
+    ("postgres", "postgres"),
+    ("postgres", "s3"),
+]
+
+
+@dataclass
+class Bench:
+    """A store under test, and what it takes to open it again."""
+
+    tk: Threadkeep
+    url: str
+    blobs: BlobSettings
+    engine_name: str
+    backend: str
+
+    def reopen(self, limits: Limits | None = None) -> Threadkeep:
+        self.tk.close()
+        settings = load_settings(blobs=self.blobs, limits=limits or self.tk.limits)
+        self.tk = Threadkeep.open(self.url, settings=settings)
+        return self.tk
+
+
+def blob_settings_for(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> BlobSettings:
+    if backend == "fs":
+        return BlobSettings(backend="fs", path=str(tmp_path / "blobs"))
+    if backend == "postgres":
+        return BlobSettings(backend="postgres")
+    return s3_blob_settings(request.getfixturevalue("s3_endpoint"))
+
+
+@pytest.fixture(params=UPLOAD_PAIRS, ids=[f"{e}-{b}" for e, b in UPLOAD_PAIRS])
+def bench(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Bench]:
+    engine_name, backend = request.param
+    url = (
+        f"sqlite:///{tmp_path / 'threadkeep.db'}"
+        if engine_name == "sqlite"
+        else create_pg_database()
+    )
+    blobs = blob_settings_for(backend, tmp_path, request)
+    b = Bench(
+        Threadkeep.open(url, settings=load_settings(blobs=blobs)), url, blobs, engine_name, backend
+    )
+    try:
+        yield b
+    finally:
+        b.tk.close()
+        if engine_name != "sqlite":
+            drop_pg_database(url)
+
+
+@pytest.fixture
+def me(bench: Bench) -> Actor:
+    return Actor(bench.tk.create_user("ada").value.id)
+
+
+@pytest.fixture
+def them(bench: Bench) -> Actor:
+    return Actor(bench.tk.create_user("mallory").value.id)

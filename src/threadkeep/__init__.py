@@ -4,7 +4,9 @@ from threadkeep.aio import AsyncThreadkeep
 from threadkeep.errors import (
     AlreadyExists,
     AnalyticsEventNotFound,
+    BlobMissing,
     CheckpointNotFound,
+    ChecksumMismatch,
     Conflict,
     FileChangeNotFound,
     HasBranches,
@@ -27,6 +29,7 @@ from threadkeep.errors import (
     TodoNotFound,
     TooLarge,
     ToolEventNotFound,
+    UploadNotFound,
     UserNotFound,
     VersionConflict,
 )
@@ -91,6 +94,7 @@ from threadkeep.model import (
     User,
 )
 from threadkeep.model.messages import Appended
+from threadkeep.model.uploads import Upload, UploadContent
 from threadkeep.service.branches import Rewound
 
 __version__ = "0.1.0"
@@ -103,10 +107,12 @@ __all__ = [
     "AnalyticsEventUpdate",
     "Appended",
     "AsyncThreadkeep",
+    "BlobMissing",
     "Change",
     "Checkpoint",
     "CheckpointNotFound",
     "CheckpointUpdate",
+    "ChecksumMismatch",
     "Committed",
     "Conflict",
     "Decision",
@@ -181,6 +187,9 @@ __all__ = [
     "ToolEventNotFound",
     "ToolEventUpdate",
     "ToolStatus",
+    "Upload",
+    "UploadContent",
+    "UploadNotFound",
     "User",
     "UserNotFound",
     "VersionConflict",

@@ -75,11 +75,13 @@ if TYPE_CHECKING:
         SyncState,
     )
     from threadkeep.model.todos import Todo, TodoUpdate
+    from threadkeep.model.uploads import Upload, UploadContent
     from threadkeep.model.users import User
     from threadkeep.service.branches import Rewound
     from threadkeep.service.messages import MessageInput, TimelineEventInput, ToolEventInput
     from threadkeep.service.todos import TodoInput
     from threadkeep.service.tokens import ApiToken, IssuedToken, Scope
+    from threadkeep.service.uploads import Source
 
 T = TypeVar("T")
 
@@ -177,6 +179,11 @@ class AsyncThreadkeep:
         """Who the changes after ``after`` concern (no rows): for waking readers.
         Not scoped to an actor; it carries no data, only ids."""
         return await self._run(self.sync.change_heads, after, limit=limit)
+
+    async def collect_garbage(self, *, grace_seconds: float | None = None) -> list[str]:
+        """Delete the blobs no upload uses any more (and leftovers of interrupted
+        uploads) that are older than the grace period; returns their sha256."""
+        return await self._run(self.sync.collect_garbage, grace_seconds=grace_seconds)
 
     async def count_messages(self, actor: Actor, session_id: str) -> int:
         """How many messages the session's history holds, without reading them."""
@@ -280,6 +287,11 @@ class AsyncThreadkeep:
     async def delete_todo(self, actor: Actor, session_id: str, todo_id: str) -> Committed[None]:
         """Remove one item; the others keep their order."""
         return await self._run(self.sync.delete_todo, actor, session_id, todo_id)
+
+    async def delete_upload(self, actor: Actor, upload_id: str) -> Committed[Upload]:
+        """Delete an upload's row; its bytes go at the next garbage collection
+        once no other upload has the same content."""
+        return await self._run(self.sync.delete_upload, actor, upload_id)
 
     async def extend_message(self, actor: Actor, message_id: str, delta: str) -> Committed[Message]:
         """Add ``delta`` to the end of a streaming message's content."""
@@ -440,6 +452,10 @@ class AsyncThreadkeep:
     async def get_tool_event(self, actor: Actor, event_id: str) -> ToolEvent:
         return await self._run(self.sync.get_tool_event, actor, event_id)
 
+    async def get_upload(self, actor: Actor, upload_id: str) -> Upload:
+        """An upload's metadata."""
+        return await self._run(self.sync.get_upload, actor, upload_id)
+
     async def get_user(self, user_id: str) -> User:
         return await self._run(self.sync.get_user, user_id)
 
@@ -569,10 +585,18 @@ class AsyncThreadkeep:
     ) -> list[ToolEvent]:
         return await self._run(self.sync.list_tool_events, actor, session_id, message_id=message_id)
 
+    async def list_uploads(self, actor: Actor, session_id: str) -> list[Upload]:
+        """A session's uploads, oldest first."""
+        return await self._run(self.sync.list_uploads, actor, session_id)
+
     async def list_users(self) -> list[User]:
         return await self._run(
             self.sync.list_users,
         )
+
+    async def open_upload(self, actor: Actor, upload_id: str) -> UploadContent:
+        """An upload's metadata and its bytes, as a stream of chunks."""
+        return await self._run(self.sync.open_upload, actor, upload_id)
 
     async def prune_changes(self, older_than: timedelta, *, dry_run: bool = False) -> PruneResult:
         """Delete the change log's prefix older than ``older_than``, but never past
@@ -860,3 +884,24 @@ class AsyncThreadkeep:
     ) -> Committed[ToolEvent]:
         """Change a tool call's status, output or error."""
         return await self._run(self.sync.update_tool_event, actor, event_id, update)
+
+    async def upload(
+        self,
+        actor: Actor,
+        session_id: str,
+        data: Source,
+        *,
+        filename: str,
+        media_type: str = "application/octet-stream",
+        sha256: str | None = None,
+    ) -> Committed[Upload]:
+        """Attach a file to a session, streaming its bytes into the blob store."""
+        return await self._run(
+            self.sync.upload,
+            actor,
+            session_id,
+            data,
+            filename=filename,
+            media_type=media_type,
+            sha256=sha256,
+        )

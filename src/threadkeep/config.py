@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from platformdirs import user_config_dir, user_data_dir
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -43,6 +43,44 @@ class Limits(BaseModel):
     max_json_bytes: int = Field(default=1_048_576, ge=1)
     max_batch: int = Field(default=1_000, ge=1)
     max_page: int = Field(default=1_000, ge=1)
+    max_upload_bytes: int = Field(default=1024 * 1024 * 1024, ge=0)
+
+
+class BlobSettings(BaseModel):
+    """Where upload bytes live (docs/blobs.md).
+
+    The ``[blobs]`` table of the config file, ``THREADKEEP_BLOBS__*`` variables
+    (e.g. ``THREADKEEP_BLOBS__BACKEND=s3``), or ``load_settings(blobs=...)``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["auto", "fs", "postgres", "s3"] = Field(
+        default="auto",
+        description=(
+            "auto: a directory next to the SQLite file, or the PostgreSQL database "
+            "itself when the store is PostgreSQL (every server instance sees it)."
+        ),
+    )
+    path: str | None = Field(
+        default=None, description="The directory of the fs backend (default: next to the DB)."
+    )
+    s3_bucket: str | None = None
+    s3_prefix: str = "threadkeep/"
+    s3_endpoint_url: str | None = Field(
+        default=None, description="For S3-compatible servers (MinIO, R2, Ceph...)."
+    )
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    gc_grace_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description=(
+            "An unreferenced blob is collected only when it was last stored longer "
+            "ago than this: an upload between its bytes and its row is never robbed."
+        ),
+    )
 
 
 class ApiSettings(BaseModel):
@@ -115,6 +153,7 @@ class Settings(BaseSettings):
     # (THREADKEEP_ELECTRIC_URL, THREADKEEP_ELECTRIC_SECRET).
     electric_url: str | None = None
     electric_secret: str | None = None
+    blobs: BlobSettings = Field(default_factory=BlobSettings)
     host: str = "127.0.0.1"
     port: int = Field(default=8765, ge=0, le=65535)
 

@@ -38,6 +38,20 @@ class TooLarge(InvalidInput):
         super().__init__(field, f"is {size} bytes, over the limit of {limit} bytes")
 
 
+class ChecksumMismatch(InvalidInput):
+    """The bytes received do not have the sha256 the caller said they would.
+    Nothing was stored."""
+
+    def __init__(self, field: str, expected: str, actual: str) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            field,
+            f"the bytes received have sha256 {actual}, not the expected {expected}; "
+            "nothing was stored (send the upload again)",
+        )
+
+
 # --- lookups -----------------------------------------------------------------
 
 
@@ -113,6 +127,10 @@ class AnalyticsEventNotFound(NotFound):
     kind = "analytics event"
 
 
+class UploadNotFound(NotFound):
+    kind = "upload"
+
+
 # --- conflicts ---------------------------------------------------------------
 
 
@@ -180,6 +198,18 @@ class SchemaTooNew(StoreError):
             f"the database schema is at revision {database_revision!r}, newer than this "
             f"threadkeep knows (its newest is {code_revision!r}); upgrade threadkeep, or "
             "restore a backup taken before the upgrade (see docs/rollback.md)"
+        )
+
+
+class BlobMissing(StoreError):
+    """An upload's bytes are not in the blob store (deleted behind threadkeep's back,
+    or a blob store other than the one that stored them is configured)."""
+
+    def __init__(self, sha256: str) -> None:
+        self.sha256 = sha256
+        super().__init__(
+            f"blob {sha256} is not in the blob store; check the blob store settings "
+            "(docs/blobs.md) or restore the blob store from a backup"
         )
 
 

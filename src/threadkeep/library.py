@@ -7,9 +7,11 @@ the same operations to asyncio code (it is generated from this class).
 
 from __future__ import annotations
 
+import threading
 from types import TracebackType
 
-from threadkeep.config import Limits, Settings, load_settings
+from threadkeep.blobs import BlobStore
+from threadkeep.config import BlobSettings, Limits, Settings, load_settings
 from threadkeep.service.activity import ActivityOps
 from threadkeep.service.branches import BranchOps
 from threadkeep.service.changes import ChangeOps
@@ -22,6 +24,7 @@ from threadkeep.service.streaming import StreamOps
 from threadkeep.service.sync import SyncOps
 from threadkeep.service.todos import TodoOps
 from threadkeep.service.tokens import TokenOps
+from threadkeep.service.uploads import UploadOps
 from threadkeep.service.users import UserOps
 from threadkeep.store import open_engine
 from threadkeep.store.contract import StoreEngine
@@ -41,6 +44,7 @@ class Threadkeep(
     SnapshotOps,
     ActivityOps,
     SyncOps,
+    UploadOps,
 ):
     """A durable store of chat and agent sessions.
 
@@ -55,9 +59,19 @@ class Threadkeep(
     its call returns.
     """
 
-    def __init__(self, engine: StoreEngine, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        engine: StoreEngine,
+        limits: Limits | None = None,
+        *,
+        blobs: BlobSettings | BlobStore | None = None,
+    ) -> None:
         self.engine = engine
         self.limits = limits or Limits()
+        # The blob store: given, or opened from these settings on first use.
+        self._blob_store = blobs if isinstance(blobs, BlobStore) else None
+        self.blob_settings = blobs if isinstance(blobs, BlobSettings) else BlobSettings()
+        self._blob_lock = threading.Lock()
 
     @classmethod
     def open(
@@ -80,7 +94,7 @@ class Threadkeep(
         """
         settings = settings or load_settings()
         engine = open_engine(url or settings.database_url, migrate=migrate)
-        return cls(engine, settings.limits)
+        return cls(engine, settings.limits, blobs=settings.blobs)
 
     @property
     def dialect(self) -> str:
@@ -88,6 +102,8 @@ class Threadkeep(
 
     def close(self) -> None:
         """Wait for writes in flight, then release every connection."""
+        if self._blob_store is not None:
+            self._blob_store.close()
         self.engine.close()
 
     def __enter__(self) -> Threadkeep:

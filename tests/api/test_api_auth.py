@@ -202,7 +202,9 @@ def _victim(api: Api, store: Threadkeep) -> tuple[Caller, dict[str, str]]:
     token = store.create_token(owner.actor, "victim's").value
     me, mid = owner.actor, appended["messages"][0]["id"]
     store.set_summary(me, sid, {"summary": "secret"})
+    upload = store.upload(owner.actor, sid, [b"private file"], filename="secret.txt").value
     return owner, {
+        "upload_id": upload.id,
         "session_id": sid,
         "message_id": mid,
         "event_id": appended["tool_events"][0]["id"],
@@ -257,6 +259,12 @@ FOREIGN: dict[tuple[str, str], Any] = {
     ("PUT", "/v1/sessions/{session_id}/summary"): {"summary": "pwned"},
     ("GET", "/v1/sessions/{session_id}/summary"): None,
     ("DELETE", "/v1/sessions/{session_id}/summary"): None,
+    # bytes: the raw body of an upload (filename added by _send)
+    ("POST", "/v1/sessions/{session_id}/uploads"): b"intruder's file",
+    ("GET", "/v1/sessions/{session_id}/uploads"): None,
+    ("GET", "/v1/uploads/{upload_id}"): None,
+    ("GET", "/v1/uploads/{upload_id}/content"): None,
+    ("DELETE", "/v1/uploads/{upload_id}"): None,
 }
 # The session record: per collection, a valid new row and a valid change.
 _RECORD: dict[str, tuple[str, Any, Any]] = {
@@ -313,6 +321,8 @@ def test_every_v1_route_is_covered_by_the_cross_user_cases(api: Api) -> None:
 
 
 def _send(api: Api, method: str, url: str, body: Any, headers: dict[str, str]) -> Any:
+    if method == "POST" and url.endswith("/uploads"):
+        return api.request(method, url, content=body, params={"filename": "f"}, headers=headers)
     if isinstance(body, bytes):
         ndjson = {**headers, "content-type": "application/x-ndjson"}
         return api.request(method, url, content=body, headers=ndjson)

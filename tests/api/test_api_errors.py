@@ -425,6 +425,11 @@ def test_openapi_lists_every_route_with_its_error_problems(schema: dict[str, Any
         ("PUT", "/v1/sessions/{session_id}/summary"),
         ("GET", "/v1/sessions/{session_id}/summary"),
         ("DELETE", "/v1/sessions/{session_id}/summary"),
+        ("POST", "/v1/sessions/{session_id}/uploads"),
+        ("GET", "/v1/sessions/{session_id}/uploads"),
+        ("GET", "/v1/uploads/{upload_id}"),
+        ("GET", "/v1/uploads/{upload_id}/content"),
+        ("DELETE", "/v1/uploads/{upload_id}"),
     }
     for collection, key in (
         ("todos", "todo_id"),

@@ -165,6 +165,37 @@ def test_upgrade_from_each_earlier_revision_keeps_the_data(db_url: str, start: s
         assert [t.content for t in tk.list_todos(me, "s1")] == ["carry on"]
         assert tk.get_active_repo_binding(me, "s1") is not None
         assert [c.message_id for c in tk.list_checkpoints(me, "s1")] == ["m1"]
+        # A session from before uploads existed takes files.
+        up = tk.upload(Actor("u1"), "s1", [b"after the upgrade"], filename="new.txt").value
+        assert tk.open_upload(Actor("u1"), up.id).read() == b"after the upgrade"
+        assert _diffs(conn) == []
+
+
+UPLOADS_REVISION = "0004"  # the revision that adds uploads (wherever the head is)
+
+
+def test_the_uploads_revision_downgrades_and_upgrades_again(db_url: str) -> None:
+    script = migrate.ScriptDirectory.from_config(migrate.alembic_config())
+    before = script.get_revision(UPLOADS_REVISION).down_revision
+    assert isinstance(before, str)
+    with Threadkeep.open(db_url) as tk:
+        a = Actor(tk.create_user("ada").value.id)
+        s = tk.create_session(a, title="kept").value
+        tk.upload(a, s.id, [b"bytes"], filename="f.txt")
+    eng = _sa_engine(db_url)
+    try:
+        with eng.begin() as conn:
+            cfg = migrate.alembic_config(conn)
+            alembic.command.downgrade(cfg, before)
+        names = set(sa.inspect(eng).get_table_names())
+        assert not names & {"uploads", "blobs", "blob_chunks"}
+        assert {"sessions", "messages"} <= names
+    finally:
+        eng.dispose()
+    with Threadkeep.open(db_url) as tk, tk.engine.sa_engine.connect() as conn:
+        assert migrate.database_revision(conn) == migrate.code_head()
+        assert tk.get_session(a, s.id).title == "kept"
+        assert tk.list_uploads(a, s.id) == []
         assert _diffs(conn) == []
 
 

@@ -11,6 +11,7 @@ owner (``threadkeep serve``, a test) does, after the server has stopped.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -36,6 +37,7 @@ from threadkeep.api.routes import (
     streaming,
     todos,
     tokens,
+    uploads,
 )
 from threadkeep.api.settings import ApiSettings
 from threadkeep.config import Settings, SyncSettings, load_settings
@@ -64,6 +66,7 @@ TAGS = [
     {"name": "snapshots", "description": "Snapshots, checkpoints and the session summary."},
     {"name": "activity", "description": "Recordings and analytics events."},
     {"name": "sync", "description": "Realtime sync with the ElectricSQL shape protocol."},
+    {"name": "uploads", "description": "Files attached to a session, streamed in and out."},
     {"name": "tokens", "description": "The calling user and its API tokens."},
     {"name": "operations", "description": "Probes and metrics (no auth)."},
 ]
@@ -125,6 +128,7 @@ def create_app(
         repos,
         snapshots,
         activity,
+        uploads,
         shape,
         tokens,
         health,
@@ -136,7 +140,8 @@ def create_app(
         BodyGuard,
         max_body_bytes=api.max_body_bytes,
         max_json_depth=api.max_json_depth,
-        streamed=streaming.STREAMED_BODY,
+        # Routes that read their body as it arrives and check it themselves.
+        streamed=re.compile(f"{streaming.STREAMED_BODY.pattern}|{uploads.STREAMED_BODY.pattern}"),
     )
     app.add_middleware(RequestContext, metrics=metrics)
     if sync_settings.cors_origins:

@@ -21,6 +21,7 @@ from threadkeep.model.events import (
 )
 from threadkeep.model.messages import Message, NewMessage
 from threadkeep.model.sessions import Session
+from threadkeep.model.uploads import Upload
 from threadkeep.model.users import User
 from threadkeep.service.tokens import ApiToken, IssuedToken, Scope
 
@@ -170,6 +171,19 @@ class TokenWritten(ApiToken):
 
 class TokenList(BaseModel):
     items: list[ApiToken]
+
+
+# --- uploads ---------------------------------------------------------------------
+
+
+class UploadWritten(Upload):
+    """An upload as a write left it (stored, or just deleted)."""
+
+    txid: int = _TXID
+
+
+class UploadList(BaseModel):
+    items: list[Upload]
 
 
 # --- operations ------------------------------------------------------------------

@@ -32,6 +32,7 @@ from threadkeep.store.tables import (
     sessions,
     timeline_events,
     tool_events,
+    uploads,
 )
 
 
@@ -267,7 +268,7 @@ def purge_session(tx: WriteTx, owner_id: str, session_id: str) -> None:
     ).scalar_one()
     if children:
         raise HasBranches(session_id, int(children))
-    for table in (*SESSION_RECORD_TABLES, tool_events, timeline_events, messages):
+    for table in (*SESSION_RECORD_TABLES, tool_events, timeline_events, messages, uploads):
         keys = conn.execute(
             sa.delete(table)
             .where(table.c.session_id == session_id, table.c.owner_id == owner_id)

@@ -211,6 +211,50 @@ timeline_events = sa.Table(
     sa.Index(None, "message_id"),
 )
 
+uploads = sa.Table(
+    "uploads",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("owner_id", ID, nullable=False),
+    sa.Column("session_id", ID, nullable=False),
+    sa.Column("filename", sa.String(255), nullable=False),
+    sa.Column("media_type", sa.String(255), nullable=False),
+    sa.Column("size", sa.BigInteger(), nullable=False),
+    # The key of the bytes in the blob store (which holds each content once).
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    _session_fk(),
+    sa.CheckConstraint("size >= 0", name="size"),
+    sa.Index(None, "session_id", "created_at"),
+    # Garbage collection asks "does any upload still use this blob?".
+    sa.Index(None, "sha256"),
+)
+
+# The PostgreSQL blob store (blobs/postgres.py): the bytes of each blob as rows
+# of at most 1 MiB, so neither side ever holds a whole file. The chunks are
+# written under a fresh data_id first and the blob row naming them last, in
+# one transaction: a blob row always has all its chunks. Not synced, no
+# change-log rows: bytes reach clients through the uploads' content route.
+blobs = sa.Table(
+    "blobs",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("data_id", ID, nullable=False, unique=True),
+    sa.Column("size", sa.BigInteger(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    # Last stored or stored again: garbage collection spares younger blobs.
+    sa.Column("touched_at", UTCDateTime(), nullable=False),
+    sa.CheckConstraint("size >= 0", name="size"),
+)
+
+blob_chunks = sa.Table(
+    "blob_chunks",
+    metadata,
+    sa.Column("data_id", ID, primary_key=True),
+    sa.Column("idx", sa.Integer(), primary_key=True),
+    sa.Column("data", sa.LargeBinary(), nullable=False),
+)
+
 # --- the rest of the session record (revision 0003) ---------------------------
 # Every table below is session-scoped like the ones above: owner_id and
 # session_id on the row, the composite foreign key to sessions, and reads that
@@ -520,5 +564,6 @@ SYNCED_TABLES = (
     "messages",
     "tool_events",
     "timeline_events",
+    "uploads",
     *(t.name for t in SESSION_RECORD_TABLES),
 )

@@ -22,6 +22,7 @@ EventId = Annotated[str, Path(min_length=1, max_length=128, pattern=_ID)]
 TokenId = Annotated[str, Path(min_length=1, max_length=128, pattern=_ID)]
 # The id of a session-record row (a todo, a snapshot...), under its session.
 RowId = Annotated[str, Path(min_length=1, max_length=128, pattern=_ID)]
+UploadId = Annotated[str, Path(min_length=1, max_length=128, pattern=_ID)]
 
 IfMatch = Annotated[
     str | None,

@@ -7,7 +7,7 @@ lets every server instance say how far back its live readers are, so pruning
 never cuts a reader off.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-21 08:20:00
 """
 
@@ -21,7 +21,7 @@ from alembic import op
 from threadkeep.store import types as tk_types
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
