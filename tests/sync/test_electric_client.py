@@ -283,19 +283,20 @@ def test_a_reset_makes_clients_refetch_with_a_new_handle_and_reload(
         old = first["handle"]
         store.reset_sync()
         store.update_session(me.actor, s.id, title="after reset")
-        refetched = p.wait_for(
-            lambda e: e["kind"] == "batch" and e["handle"] != old and up_to_date(e), timeout=20
-        )
-        assert any(
-            m.get("headers", {}).get("control") == "must-refetch"
-            for b in p.batches()
-            for m in b["messages"]
-        )
-        rows = [m["value"] for m in refetched["messages"] if "key" in m]
-        assert [r["title"] for r in rows] == ["after reset"]
+
+        def caught_up(e: dict[str, Any]) -> bool:
+            if e["kind"] != "batch" or e["handle"] == old or not up_to_date(e):
+                return False
+            state: dict[str, dict[str, Any]] = {}
+            apply_changes(state, [m for b in p.batches() for m in b["messages"]])
+            return [v["title"] for v in state.values()] == ["after reset"]
+
+        now = p.wait_for(caught_up, timeout=20)
+        controls = [m["headers"].get("control") for b in p.batches() for m in b["messages"]]
+        assert "must-refetch" in controls
         r = httpx.get(
             server.shape_url(),
             params={"table": "sessions", "offset": first["offset"], "handle": old},
             headers=me.headers,
         )
-        assert r.status_code == 409 and r.headers["electric-handle"] == refetched["handle"] != old
+        assert r.status_code == 409 and r.headers["electric-handle"] == now["handle"] != old

@@ -116,6 +116,7 @@ def create_app(
         electric_url=settings.electric_url if settings else None,
         electric_secret=settings.electric_secret if settings else None,
     )
+    metrics.sync_held.set_function(lambda: app.state.sync.hub.held)
     problems.install(app)
     for module in (
         sessions,

@@ -44,6 +44,12 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.sync_held = Gauge(
+            "threadkeep_sync_live_requests",
+            "Live shape requests held now, waiting for a change (sync subscribers).",
+            registry=self.registry,
+        )
+
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         labels = (method, route, str(status))
         self.requests.labels(*labels).inc()

@@ -25,7 +25,7 @@ from typing import Any
 
 from threadkeep.library import Threadkeep
 from threadkeep.model.common import Actor
-from threadkeep.model.sync import SyncState
+from threadkeep.model.sync import ShapeChanges, SyncState
 from threadkeep.sync import protocol
 from threadkeep.sync.encoding import table_schema
 from threadkeep.sync.hub import LiveHub
@@ -83,6 +83,7 @@ class Emulator:
         self.tk = tk
         self.hub = hub
         self.long_poll_seconds = long_poll_seconds
+        self._reads: dict[tuple[Shape, int], tuple[int, asyncio.Future[ShapeChanges]]] = {}
 
     async def serve(self, actor: Actor, shape: Shape, req: ShapeRequest) -> ShapeResponse:
         offset = protocol.parse_offset(req.offset)
@@ -133,14 +134,7 @@ class Emulator:
             # wakes this waiter, so none slips between the read and the wait.
             waiter = self.hub.register(shape, head) if req.live else None
             try:
-                got = await asyncio.to_thread(
-                    self.tk.shape_changes,
-                    actor,
-                    shape.table,
-                    position,
-                    session_id=shape.session_id,
-                    limit=_PAGE,
-                )
+                got = await self._read(actor, shape, position)
                 stale = self._stale(shape, req.handle, position, got.state)
                 if stale is not None:
                     return stale
@@ -164,6 +158,36 @@ class Emulator:
             finally:
                 if waiter is not None:
                     self.hub.unregister(waiter)
+
+    async def _read(self, actor: Actor, shape: Shape, position: int) -> ShapeChanges:
+        """The shape's changes after ``position``, one read shared by every
+        request for the same (shape, position) that arrives while it runs: when
+        a write wakes many subscribers of one shape, the log is read once.
+
+        A request joins a read only if that read started when the hub's head
+        was at least where it is now: every change the hub has seen (and so
+        could have woken this request for already) is then in the read."""
+        key = (shape, position)
+        now_head = self.hub.head
+        running = self._reads.get(key)
+        if running is not None and running[0] >= now_head and not running[1].done():
+            return await asyncio.shield(running[1])
+        task = asyncio.ensure_future(
+            asyncio.to_thread(
+                self.tk.shape_changes,
+                actor,
+                shape.table,
+                position,
+                session_id=shape.session_id,
+                limit=_PAGE,
+            )
+        )
+        self._reads[key] = (now_head, task)
+        try:
+            return await asyncio.shield(task)
+        finally:
+            if self._reads.get(key, (0, None))[1] is task:
+                del self._reads[key]
 
     def _stale(
         self, shape: Shape, handle: str, position: int, state: SyncState
