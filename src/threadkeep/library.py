@@ -13,6 +13,7 @@ from threadkeep.config import Limits, Settings, load_settings
 from threadkeep.service.branches import BranchOps
 from threadkeep.service.changes import ChangeOps
 from threadkeep.service.events import EventOps
+from threadkeep.service.imports import ImportOps
 from threadkeep.service.sessions import SessionOps
 from threadkeep.service.streaming import StreamOps
 from threadkeep.service.tokens import TokenOps
@@ -21,7 +22,9 @@ from threadkeep.store import open_engine
 from threadkeep.store.contract import StoreEngine
 
 
-class Threadkeep(UserOps, SessionOps, EventOps, BranchOps, ChangeOps, TokenOps, StreamOps):
+class Threadkeep(
+    UserOps, SessionOps, EventOps, BranchOps, ChangeOps, TokenOps, StreamOps, ImportOps
+):
     """A durable store of chat and agent sessions.
 
     Examples:
