@@ -12,18 +12,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from threadkeep.errors import InvalidInput
 from threadkeep.model.imports import ImportedSession
 
 MAX_LINE = 256 * 1024 * 1024  # one JSON line larger than this is refused, not read
 
 
-class SourceError(Exception):
-    """A record that fails its session: ``where`` is ``file line N``."""
+class SourceError(InvalidInput):
+    """A record that fails its session: ``where`` is ``file line N``. An
+    InvalidInput, so raised inside an import's transaction it rolls the
+    session back like any other bad input."""
 
     def __init__(self, where: str, reason: str) -> None:
         self.where = where
-        self.reason = reason
-        super().__init__(f"{where}: {reason}")
+        super().__init__(where, reason)
 
 
 @dataclass
@@ -36,14 +38,14 @@ class Failed:
 
 
 @dataclass
-class Skipped:
+class SkippedItem:
     """Source data read on purpose and not imported (UI preferences, ...)."""
 
     where: str
     reason: str
 
 
-SourceItem = ImportedSession | Failed | Skipped
+SourceItem = ImportedSession | Failed | SkippedItem
 
 
 @dataclass
@@ -78,6 +80,11 @@ def repair_note(source: str, repairs: Repairs) -> list[tuple[str, str]]:
     if not repairs.count:
         return []
     return [(source, f"{repairs.count} NUL / lone-surrogate character(s) replaced by U+FFFD")]
+
+
+def obj(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one."""
+    return value if isinstance(value, dict) else {}
 
 
 def timestamp(value: Any) -> datetime | None:
@@ -126,7 +133,9 @@ def decode_record(raw: bytes, where: str) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SourceError(where, f"not UTF-8 (byte 0x{raw[exc.start]:02x} at {exc.start})") from None
+        raise SourceError(
+            where, f"not UTF-8 (byte 0x{raw[exc.start]:02x} at {exc.start})"
+        ) from None
     try:
         return json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
@@ -323,4 +332,3 @@ def linearize(
         for c, at in reversed(forks):
             todo.append((c, newest_leaf(c), index, at))
     return lines, orphans
-

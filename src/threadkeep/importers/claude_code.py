@@ -188,7 +188,9 @@ class _Transcript:
                 raise SourceError(where, "parentUuid must be a string or null")
             if uid in raw_parent:
                 first = first_line[uid]
-                idx.skipped.append((where, f"uuid {uid} already read at line {first}: kept the first"))
+                idx.skipped.append(
+                    (where, f"uuid {uid} already read at line {first}: kept the first")
+                )
                 continue
             first_line[uid] = lineno
             raw_parent[uid] = parent
@@ -213,8 +215,11 @@ class _Transcript:
             if pending[0] != lines:  # pragma: no cover - raised in the loop
                 raise SourceError(f"{self.name} line {pending[0]}", pending[1])
             idx.skipped.append(
-                (f"{self.name} line {pending[0]}", f"last line unreadable ({pending[1]}): "
-                 "a transcript still being written? skipped")
+                (
+                    f"{self.name} line {pending[0]}",
+                    f"last line unreadable ({pending[1]}): "
+                    "a transcript still being written? skipped",
+                )
             )
 
         # Effective parents: through non-message records, to the nearest message.
@@ -227,7 +232,7 @@ class _Transcript:
                     raise SourceError(where, f"cycle in the parentUuid chain through {uid}")
             return uid
 
-        for uid, node in idx.nodes.items():
+        for node in idx.nodes.values():
             node.parent = anchor(node.parent, f"{self.name} line {node.line}")
         for key in [k for k in idx.events if k.startswith("\x00")]:
             uid = key[1:]
@@ -249,8 +254,10 @@ class _Transcript:
         for k in orphans:
             n = idx.nodes[k]
             idx.skipped.append(
-                (f"{self.name} line {n.line}", f"parent {n.parent} is not in this file: "
-                 "imported as the start of a branch")
+                (
+                    f"{self.name} line {n.line}",
+                    f"parent {n.parent} is not in this file: imported as the start of a branch",
+                )
             )
 
         reader = _Reader(self, idx, [ln.keys for ln in lines_])
@@ -276,9 +283,9 @@ class _Transcript:
                 last_activity_at=last_ts,
                 updated_at=last_ts,
                 messages=_LineMessages(reader, i),
-                parent_id=None if ln.parent is None else (
-                    sid if ln.parent == 0 else self.id("branch", lines_[ln.parent].keys[0])
-                ),
+                parent_id=None
+                if ln.parent is None
+                else (sid if ln.parent == 0 else self.id("branch", lines_[ln.parent].keys[0])),
                 fork_seq=ln.fork_seq,
             )
             for i, ln in enumerate(lines_)
@@ -341,8 +348,11 @@ def _agent_meta(path: Path) -> dict[str, Any]:
     if not isinstance(got, dict):
         return {}
     out = {}
-    for src, dst in (("agentType", "agent_type"), ("description", "description"),
-                     ("toolUseId", "tool_use_id")):
+    for src, dst in (
+        ("agentType", "agent_type"),
+        ("description", "description"),
+        ("toolUseId", "tool_use_id"),
+    ):
         if isinstance(got.get(src), str):
             out[dst] = clean(got[src])
     return out
@@ -416,7 +426,12 @@ class _Reader:
             yield held
 
     def _tool_event(
-        self, call_id: str, c: _Call, status: str, output: Any, done: datetime | None,
+        self,
+        call_id: str,
+        c: _Call,
+        status: str,
+        output: Any,
+        done: datetime | None,
         error: str | None = None,
     ) -> ImportedToolEvent:
         return ImportedToolEvent(
@@ -442,20 +457,32 @@ class _Reader:
         content = msg.get("content")
         blocks = _blocks(content)
         if content is not None and not isinstance(content, str | list):
-            raise SourceError(where, f"message.content must be text or a list, not {_kind(content)}")
+            raise SourceError(
+                where, f"message.content must be text or a list, not {_kind(content)}"
+            )
         meta: dict[str, Any] = {"uuid": uid}
         if rec.get("parentUuid") is not None:
             meta["parent_uuid"] = rec["parentUuid"]
-        for src, dst in (("isMeta", "is_meta"), ("isCompactSummary", "is_compact_summary"),
-                         ("isSidechain", "is_sidechain"), ("agentId", "agent_id")):
+        for src, dst in (
+            ("isMeta", "is_meta"),
+            ("isCompactSummary", "is_compact_summary"),
+            ("isSidechain", "is_sidechain"),
+            ("agentId", "agent_id"),
+        ):
             if rec.get(src):
                 meta[dst] = rec[src]
-        text = content if isinstance(content, str) else "\n\n".join(
-            str(b.get("text", "")) for b in blocks if b.get("type") == "text"
+        text = (
+            content
+            if isinstance(content, str)
+            else "\n\n".join(str(b.get("text", "")) for b in blocks if b.get("type") == "text")
         )
         role = "assistant" if rec.get("type") == "assistant" else "user"
         out = ImportedMessage(
-            id=mid, role=role, content="", created_at=at, where=where,
+            id=mid,
+            role=role,
+            content="",
+            created_at=at,
+            where=where,
             parts=clean(content, r) if isinstance(content, list) else None,
         )
         if role == "assistant":
@@ -492,16 +519,20 @@ class _Reader:
             extra = rec.get("toolUseResult")
             for b in results:
                 call_id = b.get("tool_use_id")
-                call = self.calls.pop(call_id, None) if isinstance(call_id, str) else None
-                if call is None:
+                if not isinstance(call_id, str) or call_id not in self.calls:
                     continue
+                call = self.calls.pop(call_id)
                 output = {"content": b.get("content")}
                 if extra is not None:
                     output["result"] = extra
                 failed = bool(b.get("is_error"))
                 out.tool_events.append(
                     self._tool_event(
-                        call_id, call, "failed" if failed else "succeeded", clean(output, r), at,
+                        call_id,
+                        call,
+                        "failed" if failed else "succeeded",
+                        clean(output, r),
+                        at,
                         clean(_result_text(b.get("content")), r) if failed else None,
                     )
                 )
@@ -519,6 +550,8 @@ def _result_text(content: Any) -> str:
         return content
     if isinstance(content, list):
         return "\n".join(
-            str(b.get("text", "")) for b in content if isinstance(b, dict) and b.get("type") == "text"
+            str(b.get("text", ""))
+            for b in content
+            if isinstance(b, dict) and b.get("type") == "text"
         )
     return "" if content is None else json.dumps(content)

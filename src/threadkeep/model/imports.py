@@ -62,6 +62,9 @@ class ImportedEvent:
     payload: Any = None
     message_id: str | None = None
     created_at: datetime | None = None
+    # Only threadkeep's own export: the event's seq in its session (kept, gaps
+    # and all); other sources leave it None and events are numbered in order.
+    seq: int | None = None
 
 
 @dataclass
@@ -122,9 +125,15 @@ class ImportedSession:
     last_activity_at: datetime | None = None
     deleted_at: datetime | None = None
     cost_usd: float = 0.0
+    # Only threadkeep's own export: counters as they were (a rewound session
+    # keeps its token totals and event counter); None: computed from the rows.
     version: int | None = None
+    event_seq: int | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
     messages: Iterable[ImportedMessage] = ()
-    # Session-level timeline events, written after the messages.
+    # Session-level tool and timeline events, written after the messages.
+    tool_events: list[ImportedToolEvent] = field(default_factory=list)
     events: list[ImportedEvent] = field(default_factory=list)
     # Branches, parents listed before their children; written in the same
     # transaction as the session.

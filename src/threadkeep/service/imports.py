@@ -42,7 +42,7 @@ def not_yet_stored(s: ImportedSession) -> list[tuple[str, str]]:
     if s.uploads:
         out.append((s.source, f"{len(s.uploads)} upload(s): uploads are not stored yet"))
     for b in s.branches:
-        out.extend(not_yet_stored(b))
+        out.extend(not_yet_stored(b))  # a branch has none of its own today
     return out
 
 
@@ -128,7 +128,8 @@ class ImportOps(ServiceBase):
         fields = {"id": e.id, "kind": e.kind, "payload": e.payload, "message_id": e.message_id}
         event = coerce(NewTimelineEvent, fields, f"{where} event")
         check_size(f"{where} event", json_size(event.payload), self.limits.max_json_bytes)
-        return import_q.EventItem(event, _aware(f"{where} event created_at", e.created_at))
+        seq = None if e.seq is None else args.integer(f"{where} event seq", e.seq, minimum=1)
+        return import_q.EventItem(event, _aware(f"{where} event created_at", e.created_at), seq)
 
     def _plan(self, s: ImportedSession) -> import_q.SessionPlan:
         where = s.source
@@ -159,21 +160,27 @@ class ImportOps(ServiceBase):
         if not isinstance(s.cost_usd, int | float) or s.cost_usd != s.cost_usd:
             raise InvalidInput(f"{where}.cost_usd", "must be a number")
         fields["cost_usd"] = float(s.cost_usd)
+        totals = {
+            name: args.integer(f"{where}.{name}", getattr(s, name))
+            for name in ("event_seq", "input_tokens", "output_tokens")
+            if getattr(s, name) is not None
+        }
         return import_q.SessionPlan(
             id=args.key(f"{where}.id", s.id),
             fields=fields,
             items=_Validated(self, s),
             events=[self._event_item(e, where) for e in s.events],
+            tool_events=[self._tool_item(t, where) for t in s.tool_events],
+            totals=totals,
             parent_id=None if s.parent_id is None else args.key(f"{where}.parent", s.parent_id),
             fork_seq=None if s.fork_seq is None else args.integer(f"{where}.fork", s.fork_seq),
         )
 
     def _plans(self, s: ImportedSession) -> list[import_q.SessionPlan]:
-        plans = [self._plan(s)]
-        plans[0].parent_id = plans[0].fork_seq = None
-        for b in s.branches:
-            plans.extend(self._plans(b))
-        return plans
+        """The session, then its branches (one flat list, parents first)."""
+        root = self._plan(s)
+        root.parent_id = root.fork_seq = None
+        return [root, *(self._plan(b) for b in s.branches)]
 
     def import_session(
         self, actor: Actor, session: ImportedSession, *, dry_run: bool = False
@@ -228,5 +235,5 @@ def _dry_counts(plans: list[import_q.SessionPlan]) -> ImportCounts:
             counts.tool_events += len(item.tool_events)
             counts.timeline_events += len(item.events)
         counts.timeline_events += len(plan.events)
+        counts.tool_events += len(plan.tool_events)
     return counts
-

@@ -46,6 +46,7 @@ class ToolItem:
 class EventItem:
     event: NewTimelineEvent
     created_at: datetime | None = None
+    seq: int | None = None  # kept as given (must grow); None: the next one
 
 
 @dataclass
@@ -66,8 +67,11 @@ class SessionPlan:
     fields: dict[str, Any]
     items: Iterable[MessageItem]
     events: list[EventItem]
+    tool_events: list[ToolItem] = field(default_factory=list)
     parent_id: str | None = None
     fork_seq: int | None = None
+    # Counters to keep as given (threadkeep's own export); None: computed.
+    totals: dict[str, int] = field(default_factory=dict)
 
 
 def existing_owner(conn: sa.Connection, session_id: str) -> str | None:
@@ -135,9 +139,24 @@ def _write_plan(
         nonlocal event_seq
         for e in items:
             _check_link(e.event.message_id, known, where)
-            event_seq += 1
+            if e.seq is not None:
+                if e.seq <= event_seq:
+                    raise InvalidInput(where or "event", f"event seq {e.seq} does not grow")
+                event_seq = e.seq
+            else:
+                event_seq += 1
             at = e.created_at or tx.now
             evts.extend(timeline_event_rows([e.event], owner_id, sid, at, event_seq - 1))
+
+    def add_tools(items: list[ToolItem], at: datetime, where: str | None) -> None:
+        for t in items:
+            _check_link(t.event.message_id, known, where)
+            row = tool_event_row(t.event, owner_id, sid, t.created_at or at)
+            if t.updated_at is not None:
+                row["updated_at"] = t.updated_at
+            if t.version is not None:
+                row["version"] = t.version
+            tools.append(row)
 
     for item in plan.items:
         m = item.message
@@ -151,25 +170,19 @@ def _write_plan(
         known.add(m.id)
         in_tok += m.input_tokens or 0
         out_tok += m.output_tokens or 0
-        for t in item.tool_events:
-            _check_link(t.event.message_id, known, item.where)
-            row = tool_event_row(t.event, owner_id, sid, t.created_at or at)
-            if t.updated_at is not None:
-                row["updated_at"] = t.updated_at
-            if t.version is not None:
-                row["version"] = t.version
-            tools.append(row)
+        add_tools(item.tool_events, at, item.where)
         add_events(item.events, item.where)
-        if len(msgs) >= CHUNK or len(evts) >= CHUNK:
+        if len(msgs) >= CHUNK or len(evts) >= CHUNK or len(tools) >= CHUNK:
             flush()
+    add_tools(plan.tool_events, tx.now, None)
     add_events(plan.events, None)
     flush()
 
     values: dict[str, Any] = {
         "head_seq": seq,
-        "event_seq": event_seq,
-        "input_tokens": in_tok,
-        "output_tokens": out_tok,
+        "event_seq": max(event_seq, plan.totals.get("event_seq", 0)),
+        "input_tokens": plan.totals.get("input_tokens", in_tok),
+        "output_tokens": plan.totals.get("output_tokens", out_tok),
         "last_activity_at": last_activity or newest or tx.now,
         "updated_at": updated or newest or tx.now,
         "version": version,
