@@ -1,0 +1,171 @@
+"""Generated messy inputs: malformed lines, orphan parents, cycles, duplicate
+lines, huge fields, non-UTF-8 bytes. Whatever the input: no crash, every
+failure names its file and line, and each source session is either stored
+whole (the database's counts equal the source's) or not at all."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import row_counts, shared_store_fixture
+from threadkeep import Actor, Threadkeep
+from threadkeep.config import Limits
+from threadkeep.errors import SessionNotFound
+from threadkeep.importers import FORMATS, run_import
+from threadkeep.importers.run import source_counts, stored_counts
+
+store = shared_store_fixture("import-props")
+LIMIT = 4000  # a small message limit, so "huge" fields stay cheap to generate
+
+UUIDS = [f"u{i}" for i in range(8)]
+
+record = st.fixed_dictionaries(
+    {
+        "uuid": st.sampled_from(UUIDS),
+        "parent": st.one_of(st.none(), st.sampled_from([*UUIDS, "dangling"])),
+        "type": st.sampled_from(["user", "assistant", "assistant", "system", "attachment"]),
+        "text": st.one_of(
+            st.text(max_size=30),
+            st.just("x" * (LIMIT + 10)),  # over the limit: TooLarge for that session
+            st.just("nul \x00 and lone \ud800"),  # repaired to U+FFFD
+        ),
+        "tool": st.sampled_from([None, "toolu_1", "toolu_2"]),
+        "mutation": st.sampled_from(
+            ["none"] * 6 + ["truncate", "non_utf8", "duplicate", "not_object"]
+        ),
+    }
+)
+
+
+def render(rec: dict[str, Any], session: str) -> list[bytes]:
+    body: dict[str, Any] = {
+        "type": rec["type"],
+        "uuid": rec["uuid"],
+        "parentUuid": rec["parent"],
+        "sessionId": session,
+        "timestamp": "2025-01-01T00:00:00.000Z",
+    }
+    if rec["type"] == "user":
+        content: Any = rec["text"]
+        if rec["tool"]:
+            content = [{"type": "tool_result", "tool_use_id": rec["tool"], "content": rec["text"]}]
+        body["message"] = {"role": "user", "content": content}
+    elif rec["type"] == "assistant":
+        blocks: list[Any] = [{"type": "text", "text": rec["text"]}]
+        if rec["tool"]:
+            blocks.append({"type": "tool_use", "id": rec["tool"], "name": "Bash", "input": {}})
+        body["message"] = {"role": "assistant", "id": "msg", "content": blocks}
+    else:
+        body["subtype"] = "informational"
+    raw = json.dumps(body).encode()
+    m = rec["mutation"]
+    if m == "truncate":
+        return [raw[: len(raw) // 2]]
+    if m == "non_utf8":
+        return [raw[:10] + b"\xff\xfe" + raw[10:]]
+    if m == "duplicate":
+        return [raw, raw]
+    if m == "not_object":
+        return [b"[1, 2, 3]"]
+    return [raw]
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(files=st.lists(st.lists(record, min_size=1, max_size=8), min_size=1, max_size=3))
+def test_messy_claude_code_files_import_whole_or_not_at_all(
+    store: Threadkeep, files: list[list[dict[str, Any]]]
+) -> None:
+    tk = Threadkeep(store.engine, Limits(max_message_bytes=LIMIT, max_json_bytes=LIMIT))
+    me = Actor(tk.create_user("p", id=f"p-{uuid.uuid4()}").value.id)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for i, recs in enumerate(files):
+            lines = [ln for rec in recs for ln in render(rec, f"s{i}")]
+            (root / f"s{i}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+        before = row_counts(tk)
+        report = run_import(
+            tk, me, FORMATS["claude-code"].read(root, me.user_id), format="claude-code",
+            path=str(root), verify=True,
+        )
+        stored = 0
+        for result in report.sessions:
+            if result.status == "failed":
+                assert " line " in (result.error or "") or "line" in result.source
+                if result.session_id:
+                    try:
+                        tk.get_session(me, result.session_id)
+                    except SessionNotFound:
+                        pass
+                    else:  # pragma: no cover - the assertion below reports it
+                        raise AssertionError(f"half-imported: {result}")
+            else:
+                assert result.status == "created"
+                assert result.source_counts == result.stored_counts, result
+                stored += result.counts.messages
+        # Nothing else was written: the message rows are exactly those created.
+        after = row_counts(tk)
+        assert after["messages"] - before["messages"] == stored
+        for where, reason in report.failed:
+            assert where and reason
+
+
+def test_a_cycle_in_the_parent_chain_fails_the_session_with_its_line(
+    tk: Threadkeep, actor: Actor, tmp_path: Path
+) -> None:
+    lines = [
+        {"type": "user", "uuid": "a", "parentUuid": "b", "message": {"role": "user", "content": "x"}},
+        {"type": "user", "uuid": "b", "parentUuid": "a", "message": {"role": "user", "content": "y"}},
+    ]
+    (tmp_path / "c.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    (tmp_path / "ok.jsonl").write_text(
+        json.dumps({"type": "user", "uuid": "z", "parentUuid": None, "sessionId": "ok",
+                    "message": {"role": "user", "content": "fine"}}) + "\n"
+    )
+    before = row_counts(tk)
+    report = run_import(
+        tk, actor, FORMATS["claude-code"].read(tmp_path, actor.user_id),
+        format="claude-code", path=str(tmp_path),
+    )
+    assert report.failed == [("c.jsonl line 1", "cycle in the parentUuid chain at a")]
+    assert report.count("created") == 1
+    assert row_counts(tk)["messages"] == before["messages"] + 1
+
+
+def test_a_bad_line_in_the_middle_fails_only_its_session(
+    tk: Threadkeep, actor: Actor, tmp_path: Path
+) -> None:
+    good = {"type": "user", "uuid": "a", "parentUuid": None, "message": {"role": "user", "content": "x"}}
+    (tmp_path / "bad.jsonl").write_bytes(
+        json.dumps(good).encode() + b"\n{not json\n" + json.dumps({**good, "uuid": "b"}).encode()
+    )
+    (tmp_path / "good.jsonl").write_text(json.dumps(good) + "\n")
+    before = row_counts(tk)
+    report = run_import(
+        tk, actor, FORMATS["claude-code"].read(tmp_path, actor.user_id),
+        format="claude-code", path=str(tmp_path),
+    )
+    assert [w for w, _ in report.failed] == ["bad.jsonl line 2"]
+    assert "not valid JSON" in report.failed[0][1]
+    assert report.count("created") == 1
+    assert row_counts(tk)["messages"] == before["messages"] + 1
+
+
+def test_source_and_stored_counts_agree_after_a_chatgpt_import(
+    tk: Threadkeep, actor: Actor
+) -> None:
+    data = Path(__file__).parent / "data" / "chatgpt"
+    sessions = [s for s in FORMATS["chatgpt"].read(data, actor.user_id) if hasattr(s, "branches")]
+    for s in sessions:
+        tk.import_session(actor, s)  # type: ignore[arg-type]
+        assert source_counts(s) == stored_counts(tk, actor, s)  # type: ignore[arg-type]
