@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from conftest import row_counts, shared_store_fixture
@@ -95,10 +95,16 @@ def test_messy_claude_code_files_import_whole_or_not_at_all(
             (root / f"s{i}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
         before = row_counts(tk)
         report = run_import(
-            tk, me, FORMATS["claude-code"].read(root, me.user_id), format="claude-code",
-            path=str(root), verify=True,
+            tk,
+            me,
+            FORMATS["claude-code"].read(root, me.user_id),
+            format="claude-code",
+            path=str(root),
+            verify=True,
         )
         stored = 0
+        for r in report.sessions:  # --hypothesis-show-statistics: which paths ran
+            event(r.status + ": " + (r.error or "")[:40])
         for result in report.sessions:
             if result.status == "failed":
                 assert " line " in (result.error or "") or "line" in result.source
@@ -124,18 +130,39 @@ def test_a_cycle_in_the_parent_chain_fails_the_session_with_its_line(
     tk: Threadkeep, actor: Actor, tmp_path: Path
 ) -> None:
     lines = [
-        {"type": "user", "uuid": "a", "parentUuid": "b", "message": {"role": "user", "content": "x"}},
-        {"type": "user", "uuid": "b", "parentUuid": "a", "message": {"role": "user", "content": "y"}},
+        {
+            "type": "user",
+            "uuid": "a",
+            "parentUuid": "b",
+            "message": {"role": "user", "content": "x"},
+        },
+        {
+            "type": "user",
+            "uuid": "b",
+            "parentUuid": "a",
+            "message": {"role": "user", "content": "y"},
+        },
     ]
     (tmp_path / "c.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     (tmp_path / "ok.jsonl").write_text(
-        json.dumps({"type": "user", "uuid": "z", "parentUuid": None, "sessionId": "ok",
-                    "message": {"role": "user", "content": "fine"}}) + "\n"
+        json.dumps(
+            {
+                "type": "user",
+                "uuid": "z",
+                "parentUuid": None,
+                "sessionId": "ok",
+                "message": {"role": "user", "content": "fine"},
+            }
+        )
+        + "\n"
     )
     before = row_counts(tk)
     report = run_import(
-        tk, actor, FORMATS["claude-code"].read(tmp_path, actor.user_id),
-        format="claude-code", path=str(tmp_path),
+        tk,
+        actor,
+        FORMATS["claude-code"].read(tmp_path, actor.user_id),
+        format="claude-code",
+        path=str(tmp_path),
     )
     assert report.failed == [("c.jsonl line 1", "cycle in the parentUuid chain at a")]
     assert report.count("created") == 1
@@ -145,15 +172,23 @@ def test_a_cycle_in_the_parent_chain_fails_the_session_with_its_line(
 def test_a_bad_line_in_the_middle_fails_only_its_session(
     tk: Threadkeep, actor: Actor, tmp_path: Path
 ) -> None:
-    good = {"type": "user", "uuid": "a", "parentUuid": None, "message": {"role": "user", "content": "x"}}
+    good = {
+        "type": "user",
+        "uuid": "a",
+        "parentUuid": None,
+        "message": {"role": "user", "content": "x"},
+    }
     (tmp_path / "bad.jsonl").write_bytes(
         json.dumps(good).encode() + b"\n{not json\n" + json.dumps({**good, "uuid": "b"}).encode()
     )
     (tmp_path / "good.jsonl").write_text(json.dumps(good) + "\n")
     before = row_counts(tk)
     report = run_import(
-        tk, actor, FORMATS["claude-code"].read(tmp_path, actor.user_id),
-        format="claude-code", path=str(tmp_path),
+        tk,
+        actor,
+        FORMATS["claude-code"].read(tmp_path, actor.user_id),
+        format="claude-code",
+        path=str(tmp_path),
     )
     assert [w for w, _ in report.failed] == ["bad.jsonl line 2"]
     assert "not valid JSON" in report.failed[0][1]

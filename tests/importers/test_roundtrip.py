@@ -53,7 +53,9 @@ def populate(tk: Threadkeep) -> Actor:
         a_id,
         [{"role": "tool", "content": "3 hits", "id": "tool-msg"}],
         timeline_events=[{"kind": "seen", "message_id": "tool-msg"}],
-        tool_events=[{"name": "fetch", "status": "failed", "error": "404", "message_id": "tool-msg"}],
+        tool_events=[
+            {"name": "fetch", "status": "failed", "error": "404", "message_id": "tool-msg"}
+        ],
     )
     fork = tk.fork_session(me, a_id, at_seq=2, id="a-fork", title="Other idea").value
     tk.append_messages(me, fork.id, [{"role": "assistant", "content": "another answer"}])
@@ -116,8 +118,11 @@ def test_export_then_import_into_an_empty_store_gives_the_same_rows(
             # And once more: nothing changes.
             before = row_counts(tk2)
             again = run_import(
-                tk2, me, FORMATS["threadkeep"].read(path, me.user_id),
-                format="threadkeep", path=str(path),
+                tk2,
+                me,
+                FORMATS["threadkeep"].read(path, me.user_id),
+                format="threadkeep",
+                path=str(path),
             )
             assert again.count("created") == 0 and row_counts(tk2) == before
     finally:
