@@ -90,7 +90,7 @@ def read(path: Path, owner_id: str) -> Iterator[SourceItem]:
             yield Failed(p.name, f"cannot read: {exc.strerror or exc}")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Node:
     line: int
     offset: int

@@ -128,6 +128,7 @@ def _write_plan(
         insert_message_rows(tx, owner_id, sid, msgs)
         insert_tool_event_rows(tx, owner_id, sid, tools)
         insert_timeline_event_rows(tx, owner_id, sid, evts)
+        tx.flush_changes()  # bounded memory: the change rows go out with their chunk
         counts.messages += len(msgs)
         counts.tool_events += len(tools)
         counts.timeline_events += len(evts)

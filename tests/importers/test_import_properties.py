@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +21,7 @@ from threadkeep.config import Limits
 from threadkeep.errors import SessionNotFound
 from threadkeep.importers import FORMATS, run_import
 from threadkeep.importers.run import source_counts, stored_counts
+from threadkeep.store import tables
 
 store = shared_store_fixture("import-props")
 LIMIT = 4000  # a small message limit, so "huge" fields stay cheap to generate
@@ -204,3 +206,56 @@ def test_source_and_stored_counts_agree_after_a_chatgpt_import(
     for s in sessions:
         tk.import_session(actor, s)  # type: ignore[arg-type]
         assert source_counts(s) == stored_counts(tk, actor, s)  # type: ignore[arg-type]
+
+
+def _big_chat(path: Path, n: int, bad_at: int | None) -> None:
+    messages = [
+        {"role": "wizard" if i == bad_at else ("user", "assistant")[i % 2], "content": f"m{i}"}
+        for i in range(n)
+    ]
+    path.write_text(json.dumps({"id": "big", "title": "Big", "messages": messages}))
+
+
+def test_a_bad_record_after_change_rows_were_spilled_rolls_back_everything(
+    tk: Threadkeep, actor: Actor, tmp_path: Path
+) -> None:
+    # 1,200 messages: the first chunks' rows and change rows are written
+    # before the bad record at 1,100 is read; all of it must go.
+    _big_chat(tmp_path / "chat-big.json", 1200, bad_at=1100)
+    before = row_counts(tk)
+    report = run_import(
+        tk,
+        actor,
+        FORMATS["legacy-json"].read(tmp_path, actor.user_id),
+        format="legacy-json",
+        path=str(tmp_path),
+    )
+    assert [w for w, _ in report.failed] == ["chat-big.json messages[1100]"]
+    assert row_counts(tk) == before
+
+
+def test_a_long_import_logs_every_row_once_with_contiguous_offsets(
+    tk: Threadkeep, actor: Actor, tmp_path: Path
+) -> None:
+    _big_chat(tmp_path / "chat-big.json", 1200, bad_at=None)
+    before = row_counts(tk)
+    report = run_import(
+        tk,
+        actor,
+        FORMATS["legacy-json"].read(tmp_path, actor.user_id),
+        format="legacy-json",
+        path=str(tmp_path),
+    )
+    assert report.failed == []
+    tk.engine.prepare_changes_read()
+    with tk.engine.sa_engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(tables.changes.c.log_offset, tables.changes.c.txid, tables.changes.c.op)
+            .where(tables.changes.c.log_offset > before["log_state.last_offset"])
+            .order_by(tables.changes.c.log_offset)
+        ).all()
+    offsets = [r.log_offset for r in rows]
+    assert offsets == list(range(offsets[0], offsets[0] + len(offsets)))
+    assert len({r.txid for r in rows}) == 1  # one transaction
+    assert len(rows) == 1 + 1200 + 1  # session insert, messages, session counters
+    assert row_counts(tk)["messages"] == before["messages"] + 1200
