@@ -39,8 +39,14 @@ def generate(path: Path, n: int) -> int:
     """Write a linear transcript of ``n`` message records; returns its size."""
     session = str(uuid.uuid4())
     parent: str | None = None
-    base = {"isSidechain": False, "userType": "external", "cwd": "/home/bench/proj",
-            "sessionId": session, "version": "2.0.76", "gitBranch": "main"}
+    base = {
+        "isSidechain": False,
+        "userType": "external",
+        "cwd": "/home/bench/proj",
+        "sessionId": session,
+        "version": "2.0.76",
+        "gitBranch": "main",
+    }
     with path.open("w", encoding="utf-8") as f:
         for i in range(n):
             uid = f"{session[:8]}-{i:08d}"
@@ -52,18 +58,41 @@ def generate(path: Path, n: int) -> int:
             elif turn in (1, 2):
                 content: list[dict[str, object]] = [{"type": "text", "text": TEXT}]
                 if turn == 2 and i % 40 == 2:
-                    content = [{"type": "tool_use", "id": f"toolu_{i}", "name": "Bash",
-                                "input": {"command": "pytest -q"}}]
-                rec.update(type="assistant", requestId=f"req_{i // 4}", message={
-                    "model": "claude-sonnet-4-5", "id": f"msg_{i // 4}", "type": "message",
-                    "role": "assistant", "content": content, "stop_reason": None,
-                    "usage": {"input_tokens": 100, "output_tokens": 50}})
+                    content = [
+                        {
+                            "type": "tool_use",
+                            "id": f"toolu_{i}",
+                            "name": "Bash",
+                            "input": {"command": "pytest -q"},
+                        }
+                    ]
+                rec.update(
+                    type="assistant",
+                    requestId=f"req_{i // 4}",
+                    message={
+                        "model": "claude-sonnet-4-5",
+                        "id": f"msg_{i // 4}",
+                        "type": "message",
+                        "role": "assistant",
+                        "content": content,
+                        "stop_reason": None,
+                        "usage": {"input_tokens": 100, "output_tokens": 50},
+                    },
+                )
             else:
                 if (i - 1) % 40 == 2:
-                    content = [{"type": "tool_result", "tool_use_id": f"toolu_{i - 1}",
-                                "content": "2 passed"}]
-                    rec.update(type="user", message={"role": "user", "content": content},
-                               toolUseResult={"stdout": "2 passed", "stderr": ""})
+                    content = [
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": f"toolu_{i - 1}",
+                            "content": "2 passed",
+                        }
+                    ]
+                    rec.update(
+                        type="user",
+                        message={"role": "user", "content": content},
+                        toolUseResult={"stdout": "2 passed", "stderr": ""},
+                    )
                 else:
                     rec.update(type="user", message={"role": "user", "content": f"ok {i}"})
             f.write(json.dumps(rec) + "\n")
@@ -80,7 +109,10 @@ def child(url: str, path: Path) -> dict[str, object]:
         base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         t0 = time.perf_counter()
         report = run_import(
-            tk, me, FORMATS["claude-code"].read(path, me.user_id), format="claude-code",
+            tk,
+            me,
+            FORMATS["claude-code"].read(path, me.user_id),
+            format="claude-code",
             path=str(path),
         )
         elapsed = time.perf_counter() - t0
@@ -106,7 +138,7 @@ def _pg_database() -> str | None:
         with psycopg.connect(PG_URL, autocommit=True, connect_timeout=3) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return sa.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    except Exception as exc:  # noqa: BLE001 - any failure means "skip PostgreSQL"
+    except Exception as exc:
         print(f"PostgreSQL not reachable at {PG_URL} ({exc}); skipping it", file=sys.stderr)
         return None
 
@@ -140,7 +172,9 @@ def main() -> None:
             try:
                 out = subprocess.run(
                     [sys.executable, "-m", "benchmarks.importers", "--child", url, str(src)],
-                    check=True, capture_output=True, text=True,
+                    check=True,
+                    capture_output=True,
+                    text=True,
                 )
                 print(f"{engine}: {out.stdout.strip()}")
             finally:
