@@ -259,3 +259,22 @@ def test_a_long_import_logs_every_row_once_with_contiguous_offsets(
     assert len({r.txid for r in rows}) == 1  # one transaction
     assert len(rows) == 1 + 1200 + 1  # session insert, messages, session counters
     assert row_counts(tk)["messages"] == before["messages"] + 1200
+
+
+def test_a_transcript_of_only_a_summary_is_reported_not_imported(
+    tk: Threadkeep, actor: Actor, tmp_path: Path
+) -> None:
+    (tmp_path / "s.jsonl").write_text('{"type":"summary","summary":"x","leafUuid":"l"}\n')
+    before = row_counts(tk)
+    report = run_import(
+        tk,
+        actor,
+        FORMATS["claude-code"].read(tmp_path, actor.user_id),
+        format="claude-code",
+        path=str(tmp_path),
+    )
+    assert report.sessions == [] and report.failed == []
+    assert report.skipped == [
+        ("s.jsonl", "no messages or events (only summary or title records): not imported")
+    ]
+    assert row_counts(tk) == before

@@ -34,6 +34,7 @@ from typing import IO, Any
 from threadkeep.importers._common import (
     Failed,
     Repairs,
+    SkippedItem,
     SourceError,
     SourceItem,
     clean,
@@ -83,7 +84,13 @@ def looks_like(path: Path) -> bool:
 def read(path: Path, owner_id: str) -> Iterator[SourceItem]:
     for p in files(path):
         try:
-            yield _Transcript(p, owner_id).session()
+            s = _Transcript(p, owner_id).session()
+            if s is None:
+                yield SkippedItem(
+                    p.name, "no messages or events (only summary or title records): not imported"
+                )
+                continue
+            yield s
         except SourceError as exc:
             yield Failed(exc.where, exc.reason)
         except OSError as exc:
@@ -125,7 +132,8 @@ class _Transcript:
 
     # --- pass 1: the index -----------------------------------------------
 
-    def session(self) -> ImportedSession:
+    def session(self) -> ImportedSession | None:
+        """The transcript as a session; None when it holds no message or event."""
         idx = _Index()
         raw_parent: dict[str, str | None] = {}
         kinds: dict[str, bool] = {}  # uuid -> is a message record
@@ -260,6 +268,8 @@ class _Transcript:
                 )
             )
 
+        if not idx.nodes and not any(idx.events.values()):
+            return None
         reader = _Reader(self, idx, [ln.keys for ln in lines_])
         sid = self.id("session")
         if self.agent:
