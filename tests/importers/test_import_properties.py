@@ -278,3 +278,44 @@ def test_a_transcript_of_only_a_summary_is_reported_not_imported(
         ("s.jsonl", "no messages or events (only summary or title records): not imported")
     ]
     assert row_counts(tk) == before
+
+
+def test_a_long_import_beside_concurrent_appends_keeps_one_gapless_log(
+    tk: Threadkeep, actor: Actor, tmp_path: Path
+) -> None:
+    import threading
+
+    _big_chat(tmp_path / "chat-big.json", 1500, bad_at=None)
+    other = tk.create_session(actor, id="busy").value.id
+    tk.engine.prepare_changes_read()  # PostgreSQL numbers committed rows lazily
+    start = row_counts(tk)["log_state.last_offset"]
+
+    def appender() -> None:
+        for i in range(100):
+            tk.append_message(actor, other, {"role": "user", "content": f"x{i}"})
+
+    t = threading.Thread(target=appender)
+    t.start()
+    report = run_import(
+        tk,
+        actor,
+        FORMATS["legacy-json"].read(tmp_path, actor.user_id),
+        format="legacy-json",
+        path=str(tmp_path),
+    )
+    t.join()
+    assert report.failed == []
+    tk.engine.prepare_changes_read()
+    with tk.engine.sa_engine.connect() as conn:
+        offsets = (
+            conn.execute(
+                sa.select(tables.changes.c.log_offset)
+                .where(tables.changes.c.log_offset > start)
+                .order_by(tables.changes.c.log_offset)
+            )
+            .scalars()
+            .all()
+        )
+    # 100 appends log 2 rows each (message, session); the import 1 + 1500 + 1.
+    assert offsets == list(range(start + 1, start + 1 + 200 + 1502))
+    assert tk.count_messages(actor, other) == 100
