@@ -172,21 +172,35 @@ def json_array(path: Path, chunk: int = 1 << 20) -> Iterator[tuple[int, Any]]:
         pos += 1
         index = 0
         eof = False
+        expect_comma = False
         while True:
             pos = _skip_ws(buf, pos)
-            if pos < len(buf) and buf[pos] == "]":
+            ch = buf[pos] if pos < len(buf) else ""
+            if ch == "]" and not (index and not expect_comma):
                 return
-            if pos < len(buf) and buf[pos] == "," and index > 0:
-                pos = _skip_ws(buf, pos + 1)
-            if pos >= len(buf) and eof:
-                raise SourceError(path.name, "the JSON array is not closed (truncated file?)")
-            try:
-                value, end = decoder.raw_decode(buf, pos)
-            except json.JSONDecodeError as exc:
-                if eof:
+            value: Any = None
+            end = -1
+            if ch and expect_comma:
+                if ch != ",":
                     raise SourceError(
-                        f"{path.name} element {index}", f"not valid JSON ({exc.msg})"
-                    ) from None
+                        f"{path.name} element {index}", "expected ',' or ']' between elements"
+                    )
+                pos += 1
+                expect_comma = False
+                continue
+            if ch:
+                try:
+                    value, end = decoder.raw_decode(buf, pos)
+                except json.JSONDecodeError as exc:
+                    if eof:
+                        raise SourceError(
+                            f"{path.name} element {index}", f"not valid JSON ({exc.msg})"
+                        ) from None
+            # Read on when the buffer ran out, or when a value ends exactly at
+            # its end (a bare number may go on in the next chunk).
+            if end < 0 or (end >= len(buf) and not eof):
+                if eof:
+                    raise SourceError(path.name, "the JSON array is not closed (truncated file?)")
                 more = f.read(max(chunk, len(buf)))  # doubling: linear overall
                 eof = not more
                 buf = buf[pos:] + _utf8(more, f)
@@ -195,6 +209,7 @@ def json_array(path: Path, chunk: int = 1 << 20) -> Iterator[tuple[int, Any]]:
             yield index, value
             index += 1
             buf, pos = buf[end:], 0
+            expect_comma = True
 
 
 def _utf8(raw: bytes, f: IO[bytes]) -> str:
