@@ -4,7 +4,9 @@ second run changes nothing and that a dry run writes nothing."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -229,3 +231,81 @@ def test_the_same_source_for_two_users_gives_each_their_own_sessions(
     assert report.count("created") == 1
     mine, theirs = roots(tk, actor), roots(tk, other_actor)
     assert len(mine) == len(theirs) == 1 and mine[0].id != theirs[0].id
+
+
+def test_open_webui_very_old_chat_with_only_a_flat_message_list(
+    tk: Threadkeep, actor: Actor, tmp_path: Path
+) -> None:
+    rows = [
+        {
+            "id": "old",
+            "title": "Old",
+            "chat": {
+                "messages": [
+                    {"id": "1", "role": "user", "content": "a", "timestamp": 1700000000},
+                    {"id": "2", "role": "assistant", "content": "b", "timestamp": 1700000005},
+                ]
+            },
+        }
+    ]
+    path = tmp_path / "chat-export-1.json"
+    path.write_text(json.dumps(rows))
+    report = run(tk, actor, "open-webui", path)
+    assert report.failed == []
+    (s,) = roots(tk, actor)
+    assert [m.content for m in tk.get_history(actor, s.id)] == ["a", "b"]
+
+
+def test_chatgpt_cycle_fails_that_conversation_only(
+    tk: Threadkeep, actor: Actor, tmp_path: Path
+) -> None:
+    def node(i: str, parent: str | None) -> dict[str, Any]:
+        msg = {
+            "id": i,
+            "author": {"role": "user"},
+            "content": {"content_type": "text", "parts": [i]},
+        }
+        return {"id": i, "parent": parent, "children": [], "message": msg}
+
+    convs = [
+        {"id": "loop", "mapping": {"r": node("r", None), "a": node("a", "b"), "b": node("b", "a")}},
+        {"id": "fine", "mapping": {"r": node("r", None)}, "current_node": "r"},
+    ]
+    path = tmp_path / "conversations.json"
+    path.write_text(json.dumps(convs))
+    before = row_counts(tk)
+    report = run(tk, actor, "chatgpt", path)
+    assert report.failed == [
+        ("conversations.json conversation loop node a", "cycle in the parent chain")
+    ]
+    assert report.count("created") == 1
+    assert row_counts(tk)["sessions"] == before["sessions"] + 1
+
+
+# ../shared beside the repository (CI), or two levels up (a git worktree).
+_ROOT = Path(__file__).resolve().parents[2]
+SHARED = (
+    next(
+        (p for p in (_ROOT.parent / "shared", _ROOT.parent.parent / "shared") if p.exists()),
+        _ROOT.parent / "shared",
+    )
+    / "formats"
+    / "samples"
+)
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="the shared format samples are not beside the repo")
+@pytest.mark.parametrize(
+    ("fmt", "sub", "sessions", "failed"),
+    [
+        ("claude-code", "claude-code", 2, 0),
+        ("chatgpt", "chatgpt", 2, 1),
+        ("open-webui", "open-webui/chat-export-1718200000000.json", 2, 0),
+    ],
+)
+def test_the_shared_samples_import_and_verify(
+    tk: Threadkeep, actor: Actor, fmt: str, sub: str, sessions: int, failed: int
+) -> None:
+    report = run(tk, actor, fmt, SHARED / sub, verify=True)
+    assert report.count("created") == sessions and len(report.failed) == failed
+    assert all(s.source_counts == s.stored_counts for s in report.sessions if s.source_counts)
