@@ -319,3 +319,36 @@ def test_a_long_import_beside_concurrent_appends_keeps_one_gapless_log(
     # 100 appends log 2 rows each (message, session); the import 1 + 1500 + 1.
     assert offsets == list(range(start + 1, start + 1 + 200 + 1502))
     assert tk.count_messages(actor, other) == 100
+
+
+def test_reimporting_a_transcript_that_grew_says_what_was_not_imported(
+    tk: Threadkeep, actor: Actor, tmp_path: Path
+) -> None:
+    def line(uid: str, parent: str | None) -> str:
+        rec = {
+            "type": "user",
+            "uuid": uid,
+            "parentUuid": parent,
+            "sessionId": "g",
+            "message": {"role": "user", "content": uid},
+        }
+        return json.dumps(rec) + "\n"
+
+    path = tmp_path / "g.jsonl"
+    path.write_text(line("a", None) + line("b", "a"))
+    read = FORMATS["claude-code"].read
+    first = run_import(
+        tk, actor, read(tmp_path, actor.user_id), format="claude-code", path=str(tmp_path)
+    )
+    assert first.count("created") == 1
+    with path.open("a") as f:
+        f.write(line("c", "b"))
+    before = row_counts(tk)
+    again = run_import(
+        tk, actor, read(tmp_path, actor.user_id), format="claude-code", path=str(tmp_path)
+    )
+    assert again.count("stale") == 1 and not again.ok
+    ((_, reason),) = again.failed
+    assert "3 messages in 1 session(s), the database 2 in 1" in reason
+    assert "NOT imported" in reason
+    assert row_counts(tk) == before

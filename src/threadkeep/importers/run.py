@@ -18,7 +18,7 @@ from threadkeep.service.imports import ImportOps
 class SessionResult:
     session_id: str
     source: str
-    status: str  # created | unchanged | would_create | failed
+    status: str  # created | unchanged | would_create | stale | failed
     counts: ImportCounts = field(default_factory=ImportCounts)
     error: str | None = None
     # Filled by verify: what the source holds, what the database holds.
@@ -150,6 +150,25 @@ def _one(
         report.failed.append((s.source, f"{type(exc).__name__}: {exc}"))
         return SessionResult(s.id, s.source, "failed", error=str(exc))
     report.skipped.extend(outcome.skipped)
+    if outcome.status == "unchanged":
+        # Imported before. If the source grew since (a Claude Code transcript
+        # still in use), say so: adding to an imported session is not
+        # supported yet, and the new messages must not go missing silently.
+        try:
+            src = source_counts(s)
+        except ThreadkeepError as exc:
+            report.failed.append((s.source, str(exc)))
+            return SessionResult(outcome.session_id, s.source, "failed", error=str(exc))
+        db = stored_counts(tk, actor, s)
+        if src != db:
+            reason = (
+                f"imported before, and the source has changed since: it holds "
+                f"{src.messages} messages in {src.sessions} session(s), the database "
+                f"{db.messages} in {db.sessions}; the difference is NOT imported (adding "
+                "to an imported session is not supported yet)"
+            )
+            report.failed.append((s.source, reason))
+            return SessionResult(outcome.session_id, s.source, "stale", error=reason)
     return SessionResult(outcome.session_id, s.source, outcome.status, outcome.counts)
 
 
