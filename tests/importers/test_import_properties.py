@@ -321,34 +321,87 @@ def test_a_long_import_beside_concurrent_appends_keeps_one_gapless_log(
     assert tk.count_messages(actor, other) == 100
 
 
-def test_reimporting_a_transcript_that_grew_says_what_was_not_imported(
+def _line(uid: str, parent: str | None, content: Any = None, kind: str = "user") -> str:
+    rec: dict[str, Any] = {
+        "type": kind,
+        "uuid": uid,
+        "parentUuid": parent,
+        "sessionId": "g",
+        "timestamp": "2025-01-01T00:00:00Z",
+    }
+    if kind == "assistant":
+        rec["message"] = {"role": "assistant", "id": uid, "content": content}
+    elif kind == "user":
+        rec["message"] = {"role": "user", "content": content if content is not None else uid}
+    else:
+        rec["subtype"] = "informational"
+    return json.dumps(rec) + "\n"
+
+
+def _claude(tk: Threadkeep, actor: Actor, root: Path, dry_run: bool = False) -> Any:
+    return run_import(
+        tk,
+        actor,
+        FORMATS["claude-code"].read(root, actor.user_id),
+        format="claude-code",
+        path=str(root),
+        dry_run=dry_run,
+        verify=not dry_run,
+    )
+
+
+def test_reimporting_a_transcript_that_grew_adds_what_is_new(
     tk: Threadkeep, actor: Actor, tmp_path: Path
 ) -> None:
-    def line(uid: str, parent: str | None) -> str:
-        rec = {
-            "type": "user",
-            "uuid": uid,
-            "parentUuid": parent,
-            "sessionId": "g",
-            "message": {"role": "user", "content": uid},
-        }
-        return json.dumps(rec) + "\n"
-
+    call = [{"type": "tool_use", "id": "toolu_9", "name": "Bash", "input": {"c": "ls"}}]
+    result = [{"type": "tool_result", "tool_use_id": "toolu_9", "content": "a.txt"}]
     path = tmp_path / "g.jsonl"
-    path.write_text(line("a", None) + line("b", "a"))
-    read = FORMATS["claude-code"].read
-    first = run_import(
-        tk, actor, read(tmp_path, actor.user_id), format="claude-code", path=str(tmp_path)
-    )
+    path.write_text(_line("a", None) + _line("b", "a", call, "assistant"))
+    first = _claude(tk, actor, tmp_path)
     assert first.count("created") == 1
-    with path.open("a") as f:
-        f.write(line("c", "b"))
+    (sid,) = [s.session_id for s in first.sessions]
+    (started,) = tk.list_tool_events(actor, sid)
+    assert started.status.value == "started"  # no result yet
+    with path.open("a") as f:  # the transcript goes on: a note, the result, a reply
+        f.write(_line("n", "b", kind="system") + _line("c", "b", result) + _line("d", "c"))
+    dry = _claude(tk, actor, tmp_path, dry_run=True)
+    assert dry.count("would_update") == 1 and dry.totals("would_update").messages == 2
+    grown = _claude(tk, actor, tmp_path)
+    assert grown.count("updated") == 1 and grown.verified is True
+    assert grown.totals("updated").messages == 2
+    assert [m.content for m in tk.get_history(actor, sid)] == ["a", "", "a.txt", "d"]
+    (done,) = tk.list_tool_events(actor, sid)
+    assert (done.id, done.status.value, done.version) == (started.id, "succeeded", 2)
+    assert [e.kind for e in tk.list_timeline_events(actor, sid)] == ["claude.system.informational"]
     before = row_counts(tk)
-    again = run_import(
-        tk, actor, read(tmp_path, actor.user_id), format="claude-code", path=str(tmp_path)
-    )
-    assert again.count("stale") == 1 and not again.ok
-    ((_, reason),) = again.failed
-    assert "3 messages in 1 session(s), the database 2 in 1" in reason
-    assert "NOT imported" in reason
+    again = _claude(tk, actor, tmp_path)
+    assert again.count("unchanged") == 1 and row_counts(tk) == before
+
+
+def test_a_source_that_grew_a_branch_gets_the_branch(
+    tk: Threadkeep, actor: Actor, tmp_path: Path
+) -> None:
+    path = tmp_path / "g.jsonl"
+    path.write_text(_line("a", None) + _line("b", "a"))
+    (first,) = _claude(tk, actor, tmp_path).sessions
+    path.write_text(_line("a", None) + _line("x", "a") + _line("b", "a") + _line("c", "b"))
+    report = _claude(tk, actor, tmp_path)
+    assert report.count("updated") == 1 and report.verified is True
+    assert [m.content for m in tk.get_history(actor, first.session_id)] == ["a", "b", "c"]
+    (branch,) = tk.list_branches(actor, first.session_id)
+    assert [m.content for m in tk.get_history(actor, branch.id)] == ["a", "x"]
+
+
+def test_a_source_that_changed_otherwise_is_refused_and_nothing_written(
+    tk: Threadkeep, actor: Actor, tmp_path: Path
+) -> None:
+    path = tmp_path / "g.jsonl"
+    path.write_text(_line("a", None) + _line("b", "a"))
+    _claude(tk, actor, tmp_path)
+    # A rewind since: the newest path is a-x-y now, and b moved to a branch.
+    path.write_text(_line("a", None) + _line("b", "a") + _line("x", "a") + _line("y", "x"))
+    before = row_counts(tk)
+    report = _claude(tk, actor, tmp_path)
+    assert report.count("created") == 0 and len(report.failed) == 1
+    assert "changed since it was imported" in report.failed[0][1]
     assert row_counts(tk) == before

@@ -99,8 +99,9 @@ def import_(
 
     Each source session is written in one transaction: a bad record fails
     that session (the report names its file and line) and the others go on.
-    Importing the same source again changes nothing: ids are derived from it.
-    Exit code 1 when a session failed or --verify found a difference.
+    Importing the same source again changes nothing (ids are derived from
+    it); a source that grew since gets only what is new. Exit code 1 when a
+    session failed or --verify found a difference.
     """
     console = Console(stderr=True, highlight=False)
     with reported_errors():
@@ -162,6 +163,14 @@ def _summary(console: Console, r: ImportReport) -> None:
             f"{t.messages} messages, {t.tool_events} tool events, "
             f"{t.timeline_events} timeline events"
         )
+    for status, verb in (("updated", "updated"), ("would_update", "would add to")):
+        if r.count(status):
+            t = r.totals(status)
+            console.print(
+                f"{verb} {r.count(status)} session(s) imported before whose source grew: "
+                f"{t.messages} messages, {t.tool_events} tool events, "
+                f"{t.timeline_events} timeline events"
+            )
     unchanged = r.count("unchanged")
     if unchanged:
         console.print(f"unchanged: {unchanged} session(s) were already imported")

@@ -18,7 +18,7 @@ from threadkeep.service.imports import ImportOps
 class SessionResult:
     session_id: str
     source: str
-    status: str  # created | unchanged | would_create | stale | failed
+    status: str  # created | updated | unchanged | would_create | would_update | failed
     counts: ImportCounts = field(default_factory=ImportCounts)
     error: str | None = None
     # Filled by verify: what the source holds, what the database holds.
@@ -74,12 +74,16 @@ class ImportReport:
             "dry_run": self.dry_run,
             "summary": {
                 "created": self.count("created"),
+                "updated": self.count("updated"),
                 "unchanged": self.count("unchanged"),
                 "would_create": self.count("would_create"),
+                "would_update": self.count("would_update"),
                 "failed": len(self.failed),
                 "skipped": len(self.skipped),
                 "created_rows": self.totals("created").as_dict(),
+                "updated_rows": self.totals("updated").as_dict(),
                 "would_create_rows": self.totals("would_create").as_dict(),
+                "would_update_rows": self.totals("would_update").as_dict(),
                 "verified": self.verified,
             },
             "sessions": [s.as_dict() for s in self.sessions],
@@ -117,7 +121,7 @@ def run_import(
                 on_session(result)
             continue
         result = _one(tk, actor, item, dry_run, report)
-        if verify and result.status in ("created", "unchanged"):
+        if verify and result.status in ("created", "updated", "unchanged"):
             _verify_one(tk, actor, item, result)
         report.sessions.append(result)
         if on_session is not None:
@@ -150,10 +154,9 @@ def _one(
         report.failed.append((s.source, f"{type(exc).__name__}: {exc}"))
         return SessionResult(s.id, s.source, "failed", error=str(exc))
     report.skipped.extend(outcome.skipped)
-    if outcome.status == "unchanged":
-        # Imported before. If the source grew since (a Claude Code transcript
-        # still in use), say so: adding to an imported session is not
-        # supported yet, and the new messages must not go missing silently.
+    if dry_run and outcome.status == "unchanged":
+        # Imported before: a write would add what the source holds beyond
+        # the database (a transcript that grew).
         try:
             src = source_counts(s)
         except ThreadkeepError as exc:
@@ -161,14 +164,13 @@ def _one(
             return SessionResult(outcome.session_id, s.source, "failed", error=str(exc))
         db = stored_counts(tk, actor, s)
         if src != db:
-            reason = (
-                f"imported before, and the source has changed since: it holds "
-                f"{src.messages} messages in {src.sessions} session(s), the database "
-                f"{db.messages} in {db.sessions}; the difference is NOT imported (adding "
-                "to an imported session is not supported yet)"
+            more = ImportCounts(
+                max(0, src.sessions - db.sessions),
+                max(0, src.messages - db.messages),
+                max(0, src.tool_events - db.tool_events),
+                max(0, src.timeline_events - db.timeline_events),
             )
-            report.failed.append((s.source, reason))
-            return SessionResult(outcome.session_id, s.source, "stale", error=reason)
+            return SessionResult(outcome.session_id, s.source, "would_update", more)
     return SessionResult(outcome.session_id, s.source, outcome.status, outcome.counts)
 
 

@@ -188,10 +188,13 @@ class ImportOps(ServiceBase):
         """Write one source session, its branches, messages, tool events and
         timeline events in ONE transaction, with their change-log rows.
 
-        Ids come from the source (see ``model.imports.derived_id``): when the
-        session already exists for this actor, nothing is written and the
-        outcome says ``unchanged``. With ``dry_run`` everything is read and
-        validated, nothing is written, and the outcome says ``would_create``.
+        Ids come from the source (see ``model.imports.derived_id``). When the
+        session was imported before, the source is compared with what is
+        stored: what it holds beyond that (a transcript that grew) is added
+        (``updated``), or nothing is written (``unchanged``); a source that
+        changed in any other way raises InvalidInput. With ``dry_run``
+        everything is read and validated, nothing is written, and the outcome
+        says ``would_create`` (or ``unchanged`` for a session imported before).
 
         Raises:
             InvalidInput / InvalidText / TooLarge: a bad record (the field names
@@ -206,18 +209,18 @@ class ImportOps(ServiceBase):
         for b in session.branches:
             skipped.extend(b.skipped)
         holder = self.engine.read(lambda c: import_q.existing_owner(c, plans[0].id))
-        if holder == owner:
-            return ImportOutcome(plans[0].id, "unchanged", ImportCounts(), skipped)
         if dry_run:
+            if holder == owner:  # what a write would add is counted by the caller
+                return ImportOutcome(plans[0].id, "unchanged", ImportCounts(), skipped)
             return ImportOutcome(plans[0].id, "would_create", _dry_counts(plans), skipped)
 
-        def op(tx: WriteTx) -> ImportCounts | None:
+        def op(tx: WriteTx) -> tuple[str, ImportCounts]:
             return import_q.import_plans(tx, owner, plans)
 
         done = self.engine.write(op)
-        if done.value is None:  # another import of the same source won the race
-            return ImportOutcome(plans[0].id, "unchanged", ImportCounts(), skipped)
-        return ImportOutcome(plans[0].id, "created", done.value, skipped, done.txid)
+        status, counts = done.value
+        txid = None if status == "unchanged" else done.txid
+        return ImportOutcome(plans[0].id, status, counts, skipped, txid)
 
 
 def _dry_counts(plans: list[import_q.SessionPlan]) -> ImportCounts:
