@@ -126,6 +126,16 @@ def test_messy_claude_code_files_import_whole_or_not_at_all(
         assert after["messages"] - before["messages"] == stored
         for where, reason in report.failed:
             assert where and reason
+        # And a second run of the same files changes nothing.
+        again = run_import(
+            tk,
+            me,
+            FORMATS["claude-code"].read(root, me.user_id),
+            format="claude-code",
+            path=str(root),
+        )
+        assert again.count("created") == again.count("updated") == 0
+        assert row_counts(tk) == after
 
 
 def test_a_cycle_in_the_parent_chain_fails_the_session_with_its_line(
