@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         ToolEventUpdate,
         ToolStatus,
     )
+    from threadkeep.model.imports import ImportedSession, ImportOutcome
     from threadkeep.model.messages import Appended, Message, MessageStatus, NewMessage
     from threadkeep.model.oversight import (
         Decision,
@@ -458,6 +459,13 @@ class AsyncThreadkeep:
 
     async def get_user(self, user_id: str) -> User:
         return await self._run(self.sync.get_user, user_id)
+
+    async def import_session(
+        self, actor: Actor, session: ImportedSession, *, dry_run: bool = False
+    ) -> ImportOutcome:
+        """Write one source session, its branches, messages, tool events and
+        timeline events in ONE transaction, with their change-log rows."""
+        return await self._run(self.sync.import_session, actor, session, dry_run=dry_run)
 
     async def last_messages(
         self, actor: Actor, session_id: str, n: int, *, before_seq: int | None = None

@@ -16,6 +16,7 @@ from threadkeep.service.activity import ActivityOps
 from threadkeep.service.branches import BranchOps
 from threadkeep.service.changes import ChangeOps
 from threadkeep.service.events import EventOps
+from threadkeep.service.imports import ImportOps
 from threadkeep.service.oversight import OversightOps
 from threadkeep.service.repos import RepoOps
 from threadkeep.service.sessions import SessionOps
@@ -45,6 +46,7 @@ class Threadkeep(
     ActivityOps,
     SyncOps,
     UploadOps,
+    ImportOps,
 ):
     """A durable store of chat and agent sessions.
 

@@ -51,6 +51,10 @@ class WriteTx:
     # with a SQL expression (StoreEngine.txid_sql) and leaves this None.
     txid: int | None = None
 
+    # Set by the engine: writes buffered change rows now, inside the open
+    # transaction, with their final offsets (see flush_changes).
+    spill: Callable[[list[ChangeRow]], None] | None = None
+
     def log(
         self,
         table: str,
@@ -62,6 +66,15 @@ class WriteTx:
     ) -> None:
         """Record a row change; it is written to ``changes`` in this transaction."""
         self.changes.append(ChangeRow(table, key, op, row, owner_id, session_id))
+
+    def flush_changes(self) -> None:
+        """Write the change rows logged so far now, still in this transaction,
+        and forget them: a long operation (an import of a huge session) then
+        holds one chunk of change rows in memory, not all of them. Commits
+        and rolls back with the rest of the transaction."""
+        if self.spill is not None and self.changes:
+            self.spill(self.changes)
+            self.changes = []
 
 
 WriteFn = Callable[[WriteTx], T]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -40,36 +41,47 @@ def _duration_ms(started: Any, finished: Any) -> int | None:
     return max(0, int((finished - started).total_seconds() * 1000))
 
 
-def insert_tool_events(
-    tx: WriteTx, owner_id: str, session_id: str, events: Sequence[NewToolEvent]
-) -> list[ToolEvent]:
-    rows: list[dict[str, Any]] = []
-    for e in events:
-        started = e.started_at or tx.now
-        finished = e.finished_at or (tx.now if e.status.finished else None)
-        rows.append(
-            {
-                "id": e.id or new_id(),
-                "owner_id": owner_id,
-                "session_id": session_id,
-                "message_id": e.message_id,
-                "call_id": e.call_id,
-                "name": e.name,
-                "status": e.status.value,
-                "input": e.input,
-                "output": e.output,
-                "error": e.error,
-                "started_at": started,
-                "finished_at": finished,
-                "duration_ms": _duration_ms(started, finished),
-                "version": 1,
-                "created_at": tx.now,
-                "updated_at": tx.now,
-            }
-        )
+def tool_event_row(
+    e: NewToolEvent, owner_id: str, session_id: str, now: datetime
+) -> dict[str, Any]:
+    """The tool_events row for ``e`` written at ``now``."""
+    started = e.started_at or now
+    finished = e.finished_at or (now if e.status.finished else None)
+    return {
+        "id": e.id or new_id(),
+        "owner_id": owner_id,
+        "session_id": session_id,
+        "message_id": e.message_id,
+        "call_id": e.call_id,
+        "name": e.name,
+        "status": e.status.value,
+        "input": e.input,
+        "output": e.output,
+        "error": e.error,
+        "started_at": started,
+        "finished_at": finished,
+        "duration_ms": _duration_ms(started, finished),
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def insert_tool_event_rows(
+    tx: WriteTx, owner_id: str, session_id: str, rows: list[dict[str, Any]]
+) -> None:
+    if not rows:
+        return
     tx.conn.execute(tool_events.insert(), rows)
     for r in rows:
         tx.log("tool_events", r["id"], "insert", row_json(r), owner_id, session_id)
+
+
+def insert_tool_events(
+    tx: WriteTx, owner_id: str, session_id: str, events: Sequence[NewToolEvent]
+) -> list[ToolEvent]:
+    rows = [tool_event_row(e, owner_id, session_id, tx.now) for e in events]
+    insert_tool_event_rows(tx, owner_id, session_id, rows)
     return [to_tool_event(r) for r in rows]
 
 
@@ -132,7 +144,20 @@ def insert_timeline_events(
     events: Sequence[NewTimelineEvent],
     base_seq: int,
 ) -> list[TimelineEvent]:
-    rows = [
+    rows = timeline_event_rows(events, owner_id, session_id, tx.now, base_seq)
+    insert_timeline_event_rows(tx, owner_id, session_id, rows)
+    return [to_timeline_event(r) for r in rows]
+
+
+def timeline_event_rows(
+    events: Sequence[NewTimelineEvent],
+    owner_id: str,
+    session_id: str,
+    now: datetime,
+    base_seq: int,
+) -> list[dict[str, Any]]:
+    """Rows for the timeline_events table; seq runs from ``base_seq + 1``."""
+    return [
         {
             "id": e.id or new_id(),
             "owner_id": owner_id,
@@ -141,14 +166,20 @@ def insert_timeline_events(
             "kind": e.kind,
             "payload": e.payload,
             "message_id": e.message_id,
-            "created_at": tx.now,
+            "created_at": now,
         }
         for i, e in enumerate(events, start=1)
     ]
+
+
+def insert_timeline_event_rows(
+    tx: WriteTx, owner_id: str, session_id: str, rows: list[dict[str, Any]]
+) -> None:
+    if not rows:
+        return
     tx.conn.execute(timeline_events.insert(), rows)
     for r in rows:
         tx.log("timeline_events", r["id"], "insert", row_json(r), owner_id, session_id)
-    return [to_timeline_event(r) for r in rows]
 
 
 def list_timeline_events(

@@ -328,12 +328,7 @@ def append(
     head_seq, event_seq, in_total, out_total = got
 
     rows = message_rows(fresh, owner_id, session_id, tx.now, head_seq - n, tx.txid, status)
-    if rows:
-        insert = prepared(dialect, "messages.insert", lambda: _insert_statement(tx))
-        insert.executemany(cur, rows)
-        for r in rows:
-            del r["txid"]
-            tx.log("messages", r["id"], "insert", row_json(r), owner_id, session_id)
+    insert_message_rows(tx, owner_id, session_id, rows)
 
     linked = {e.message_id for e in tool_evts if e.message_id is not None}
     linked |= {e.message_id for e in timeline_evts if e.message_id is not None}
@@ -398,6 +393,20 @@ def message_rows(
         }
         for i, m in enumerate(fresh, start=1)
     ]
+
+
+def insert_message_rows(
+    tx: WriteTx, owner_id: str, session_id: str, rows: list[dict[str, Any]]
+) -> None:
+    """Insert rows made by :func:`message_rows` (their seq already allocated)
+    and log each; drops the ``txid`` key, which the change log does not carry."""
+    if not rows:
+        return
+    insert = prepared(tx.conn.dialect, "messages.insert", lambda: _insert_statement(tx))
+    insert.executemany(cursor(tx.conn), rows)
+    for r in rows:
+        del r["txid"]
+        tx.log("messages", r["id"], "insert", row_json(r), owner_id, session_id)
 
 
 def session_change(

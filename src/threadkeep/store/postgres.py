@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -27,7 +28,7 @@ from threadkeep.errors import StoreClosed, StoreError
 from threadkeep.model.common import Committed, utcnow
 from threadkeep.model.jsontext import dumps
 from threadkeep.store.changes import assign_offsets, change_params
-from threadkeep.store.contract import ReadFn, StoreEngine, WriteFn, WriteTx
+from threadkeep.store.contract import ChangeRow, ReadFn, StoreEngine, WriteFn, WriteTx
 from threadkeep.store.notify import PgChangeChannel
 from threadkeep.store.tables import changes
 from threadkeep.store.translate import is_retryable, is_unique_violation, translate_errors
@@ -159,6 +160,7 @@ class PostgresStore(StoreEngine):
                 with self._engine.connect() as conn:
                     with conn.begin():
                         tx = WriteTx(conn=conn, now=utcnow(), store=self)
+                        tx.spill = functools.partial(self._insert_changes, tx)
                         value = fn(tx)
                         txid = self._flush(tx)
                     self._committed()
@@ -171,6 +173,12 @@ class PostgresStore(StoreEngine):
                     continue
                 with translate_errors():
                     raise
+
+    @staticmethod
+    def _insert_changes(tx: WriteTx, rows: list[ChangeRow]) -> None:
+        # Offsets are assigned after commit (store/changes.py), so rows written
+        # early in the transaction are numbered like the others.
+        tx.conn.execute(changes.insert().values(txid=_TXID), change_params(rows, tx.now))
 
     @staticmethod
     def _flush(tx: WriteTx) -> int:

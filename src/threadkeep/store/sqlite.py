@@ -26,7 +26,7 @@ from threadkeep.errors import StoreClosed, StoreError, ThreadkeepError
 from threadkeep.model.common import Committed, utcnow
 from threadkeep.model.jsontext import dumps
 from threadkeep.store.changes import change_params
-from threadkeep.store.contract import ReadFn, StoreEngine, WriteFn, WriteTx
+from threadkeep.store.contract import ChangeRow, ReadFn, StoreEngine, WriteFn, WriteTx
 from threadkeep.store.group_commit import GroupCommitQueue, Request
 from threadkeep.store.prepared import cursor, prepared
 from threadkeep.store.tables import changes
@@ -129,7 +129,7 @@ class SqliteStore(StoreEngine):
             results: list[Committed[Any]] = []
             for req in batch:
                 txid += 1
-                value, params, replay = self._run_one(req.fn, txid)
+                value, params, replay, offset = self._run_one(req.fn, txid, offset)
                 if replay is not None:
                     results.append(Committed(value, replay))
                     continue
@@ -164,11 +164,11 @@ class SqliteStore(StoreEngine):
             for req in batch:
                 cur.execute("SAVEPOINT op")
                 try:
-                    value, params, replay = self._run_one(req.fn, txid + 1)
+                    value, params, replay, spilled = self._run_one(req.fn, txid + 1, offset)
                     if replay is None:
                         for i, p in enumerate(params, start=1):
-                            p["log_offset"] = offset + i
-                        self._finish_log(cur, params, offset + len(params), txid + 1)
+                            p["log_offset"] = spilled + i
+                        self._finish_log(cur, params, spilled + len(params), txid + 1)
                 except BaseException as exc:
                     cur.execute("ROLLBACK TO op")
                     cur.execute("RELEASE op")
@@ -179,7 +179,7 @@ class SqliteStore(StoreEngine):
                     done.append((req, Committed(value, replay)))
                 else:
                     txid += 1
-                    offset += len(params)
+                    offset = spilled + len(params)
                     done.append((req, Committed(value, txid)))
         except BaseException as exc:
             self._rollback_quietly()
@@ -193,16 +193,34 @@ class SqliteStore(StoreEngine):
         for req, res in done:
             req.finish(result=res)
 
-    def _run_one(self, fn: WriteFn[Any], txid: int) -> tuple[Any, list[dict[str, Any]], int | None]:
+    def _run_one(
+        self, fn: WriteFn[Any], txid: int, offset: int
+    ) -> tuple[Any, list[dict[str, Any]], int | None, int]:
+        """Run one operation. Returns its value, its change rows still to
+        write, the txid it replays (or None), and the last offset given to
+        the rows it spilled early (``offset`` if none)."""
         tx = WriteTx(conn=self._writer, now=utcnow(), store=self, txid=txid)
+        last = offset
+
+        def spill(rows: list[ChangeRow]) -> None:
+            nonlocal last
+            early = change_params(rows, tx.now)
+            for p in early:
+                last += 1
+                p["log_offset"] = last
+                p["txid"] = txid
+            stmt = prepared(self._writer.dialect, "changes.insert", _changes_insert)
+            stmt.executemany(cursor(self._writer), early)
+
+        tx.spill = spill
         with translate_errors():
             value = fn(tx)
-        if not tx.changes and tx.replay_txid is not None:
-            return value, [], tx.replay_txid
+        if not tx.changes and tx.replay_txid is not None and last == offset:
+            return value, [], tx.replay_txid, last
         params = change_params(tx.changes, tx.now)
         for p in params:
             p["txid"] = txid
-        return value, params, None
+        return value, params, None, last
 
     def _finish_log(self, cur: Any, params: list[dict[str, Any]], offset: int, txid: int) -> None:
         if params:

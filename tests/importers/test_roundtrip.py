@@ -1,0 +1,157 @@
+"""Export -> import into an empty store is lossless on both engines: the same
+sessions (branches, rewinds, trash, counters), messages, tool events and
+timeline events, row for row."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from conftest import create_pg_database, drop_pg_database, row_counts
+from threadkeep import Actor, Threadkeep
+from threadkeep.exporters import export
+from threadkeep.importers import FORMATS, run_import
+from threadkeep.store import tables
+
+USER = "ada-roundtrip"
+
+
+def populate(tk: Threadkeep) -> Actor:
+    me = Actor(tk.create_user("Ada", id=USER).value.id)
+    a = tk.create_session(me, id="a", title="Plans", tags=["x", "y"], metadata={"k": [1, 2.5]})
+    a_id = a.value.id
+    msgs = tk.append_messages(
+        me,
+        a_id,
+        [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "héllo 👋", "client_id": "c1", "metadata": {"n": 1}},
+            {
+                "role": "assistant",
+                "content": "hi",
+                "parts": [{"type": "text", "text": "hi"}],
+                "tool_calls": [{"name": "search"}],
+                "model": "m1",
+                "input_tokens": 7,
+                "output_tokens": 3,
+            },
+            {"role": "user", "content": "more"},
+            {"role": "assistant", "content": "sure"},
+        ],
+    ).value
+    ev = tk.start_tool_event(
+        me, a_id, {"name": "search", "input": {"q": "x"}, "message_id": msgs[2].id}
+    ).value
+    tk.finish_tool_event(me, ev.id, output={"hits": 3})
+    tk.append_timeline_events(me, a_id, [{"kind": "note", "payload": {"p": 1}}])
+    tk.append(
+        me,
+        a_id,
+        [{"role": "tool", "content": "3 hits", "id": "tool-msg"}],
+        timeline_events=[{"kind": "seen", "message_id": "tool-msg"}],
+        tool_events=[
+            {"name": "fetch", "status": "failed", "error": "404", "message_id": "tool-msg"}
+        ],
+    )
+    fork = tk.fork_session(me, a_id, at_seq=2, id="a-fork", title="Other idea").value
+    tk.append_messages(me, fork.id, [{"role": "assistant", "content": "another answer"}])
+    # A rewind moves the tail (and its events) to a new branch.
+    tk.rewind_session(me, a_id, to_seq=4, branch_id="a-tail")
+    streaming = tk.create_session(me, id="s").value
+    tk.start_message(me, streaming.id, {"role": "assistant", "content": "part"})
+    b = tk.create_session(me, id="b", title="Old").value
+    tk.append_message(me, b.id, {"role": "user", "content": "bye"})
+    tk.delete_session(me, b.id)
+    tk.create_session(me, id="empty", starred=True, pinned=True, archived=True)
+    return me
+
+
+_SKIP = {"txid"}  # which transaction wrote a message row is not part of its data
+
+
+def dump(tk: Threadkeep) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with tk.engine.sa_engine.connect() as conn:
+        for name in ("sessions", "messages", "tool_events", "timeline_events"):
+            t = tables.metadata.tables[name]
+            rows = conn.execute(sa.select(t).order_by(t.c.id)).mappings().all()
+            out[name] = [{k: v for k, v in r.items() if k not in _SKIP} for r in rows]
+    return out
+
+
+def export_text(tk: Threadkeep, me: Actor, fmt: str = "jsonl") -> str:
+    buf = io.StringIO()
+    export(tk, me, buf, format=fmt)
+    return buf.getvalue()
+
+
+def test_export_then_import_into_an_empty_store_gives_the_same_rows(
+    db_url: str, tmp_path: Path
+) -> None:
+    with Threadkeep.open(db_url) as tk:
+        me = populate(tk)
+        text = export_text(tk, me)
+        original = dump(tk)
+    path = tmp_path / "export.jsonl"
+    path.write_text(text, encoding="utf-8")
+    second = db_url.replace("threadkeep.db", "second.db")
+    if second == db_url:  # PostgreSQL: a fresh database of its own
+        second = create_pg_database()
+    try:
+        with Threadkeep.open(second) as tk2:
+            tk2.create_user("Ada", id=USER)
+            report = run_import(
+                tk2,
+                me,
+                FORMATS["threadkeep"].read(path, me.user_id),
+                format="threadkeep",
+                path=str(path),
+                verify=True,
+            )
+            assert report.failed == [] and report.verified is True
+            assert dump(tk2) == original
+            assert export_text(tk2, me).splitlines()[1:] == text.splitlines()[1:]
+            # And once more: nothing changes.
+            before = row_counts(tk2)
+            again = run_import(
+                tk2,
+                me,
+                FORMATS["threadkeep"].read(path, me.user_id),
+                format="threadkeep",
+                path=str(path),
+            )
+            assert again.count("created") == 0 and row_counts(tk2) == before
+    finally:
+        if not second.startswith("sqlite"):
+            drop_pg_database(second)
+
+
+def test_json_and_markdown_exports_hold_every_session(tk: Threadkeep) -> None:
+    me = populate(tk)
+    doc = json.loads(export_text(tk, me, "json"))
+    assert doc["format"] == "threadkeep"
+    ids = [s["session"]["id"] for s in doc["sessions"]]
+    assert sorted(ids) == ["a", "a-fork", "a-tail", "b", "empty", "s"]
+    assert ids.index("a") < ids.index("a-fork") and ids.index("a") < ids.index("a-tail")
+    tail = next(s for s in doc["sessions"] if s["session"]["id"] == "a-tail")
+    assert [m["content"] for m in tail["messages"]] == ["sure", "3 hits"]
+    md = export_text(tk, me, "markdown")
+    assert "## Plans" in md and "héllo 👋" in md and "branch of `a` after message 2" in md
+    assert "- in the trash" in md
+
+
+def test_exporting_one_session_takes_its_branches_along(tk: Threadkeep) -> None:
+    me = populate(tk)
+    buf = io.StringIO()
+    counts = export(tk, me, buf, format="jsonl", session_ids=["a"])
+    sessions = [
+        json.loads(line)["data"]["id"]
+        for line in buf.getvalue().splitlines()
+        if '"type":"session"' in line
+    ]
+    assert sessions == ["a", "a-fork", "a-tail"] or sessions == ["a", "a-tail", "a-fork"]
+    assert counts.sessions == 3
