@@ -159,3 +159,41 @@ def test_eight_writers_on_two_instances_three_consumers_all_end_equal_to_the_dat
     finally:
         a.kill()
         b.kill()
+
+
+def test_the_server_prunes_the_log_on_schedule_and_old_handles_refetch(
+    tk: Threadkeep, db_url: str, tmp_path: Path
+) -> None:
+    """The server's own schedule prunes changes older than the retention; a
+    reader behind the pruned prefix gets 409 and a new handle."""
+    me = new_caller(tk)
+    s = tk.create_session(me.actor).value
+    headers = {"Authorization": f"Bearer {me.token}"}
+    env = {
+        **FAST,
+        "THREADKEEP_SYNC__PRUNE_EVERY_SECONDS": "0.5",
+        "THREADKEEP_SYNC__RETENTION_HOURS": "0.0003",  # about a second
+    }
+    server = Serve(db_url, tmp_path, env)
+    try:
+        first = httpx.get(
+            server.shape_url(), params={"table": "messages", "offset": "-1"}, headers=headers
+        )
+        handle, offset = first.headers["electric-handle"], first.headers["electric-offset"]
+        tk.append_message(me.actor, s.id, {"role": "user", "content": "soon pruned"})
+        deadline = time.monotonic() + 20
+        while tk.sync_state().pruned_offset <= int(offset.split("_")[0]):
+            assert time.monotonic() < deadline, "the server never pruned"
+            time.sleep(0.3)
+        stale = httpx.get(
+            server.shape_url(),
+            params={"table": "messages", "offset": offset, "handle": handle},
+            headers=headers,
+        )
+        assert stale.status_code == 409 and stale.headers["electric-handle"] != handle
+        again = httpx.get(
+            server.shape_url(), params={"table": "messages", "offset": "-1"}, headers=headers
+        )
+        assert [m["value"]["content"] for m in again.json() if "key" in m] == ["soon pruned"]
+    finally:
+        server.kill()
