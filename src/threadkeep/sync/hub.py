@@ -142,14 +142,22 @@ class LiveHub:
     async def _run(self) -> None:
         assert self._poke is not None
         while not self._stopping:
+            poked = False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poke.wait(), self.poll_seconds)
+                poked = True
             self._poke.clear()
             if self._stopping:
                 return
             try:
                 if self._waiters:
                     await self._catch_up()
+                elif poked:
+                    # Nobody to wake: move the head on without reading the
+                    # changes, so the first reader to come does not make the
+                    # hub read everything written while it was idle.
+                    state = await asyncio.to_thread(self.tk.sync_state)
+                    self.head = max(self.head, state.last_offset)
                 await self._report_readers()
             except asyncio.CancelledError:
                 raise
