@@ -197,3 +197,36 @@ def test_the_server_prunes_the_log_on_schedule_and_old_handles_refetch(
         assert [m["value"]["content"] for m in again.json() if "key" in m] == ["soon pruned"]
     finally:
         server.kill()
+
+
+def test_sigterm_answers_held_long_polls_at_once(
+    tk: Threadkeep, db_url: str, tmp_path: Path
+) -> None:
+    """A graceful shutdown does not wait out the long polls it holds."""
+    me = new_caller(tk)
+    headers = {"Authorization": f"Bearer {me.token}"}
+    server = Serve(db_url, tmp_path, {"THREADKEEP_SYNC__LONG_POLL_SECONDS": "30"})
+    first = httpx.get(
+        server.shape_url(), params={"table": "messages", "offset": "-1"}, headers=headers
+    )
+    answers: list[httpx.Response] = []
+
+    def hold() -> None:
+        params = {
+            "table": "messages",
+            "offset": first.headers["electric-offset"],
+            "handle": first.headers["electric-handle"],
+            "live": "true",
+        }
+        answers.append(httpx.get(server.shape_url(), params=params, headers=headers, timeout=60))
+
+    t = threading.Thread(target=hold)
+    t.start()
+    time.sleep(1.0)
+    started = time.monotonic()
+    server.stop()  # SIGTERM, then wait for the exit
+    t.join(10)
+    assert time.monotonic() - started < 10
+    assert server.proc.returncode == 0
+    assert [a.status_code for a in answers] == [200]
+    assert answers[0].json()[-1]["headers"]["control"] == "up-to-date"

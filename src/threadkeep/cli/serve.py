@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+from collections.abc import Callable
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -37,6 +38,21 @@ class _Stopped(Exception):
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise _Stopped
+
+
+def _server(config: Any, on_exit: Callable[[], None]) -> Any:
+    """uvicorn's server, telling sync when a shutdown starts: held live
+    requests (up to 20 s each) then answer at once instead of holding the
+    graceful shutdown until their long poll ends. (uvicorn is imported here, as
+    in ``serve``, to keep the other commands quick to start.)"""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            on_exit()
+            super().handle_exit(sig, frame)
+
+    return Server(config)
 
 
 def _url_host(host: str) -> str:
@@ -141,7 +157,7 @@ def serve(
                     server_header=False,
                     timeout_graceful_shutdown=30,
                 )
-                server = uvicorn.Server(config)
+                server = _server(config, app.state.sync.drain_threadsafe)
                 try:
                     server.run(sockets=[sock])
                 except (_Stopped, KeyboardInterrupt):

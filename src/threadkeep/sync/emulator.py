@@ -132,7 +132,8 @@ class Emulator:
         while True:
             # Registered before reading: a change committed after the read
             # wakes this waiter, so none slips between the read and the wait.
-            waiter = self.hub.register(shape, head) if req.live else None
+            holding = req.live and not self.hub.draining
+            waiter = self.hub.register(shape, head) if holding else None
             try:
                 got = await self._read(actor, shape, position)
                 stale = self._stale(shape, req.handle, position, got.state)
@@ -151,7 +152,7 @@ class Emulator:
                     await asyncio.wait_for(waiter.woken.wait(), left)
                 except TimeoutError:
                     pass
-                if not self.hub.started:  # shutting down: answer what we have
+                if not self.hub.started or self.hub.draining:  # shutting down
                     return self._answer(
                         shape, req.handle, head, [protocol.up_to_date(head)], req, True
                     )

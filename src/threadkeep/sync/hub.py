@@ -55,6 +55,7 @@ class LiveHub:
         self._readers: dict[str, tuple[int, float]] = {}
         self._reported: tuple[int | None, float] = (None, 0.0)
         self._stopping = False
+        self.draining = False
 
     # --- life -----------------------------------------------------------------
 
@@ -98,6 +99,21 @@ class LiveHub:
     @property
     def started(self) -> bool:
         return self._task is not None
+
+    def drain_threadsafe(self) -> None:
+        """Stop holding requests: wake every held one (it answers up-to-date)."""
+        self.draining = True
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+
+        def wake_all() -> None:
+            for waiters in self._waiters.values():
+                for w in waiters:
+                    w.woken.set()
+
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(wake_all)
 
     @property
     def held(self) -> int:

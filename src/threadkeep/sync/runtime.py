@@ -43,6 +43,11 @@ class SyncRuntime:
                 await self.hub.start()
                 self._pruner = asyncio.create_task(self._prune_loop(), name="threadkeep-prune")
 
+    def drain_threadsafe(self) -> None:
+        """The server is shutting down: held live requests answer now, new ones
+        are not held (from any thread, e.g. a signal handler)."""
+        self.hub.drain_threadsafe()
+
     async def stop(self) -> None:
         if self._pruner is not None:
             self._pruner.cancel()
