@@ -239,21 +239,25 @@ def idle_subscribers(
 
     async def run() -> None:
         base = rss_mb(server.proc.pid)
+        prev_held, prev_mb = 0, base
         held: list[asyncio.StreamWriter] = []
         for count in counts:
             held += await _hold(host, port, path, token, count - len(held))
             await asyncio.sleep(2.0)
             mb = rss_mb(server.proc.pid)
-            per_kb = (mb - base) * 1024 / len(held)
+            # The marginal cost: memory freed by earlier cases can hide the first step.
+            per_kb = (mb - prev_mb) * 1024 / (len(held) - prev_held)
+            fit = len(held) + int((1024 - mb) * 1024 / per_kb) if per_kb > 0 else None
             out.append(
                 {
                     "held": len(held),
                     "rss_mb": round(mb, 1),
                     "base_mb": round(base, 1),
                     "per_subscriber_kb": round(per_kb, 1),
-                    "fit_in_1gb": int((1024 - base) * 1024 / per_kb) if per_kb > 0 else None,
+                    "fit_in_1gb": fit,
                 }
             )
+            prev_held, prev_mb = len(held), mb
             log(f"  {len(held)} held: rss {mb:.0f} MB")
         for w in held:
             w.close()

@@ -83,7 +83,10 @@ class Emulator:
         self.tk = tk
         self.hub = hub
         self.long_poll_seconds = long_poll_seconds
-        self._reads: dict[tuple[Shape, int], tuple[int, asyncio.Future[ShapeChanges]]] = {}
+        self._reads: dict[
+            tuple[Shape, int],
+            tuple[int, asyncio.Future[tuple[ShapeChanges, list[dict[str, Any]]]]],
+        ] = {}
 
     async def serve(self, actor: Actor, shape: Shape, req: ShapeRequest) -> ShapeResponse:
         offset = protocol.parse_offset(req.offset)
@@ -135,11 +138,11 @@ class Emulator:
             holding = req.live and not self.hub.draining
             waiter = self.hub.register(shape, head) if holding else None
             try:
-                got = await self._read(actor, shape, position)
+                got, shared = await self._read(actor, shape, position)
                 stale = self._stale(shape, req.handle, position, got.state)
                 if stale is not None:
                     return stale
-                msgs = change_messages(shape, got.changes)
+                msgs = list(shared)  # the shared list is not ours to append to
                 if not got.complete:
                     last = got.changes[-1].offset
                     return self._answer(shape, req.handle, last, msgs, req, False)
@@ -160,10 +163,13 @@ class Emulator:
                 if waiter is not None:
                     self.hub.unregister(waiter)
 
-    async def _read(self, actor: Actor, shape: Shape, position: int) -> ShapeChanges:
-        """The shape's changes after ``position``, one read shared by every
-        request for the same (shape, position) that arrives while it runs: when
-        a write wakes many subscribers of one shape, the log is read once.
+    async def _read(
+        self, actor: Actor, shape: Shape, position: int
+    ) -> tuple[ShapeChanges, list[dict[str, Any]]]:
+        """The shape's changes after ``position`` and their messages, one read
+        (and one encoding) shared by every request for the same (shape,
+        position) that arrives while it runs: when a write wakes many
+        subscribers of one shape, the log is read once.
 
         A request joins a read only if that read started when the hub's head
         was at least where it is now: every change the hub has seen (and so
@@ -173,16 +179,14 @@ class Emulator:
         running = self._reads.get(key)
         if running is not None and running[0] >= now_head and not running[1].done():
             return await asyncio.shield(running[1])
-        task = asyncio.ensure_future(
-            asyncio.to_thread(
-                self.tk.shape_changes,
-                actor,
-                shape.table,
-                position,
-                session_id=shape.session_id,
-                limit=_PAGE,
+
+        def read() -> tuple[ShapeChanges, list[dict[str, Any]]]:
+            got = self.tk.shape_changes(
+                actor, shape.table, position, session_id=shape.session_id, limit=_PAGE
             )
-        )
+            return got, change_messages(shape, got.changes)
+
+        task = asyncio.ensure_future(asyncio.to_thread(read))
         self._reads[key] = (now_head, task)
         try:
             return await asyncio.shield(task)

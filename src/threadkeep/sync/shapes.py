@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from threadkeep.model.changes import Change, Operation
@@ -27,8 +28,7 @@ class Shape:
 
     @property
     def def_hash(self) -> str:
-        schema = json.dumps(table_schema(self.table), sort_keys=True)
-        return protocol.definition_hash(self.table, self.owner_id, self.session_id or "", schema)
+        return _def_hash(self.table, self.owner_id, self.session_id or "")
 
     def handle(self, epoch: int) -> str:
         return protocol.make_handle(self.def_hash, epoch)
@@ -52,6 +52,12 @@ class Shape:
     @property
     def relation(self) -> list[str]:
         return ["public", self.table]
+
+
+@lru_cache(maxsize=65536)
+def _def_hash(table: str, owner_id: str, session_id: str) -> str:
+    schema = json.dumps(table_schema(table), sort_keys=True)
+    return protocol.definition_hash(table, owner_id, session_id, schema)
 
 
 def row_key(table: str, key: str) -> str:
