@@ -11,13 +11,14 @@ import threading
 from types import TracebackType
 
 from threadkeep.blobs import BlobStore
-from threadkeep.config import BlobSettings, Limits, Settings, load_settings
+from threadkeep.config import BlobSettings, Limits, RetentionSettings, Settings, load_settings
 from threadkeep.service.activity import ActivityOps
 from threadkeep.service.branches import BranchOps
 from threadkeep.service.changes import ChangeOps
 from threadkeep.service.events import EventOps
 from threadkeep.service.oversight import OversightOps
 from threadkeep.service.repos import RepoOps
+from threadkeep.service.retention import RetentionOps
 from threadkeep.service.sessions import SessionOps
 from threadkeep.service.snapshots import SnapshotOps
 from threadkeep.service.streaming import StreamOps
@@ -44,6 +45,7 @@ class Threadkeep(
     SnapshotOps,
     ActivityOps,
     SyncOps,
+    RetentionOps,  # before UploadOps, which it builds on
     UploadOps,
 ):
     """A durable store of chat and agent sessions.
@@ -65,6 +67,7 @@ class Threadkeep(
         limits: Limits | None = None,
         *,
         blobs: BlobSettings | BlobStore | None = None,
+        retention: RetentionSettings | None = None,
     ) -> None:
         self.engine = engine
         self.limits = limits or Limits()
@@ -72,6 +75,8 @@ class Threadkeep(
         self._blob_store = blobs if isinstance(blobs, BlobStore) else None
         self.blob_settings = blobs if isinstance(blobs, BlobSettings) else BlobSettings()
         self._blob_lock = threading.Lock()
+        # The rules apply_retention uses when given none.
+        self.retention_settings = retention or RetentionSettings()
 
     @classmethod
     def open(
@@ -94,7 +99,7 @@ class Threadkeep(
         """
         settings = settings or load_settings()
         engine = open_engine(url or settings.database_url, migrate=migrate)
-        return cls(engine, settings.limits, blobs=settings.blobs)
+        return cls(engine, settings.limits, blobs=settings.blobs, retention=settings.retention)
 
     @property
     def dialect(self) -> str:
