@@ -42,6 +42,7 @@ from threadkeep.api.routes import (
 from threadkeep.api.settings import ApiSettings
 from threadkeep.config import Settings, SyncSettings, load_settings
 from threadkeep.library import Threadkeep
+from threadkeep.maintenance import MaintenanceRuntime
 from threadkeep.sync.protocol import EXPOSED_HEADERS
 from threadkeep.sync.runtime import SyncRuntime
 
@@ -96,7 +97,9 @@ def create_app(
         # Stopping it lets held long-polls answer before the server exits.
         if app.state.tk is not None:
             await app.state.sync.ensure_started()
+            app.state.maintenance.start()  # the retention schedule, if any
         yield
+        await app.state.maintenance.stop()
         await app.state.sync.stop()
 
     app = FastAPI(
@@ -115,6 +118,9 @@ def create_app(
         sync_settings,
         electric_url=settings.electric_url if settings else None,
         electric_secret=settings.electric_secret if settings else None,
+    )
+    app.state.maintenance = MaintenanceRuntime(
+        tk, settings.retention if settings is not None else tk.retention_settings
     )
     problems.install(app)
     for module in (

@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 
 from threadkeep import __version__
-from threadkeep.cli import doctor, migrate, serve, token
+from threadkeep.cli import backup, cleanup, doctor, migrate, serve, token
 
 app = typer.Typer(
     name="threadkeep",
@@ -25,6 +25,8 @@ app.command("migrate")(migrate.migrate)
 serve.register(app)
 doctor.register(app)
 token.register(app)
+cleanup.register(app)
+backup.register(app)
 
 
 @app.command("version")

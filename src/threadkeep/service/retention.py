@@ -9,8 +9,8 @@ a change-log delete row for each row it removed.
 from __future__ import annotations
 
 from collections import Counter
-from functools import partial
 from datetime import datetime, timedelta
+from functools import partial
 
 import sqlalchemy as sa
 
