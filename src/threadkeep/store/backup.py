@@ -99,22 +99,22 @@ def libpq(url: str) -> tuple[str, dict[str, str]]:
 def _run_tool(args: list[str], env: dict[str, str], marker: re.Pattern[str], on_item: Any) -> None:
     """Run pg_dump / pg_restore with --verbose; call ``on_item`` for each table
     it reports, and raise BackupError with its own words when it fails."""
-    proc = subprocess.Popen(
+    errors: list[str] = []
+    with subprocess.Popen(
         args,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
-    )
-    assert proc.stderr is not None
-    errors: list[str] = []
-    for line in proc.stderr:
-        if marker.search(line):
-            on_item()
-        elif "error" in line.lower() or "fatal" in line.lower():
-            errors.append(line.strip())
-    if proc.wait() != 0:
+    ) as proc:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if marker.search(line):
+                on_item()
+            elif "error" in line.lower() or "fatal" in line.lower():
+                errors.append(line.strip())
+    if proc.returncode != 0:
         said = "; ".join(errors[-3:]) or f"exit code {proc.returncode}"
         raise BackupError(f"{Path(args[0]).name} failed: {said}")
 
