@@ -80,7 +80,7 @@ def cleanup(
 
     Deletes non-starred snapshots, analytics events and sessions long in the
     trash (purged with everything in them), then the blobs no upload uses.
-    The rules are the [retention] settings (THREADKEEP_RETENTION__*): by
+    The rules are the \\[retention] settings (THREADKEEP_RETENTION__*): by
     default 30, 90 and 30 days. Sync clients receive every delete. `threadkeep
     serve` applies the same rules on a schedule (retention.run_every_seconds).
     """
