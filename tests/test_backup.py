@@ -5,6 +5,7 @@ consistent, and sends every sync handle issued before it back to a refetch."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import threading
@@ -186,3 +187,33 @@ def test_a_directory_without_a_manifest_is_not_a_backup(tmp_path: Path) -> None:
     (tmp_path / "half" / "database.sqlite").write_bytes(b"x")
     with pytest.raises(BackupCorrupt, match=r"no manifest\.json"):
         restore_store(tmp_path / "half", settings=load_settings())
+
+
+def test_a_sqlite_copy_that_keeps_restarting_under_writes_finishes_in_one_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write between every two steps restarts the copy each time; after a few
+    restarts the copy is made in one step (one read transaction), whole."""
+    from threadkeep.store import backup as backup_q
+
+    monkeypatch.setattr(backup_q, "_STEP_PAGES", 1)
+    with Threadkeep.open(f"sqlite:///{tmp_path / 'src.db'}") as tk:
+        me = Actor(tk.create_user("ada").value.id)
+        sid = tk.create_session(me).value.id
+        tk.append_messages(me, sid, [{"role": "user", "content": "x" * 2000}] * 50)
+        steps: list[tuple[int, int]] = []
+
+        def step(done: int, total: int) -> None:
+            steps.append((done, total))
+            if done < total:  # another connection writes between two steps
+                tk.append_messages(me, sid, [{"role": "user", "content": "y" * 2000}])
+
+        backup_q.sqlite_copy(tmp_path / "src.db", tmp_path / "copy.db", step)
+    assert steps[-1][0] == steps[-1][1] > 50
+    left = [total - done for done, total in steps]
+    restarts = sum(1 for a, b in itertools.pairwise(left) if b > a)
+    assert restarts >= 3  # and then it finished anyway
+    with Threadkeep.open(f"sqlite:///{tmp_path / 'copy.db'}") as copy:
+        got = copy.get_messages(me, sid)
+        assert [m.seq for m in got] == list(range(1, len(got) + 1)) and len(got) >= 50
+        assert copy.get_session(me, sid).head_seq == len(got)

@@ -363,10 +363,11 @@ def _tables_with_data(url: str) -> list[str]:
     try:
         with engine.connect() as conn:
             return [f"rows in {t}" for t in backup_q.data_held(conn)]
-    except sa.exc.OperationalError as exc:
+    except sa.exc.DBAPIError as exc:
         raise BackupError(
             f"cannot open the restore target {_shown(url)}: {str(exc).splitlines()[0]}; "
-            "for PostgreSQL, create the database first (createdb)"
+            "for PostgreSQL, create the database first (createdb); a SQLite target "
+            "must be a threadkeep database or not exist"
         ) from None
     finally:
         engine.dispose()

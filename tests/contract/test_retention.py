@@ -16,6 +16,7 @@ from threadkeep import Actor, Threadkeep
 from threadkeep.config import BlobSettings, RetentionSettings, load_settings
 from threadkeep.errors import InvalidInput
 from threadkeep.model.common import utcnow
+from threadkeep.store import retention as retention_q
 from threadkeep.store import tables
 
 
@@ -229,3 +230,33 @@ def test_retention_settings_come_from_the_environment(monkeypatch: pytest.Monkey
     rules = load_settings().retention
     assert rules.snapshot_days == 7 and rules.run_every_seconds == 0
     assert rules.analytics_days == 90 and rules.trash_days == 30
+
+
+def test_a_row_that_stops_being_expired_between_the_look_and_the_delete_is_kept(
+    store: Threadkeep,
+) -> None:
+    me = Actor(store.create_user("ada").value.id)
+    sid = store.create_session(me).value.id
+    snaps = [snapshot(store, me, sid) for _ in range(2)]
+    age(store, "snapshots", snaps, 31)
+    restored = trashed(store, me, 31)
+    cutoff = utcnow() - timedelta(days=30)
+    looked = store.engine.read(
+        lambda c: retention_q.expired_ids(c, tables.snapshots, cutoff, 10, None)
+    )
+    assert sorted(looked) == sorted(snaps)
+    assert store.engine.read(lambda c: retention_q.expired_trash(c, cutoff)) == [restored]
+    # Meanwhile the user stars one snapshot and takes the session out of the trash.
+    store.update_snapshot(me, sid, snaps[0], {"starred": True})
+    store.restore_session(me, restored)
+
+    gone = store.engine.write(
+        lambda tx: retention_q.delete_expired(tx, tables.snapshots, looked, cutoff)
+    ).value
+    purged = store.engine.write(
+        lambda tx: retention_q.purge_expired_session(tx, restored, cutoff)
+    ).value
+
+    assert gone == [snaps[1]] and purged is None
+    assert [s.id for s in store.list_snapshots(me, sid)] == [snaps[0]]
+    assert store.get_session(me, restored).deleted_at is None
