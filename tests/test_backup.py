@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import create_pg_database, drop_pg_database, row_counts
+from conftest import create_pg_database, drop_pg_database, row_counts, s3_blob_settings
 from threadkeep import Actor, Threadkeep
 from threadkeep.backup import MANIFEST, backup_store, restore_store, verify_backup
 from threadkeep.config import Settings, load_settings
@@ -217,3 +217,23 @@ def test_a_sqlite_copy_that_keeps_restarting_under_writes_finishes_in_one_step(
         got = copy.get_messages(me, sid)
         assert [m.seq for m in got] == list(range(1, len(got) + 1)) and len(got) >= 50
         assert copy.get_session(me, sid).head_seq == len(got)
+
+
+def test_with_s3_blobs_the_backup_says_the_bucket_is_backed_up_separately(
+    s3_endpoint: str, tmp_path: Path
+) -> None:
+    blobs = s3_blob_settings(s3_endpoint)
+    source = load_settings(database_url=f"sqlite:///{tmp_path / 'src.db'}", blobs=blobs)
+    with Threadkeep.open(settings=source) as tk:
+        me = Actor(tk.create_user("ada").value.id)
+        sid = tk.create_session(me).value.id
+        up = tk.upload(me, sid, [b"in the bucket"], filename="b.txt").value
+        manifest = backup_store(tk, tmp_path / "backup")
+    assert manifest.blobs == "not-included" and manifest.blob_backend == "s3"
+    assert not (tmp_path / "backup" / "blobs").exists()
+    # Restored next to the same bucket, the uploads read their bytes from it.
+    target = load_settings(database_url=f"sqlite:///{tmp_path / 'new' / 'tk.db'}", blobs=blobs)
+    done = restore_store(tmp_path / "backup", settings=target)
+    assert done.blobs_restored == 0
+    with Threadkeep.open(settings=target) as restored:
+        assert restored.open_upload(me, up.id).read() == b"in the bucket"

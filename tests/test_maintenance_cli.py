@@ -128,7 +128,7 @@ def test_backup_without_pg_dump_says_what_to_install(
     assert result.exit_code == 2
     assert "pg_dump is not installed" in result.stderr
     assert "postgresql-client" in result.stderr
-    assert not (tmp_path / "backup" / "manifest.json").exists()
+    assert not (tmp_path / "backup").exists()  # nothing half-written is left
 
 
 def test_the_server_applies_the_retention_rules_on_its_schedule(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -148,7 +149,24 @@ def backup_store(
     root = Path(dest).expanduser()
     if not _empty_dir(root):
         raise BackupError(f"{root} exists and is not empty; back up into a new directory")
+    existed = root.exists()
     root.mkdir(parents=True, exist_ok=True)
+    try:
+        return _backup_into(tk, root, report)
+    except BaseException:
+        # Leave nothing half-written behind: the directory was empty (or absent).
+        if existed:
+            for child in root.iterdir():
+                if child.is_dir():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+
+
+def _backup_into(tk: Threadkeep, root: Path, report: Progress) -> Manifest:
     backend = tk.blobs.name
     if tk.dialect == "sqlite":
         db_file = SQLITE_FILE
