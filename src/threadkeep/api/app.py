@@ -40,7 +40,7 @@ from threadkeep.api.routes import (
     uploads,
 )
 from threadkeep.api.settings import ApiSettings
-from threadkeep.config import Settings, SyncSettings, load_settings
+from threadkeep.config import RetentionSettings, Settings, SyncSettings, load_settings
 from threadkeep.library import Threadkeep
 from threadkeep.maintenance import MaintenanceRuntime
 from threadkeep.sync.protocol import EXPOSED_HEADERS
@@ -119,9 +119,12 @@ def create_app(
         electric_url=settings.electric_url if settings else None,
         electric_secret=settings.electric_secret if settings else None,
     )
-    app.state.maintenance = MaintenanceRuntime(
-        tk, settings.retention if settings is not None else tk.retention_settings
-    )
+    # The retention schedule (started with sync, in the lifespan). No store
+    # (an app built only for its OpenAPI schema): default rules, never run.
+    rules = settings.retention if settings is not None else None
+    if rules is None:
+        rules = tk.retention_settings if tk is not None else RetentionSettings()
+    app.state.maintenance = MaintenanceRuntime(tk, rules)
     problems.install(app)
     for module in (
         sessions,
