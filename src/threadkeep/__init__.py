@@ -94,6 +94,7 @@ from threadkeep.model import (
     User,
 )
 from threadkeep.model.messages import Appended
+from threadkeep.model.retention import RetentionResult
 from threadkeep.model.uploads import Upload, UploadContent
 from threadkeep.service.branches import Rewound
 
@@ -159,6 +160,7 @@ __all__ = [
     "RepoBinding",
     "RepoBindingNotFound",
     "RepoBindingUpdate",
+    "RetentionResult",
     "Rewound",
     "Role",
     "SchemaTooNew",

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
     from datetime import datetime, timedelta
 
+    from threadkeep.config import RetentionSettings
     from threadkeep.model.activity import (
         AnalyticsEvent,
         AnalyticsEventUpdate,
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
         RepoBinding,
         RepoBindingUpdate,
     )
+    from threadkeep.model.retention import RetentionResult
     from threadkeep.model.sessions import NewSession, Session, SessionFilter, SessionPatch
     from threadkeep.model.snapshots import (
         Checkpoint,
@@ -165,6 +167,13 @@ class AsyncThreadkeep:
     ) -> Committed[list[TimelineEvent]]:
         """Append typed events to the session's timeline, in order."""
         return await self._run(self.sync.append_timeline_events, actor, session_id, events)
+
+    async def apply_retention(
+        self, *, dry_run: bool = False, rules: RetentionSettings | None = None
+    ) -> RetentionResult:
+        """Delete what has expired: non-starred snapshots, old analytics events,
+        sessions long in the trash (purged whole), and unused blobs."""
+        return await self._run(self.sync.apply_retention, dry_run=dry_run, rules=rules)
 
     async def authenticate(self, token: str) -> ApiToken:
         """The live token that ``token`` is."""

@@ -140,6 +140,52 @@ class SyncSettings(BaseModel):
     )
 
 
+class RetentionSettings(BaseModel):
+    """What ``threadkeep cleanup`` and the server's schedule delete (docs/retention.md).
+
+    The ``[retention]`` table of the config file or ``THREADKEEP_RETENTION__*``
+    variables (e.g. ``THREADKEEP_RETENTION__SNAPSHOT_DAYS=14``). A period of 0
+    turns its rule off: those rows are kept for ever.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    snapshot_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="Non-starred snapshots neither created nor changed for this many "
+        "days are deleted; starred ones are always kept. 0: keep all.",
+    )
+    analytics_days: float = Field(
+        default=90.0,
+        ge=0,
+        description="Analytics events older than this many days are deleted. 0: keep all.",
+    )
+    trash_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="Sessions in the trash for this many days are purged with "
+        "everything in them. 0: keep the trash.",
+    )
+    collect_blobs: bool = Field(
+        default=True,
+        description="Also delete the blobs no upload uses any more (after blobs.gc_grace_seconds).",
+    )
+    batch_size: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="Rows deleted per transaction (a purged session is one "
+        "transaction, whatever its size).",
+    )
+    run_every_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="How often `threadkeep serve` applies these rules; 0: never "
+        "(run `threadkeep cleanup` from cron instead).",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="THREADKEEP_", env_nested_delimiter="__", extra="forbid"
@@ -154,6 +200,7 @@ class Settings(BaseSettings):
     electric_url: str | None = None
     electric_secret: str | None = None
     blobs: BlobSettings = Field(default_factory=BlobSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     host: str = "127.0.0.1"
     port: int = Field(default=8765, ge=0, le=65535)
 

@@ -218,3 +218,39 @@ class StoreClosed(StoreError):
 
     def __init__(self) -> None:
         super().__init__("the store is closed")
+
+
+# --- backup and restore ----------------------------------------------------------
+
+
+class BackupError(ThreadkeepError):
+    """A backup or a restore could not be done; nothing was restored. The
+    message says what to do."""
+
+
+class BackupToolMissing(BackupError):
+    """A program the backup needs (``pg_dump``, ``pg_restore``) is not installed."""
+
+    def __init__(self, tool: str) -> None:
+        self.tool = tool
+        super().__init__(
+            f"{tool} is not installed (or not on PATH): install the PostgreSQL client "
+            f"tools of the server's major version or newer (Debian/Ubuntu: `apt-get install "
+            f"postgresql-client`; macOS: `brew install libpq`), then run the command again"
+        )
+
+
+class RestoreTargetNotEmpty(BackupError):
+    """The restore target already holds data; ``--force`` overwrites it."""
+
+    def __init__(self, target: str, holds: str) -> None:
+        self.target = target
+        self.holds = holds
+        super().__init__(
+            f"{target} is not empty ({holds}); restore into an empty database, or pass "
+            "--force to overwrite it (take a backup of it first)"
+        )
+
+
+class BackupCorrupt(BackupError):
+    """The backup does not match its manifest (or has none)."""

@@ -11,7 +11,7 @@ import threading
 from types import TracebackType
 
 from threadkeep.blobs import BlobStore
-from threadkeep.config import BlobSettings, Limits, Settings, load_settings
+from threadkeep.config import BlobSettings, Limits, RetentionSettings, Settings, load_settings
 from threadkeep.service.activity import ActivityOps
 from threadkeep.service.branches import BranchOps
 from threadkeep.service.changes import ChangeOps
@@ -19,6 +19,7 @@ from threadkeep.service.events import EventOps
 from threadkeep.service.imports import ImportOps
 from threadkeep.service.oversight import OversightOps
 from threadkeep.service.repos import RepoOps
+from threadkeep.service.retention import RetentionOps
 from threadkeep.service.sessions import SessionOps
 from threadkeep.service.snapshots import SnapshotOps
 from threadkeep.service.streaming import StreamOps
@@ -45,6 +46,7 @@ class Threadkeep(
     SnapshotOps,
     ActivityOps,
     SyncOps,
+    RetentionOps,  # before UploadOps, which it builds on
     UploadOps,
     ImportOps,
 ):
@@ -67,6 +69,7 @@ class Threadkeep(
         limits: Limits | None = None,
         *,
         blobs: BlobSettings | BlobStore | None = None,
+        retention: RetentionSettings | None = None,
     ) -> None:
         self.engine = engine
         self.limits = limits or Limits()
@@ -74,6 +77,8 @@ class Threadkeep(
         self._blob_store = blobs if isinstance(blobs, BlobStore) else None
         self.blob_settings = blobs if isinstance(blobs, BlobSettings) else BlobSettings()
         self._blob_lock = threading.Lock()
+        # The rules apply_retention uses when given none.
+        self.retention_settings = retention or RetentionSettings()
 
     @classmethod
     def open(
@@ -96,7 +101,7 @@ class Threadkeep(
         """
         settings = settings or load_settings()
         engine = open_engine(url or settings.database_url, migrate=migrate)
-        return cls(engine, settings.limits, blobs=settings.blobs)
+        return cls(engine, settings.limits, blobs=settings.blobs, retention=settings.retention)
 
     @property
     def dialect(self) -> str:

@@ -40,8 +40,9 @@ from threadkeep.api.routes import (
     uploads,
 )
 from threadkeep.api.settings import ApiSettings
-from threadkeep.config import Settings, SyncSettings, load_settings
+from threadkeep.config import RetentionSettings, Settings, SyncSettings, load_settings
 from threadkeep.library import Threadkeep
+from threadkeep.maintenance import MaintenanceRuntime
 from threadkeep.sync.protocol import EXPOSED_HEADERS
 from threadkeep.sync.runtime import SyncRuntime
 
@@ -96,7 +97,9 @@ def create_app(
         # Stopping it lets held long-polls answer before the server exits.
         if app.state.tk is not None:
             await app.state.sync.ensure_started()
+            app.state.maintenance.start()  # the retention schedule, if any
         yield
+        await app.state.maintenance.stop()
         await app.state.sync.stop()
 
     app = FastAPI(
@@ -117,6 +120,12 @@ def create_app(
         electric_secret=settings.electric_secret if settings else None,
     )
     metrics.sync_held.set_function(lambda: app.state.sync.hub.held)
+    # The retention schedule (started with sync, in the lifespan). No store
+    # (an app built only for its OpenAPI schema): default rules, never run.
+    rules = settings.retention if settings is not None else None
+    if rules is None:
+        rules = tk.retention_settings if tk is not None else RetentionSettings()
+    app.state.maintenance = MaintenanceRuntime(tk, rules)
     problems.install(app)
     for module in (
         sessions,

@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 
 from threadkeep import __version__
-from threadkeep.cli import doctor, imports, migrate, serve, token
+from threadkeep.cli import backup, cleanup, doctor, imports, migrate, serve, token
 
 app = typer.Typer(
     name="threadkeep",
@@ -26,6 +26,8 @@ serve.register(app)
 doctor.register(app)
 token.register(app)
 imports.register(app)
+cleanup.register(app)
+backup.register(app)
 
 
 @app.command("version")
