@@ -168,14 +168,16 @@ def _summary(console: Console, r: ImportReport) -> None:
         console.print(
             f"dry run: would create {r.count('would_create')} session(s) ({t.sessions} with "
             f"branches), {t.messages} messages, {t.tool_events} tool events, "
-            f"{t.timeline_events} timeline events{_record_text(t)}; nothing was written"
+            f"{t.timeline_events} timeline events{_record_text(t)}; nothing was written",
+            soft_wrap=True,  # one line, whatever the terminal: easy to grep
         )
     else:
         t = r.totals("created")
         console.print(
             f"created {r.count('created')} session(s) ({t.sessions} with branches), "
             f"{t.messages} messages, {t.tool_events} tool events, "
-            f"{t.timeline_events} timeline events{_record_text(t)}"
+            f"{t.timeline_events} timeline events{_record_text(t)}",
+            soft_wrap=True,
         )
     for status, verb in (("updated", "updated"), ("would_update", "would add to")):
         if r.count(status):
@@ -183,7 +185,8 @@ def _summary(console: Console, r: ImportReport) -> None:
             console.print(
                 f"{verb} {r.count(status)} session(s) imported before whose source grew: "
                 f"{t.messages} messages, {t.tool_events} tool events, "
-                f"{t.timeline_events} timeline events{_record_text(t)}"
+                f"{t.timeline_events} timeline events{_record_text(t)}",
+                soft_wrap=True,
             )
     unchanged = r.count("unchanged")
     if unchanged:
