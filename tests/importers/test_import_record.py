@@ -276,3 +276,28 @@ def test_an_exported_upload_without_its_bytes_is_reported_not_stored(
     assert report.count("created") == 1 and report.failed == []
     assert any("up-1 (gone.bin): its bytes are not in this store" in r for _, r in report.skipped)
     assert tk.list_uploads(actor, sid) == []
+
+
+def test_an_exported_record_twice_or_a_second_summary_fails_the_session(
+    tk: Threadkeep, actor: Actor, tmp_path: Path
+) -> None:
+    sid = tk.create_session(actor, id="d").value.id
+    tk.append_message(actor, sid, {"role": "user", "content": "x"})
+    tk.set_summary(actor, sid, {"summary": "first"})
+    tk.replace_todos(actor, sid, [{"content": "a"}])
+    lines = _export(tk, actor)
+    todo = next(x for x in lines if x.get("table") == "todos")
+    twice = _write(tmp_path / "twice.jsonl", [*lines, todo])
+    before = row_counts(tk)
+    report = run(tk, actor, "threadkeep", twice)
+    assert len(report.failed) == 1 and "appears twice" in report.failed[0][1]
+    assert f"twice.jsonl line {len(lines) + 1}" in report.failed[0][1]
+    assert row_counts(tk) == before
+    # A summary set since the export (another row) is not overwritten by it.
+    tk.delete_summary(actor, sid)
+    tk.set_summary(actor, sid, {"summary": "second"})
+    before = row_counts(tk)
+    report = run(tk, actor, "threadkeep", _write(tmp_path / "e.jsonl", lines))
+    assert len(report.failed) == 1 and "has a summary already" in report.failed[0][1]
+    assert row_counts(tk) == before
+    assert tk.get_summary(actor, sid).summary == "second"

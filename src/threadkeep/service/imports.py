@@ -254,7 +254,12 @@ class ImportOps(ServiceBase):
             summary = {"summary": s.summary, "id": derived_id(sid, "summary")}
             plan.summary = coerce(NewSummary, summary, where)
             check_size(where, text_size(plan.summary.summary), self.limits.max_message_bytes)
+        seen: set[tuple[str, Any]] = set()
         for r in s.records:
+            key = (r.table, r.row.get("id") if isinstance(r.row, dict) else None)
+            if key in seen:
+                raise InvalidInput(r.where, f"{r.table} row {key[1]!r} appears twice")
+            seen.add(key)
             if r.table == uploads_table.name:
                 row = self._upload_row(r, skipped)
                 if row is not None:

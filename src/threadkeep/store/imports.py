@@ -225,6 +225,7 @@ def write_record(tx: WriteTx, owner_id: str, plan: SessionPlan, counts: ImportCo
             raise InvalidInput(
                 item.where, f"names {missing!r}: no message or tool event of this user has that id"
             )
+        _check_one_per_session(tx.conn, owner_id, sid, item)
         record_q.check_ids_free(tx.conn, kind, [row["id"]])
         record_q.insert(tx, kind, owner_id, sid, [row])
         if kind.table is todos:
@@ -244,6 +245,28 @@ def write_record(tx: WriteTx, owner_id: str, plan: SessionPlan, counts: ImportCo
         tx.conn.execute(uploads.insert(), full)
         tx.log("uploads", row["id"], "insert", row_json(full), owner_id, sid)
         counts.uploads += 1
+
+
+def _check_one_per_session(conn: sa.Connection, owner_id: str, sid: str, item: RecordItem) -> None:
+    """A session has one summary and one active repo binding: an exported one
+    that meets another (set since the export) is refused, not merged."""
+    table = item.kind.table
+    c = table.c
+    if table is summaries:
+        what = "a summary"
+        q = sa.select(c.id).where(c.session_id == sid, c.owner_id == owner_id)
+    elif table is repo_bindings and item.row["unbound_at"] is None:
+        what = "an active repo binding"
+        q = sa.select(c.id).where(
+            c.session_id == sid, c.owner_id == owner_id, c.unbound_at.is_(None)
+        )
+    else:
+        return
+    if conn.execute(q.limit(1)).first() is not None:
+        raise InvalidInput(
+            item.where,
+            f"the session has {what} already (not this one): delete it to import this one",
+        )
 
 
 def _stored(conn: sa.Connection, table: sa.Table, owner_id: str, sid: str, key: str) -> bool:
