@@ -191,6 +191,10 @@ def test_json_and_markdown_exports_hold_every_session(tk: Threadkeep) -> None:
     md = export_text(tk, me, "markdown")
     assert "## Plans" in md and "héllo 👋" in md and "branch of `a` after message 2" in md
     assert "- in the trash" in md
+    assert "#### Summary\n\nA trip\n" in md and "- [x] plan\n- [~] book\n" in md
+    (a_doc,) = [x for x in doc["sessions"] if x["session"]["id"] == "a"]
+    tables_held = {r["table"] for r in a_doc["records"]}
+    assert tables_held == {t.name for t in tables.SESSION_RECORD_TABLES} | {"uploads"}
 
 
 def test_exporting_one_session_takes_its_branches_along(tk: Threadkeep) -> None:
