@@ -303,6 +303,16 @@ class AsyncThreadkeep:
         once no other upload has the same content."""
         return await self._run(self.sync.delete_upload, actor, upload_id)
 
+    async def export_records(
+        self, actor: Actor, session_id: str
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Every session-record row (todos, repo bindings, summaries, snapshots,
+        checkpoints, misalignments, hook decisions, recordings, file changes,
+        analytics events) and upload row of one session, as (table, row): the
+        row's columns but owner_id and session_id, timestamps as ISO 8601
+        text. What threadkeep's own export writes and its importer reads back."""
+        return await self._run(self.sync.export_records, actor, session_id)
+
     async def extend_message(self, actor: Actor, message_id: str, delta: str) -> Committed[Message]:
         """Add ``delta`` to the end of a streaming message's content."""
         return await self._run(self.sync.extend_message, actor, message_id, delta)

@@ -94,9 +94,21 @@ def test_claude_code_maps_tree_tools_sidechain_and_reports_the_rest(
     reasons = " | ".join(f"{w}: {r}" for w, r in report.skipped)
     assert "line 25: uuid a10 already read at line 24" in reasons
     assert "line 26: last line unreadable" in reasons
-    assert "2 todo item(s): todos are not stored yet" in reasons
-    assert "summaries are not stored yet" in reasons
-    assert "repo binding" in reasons
+    assert "not stored" not in reasons
+    # The session record: the last TodoWrite list, the cwd / branch, the summary.
+    todos = tk.list_todos(actor, main.id)
+    assert [(t.content, t.status.value, t.active_form) for t in todos] == [
+        ("Rename", "in_progress", "Renaming"),
+        ("Run tests", "pending", "Running tests"),
+    ]
+    binding = tk.get_active_repo_binding(actor, main.id)
+    assert binding is not None
+    assert (binding.path, binding.branch, binding.bound_at) == (
+        "/home/ada/proj",
+        "main",
+        main.created_at,
+    )
+    assert tk.get_summary(actor, main.id).summary == "Rename the config loader"
 
 
 def test_chatgpt_current_node_is_the_main_line_and_the_tool_call_is_linked(
@@ -175,7 +187,14 @@ def test_legacy_json_accepts_aliases_and_fails_only_the_bad_chat(
     assert b.metadata["legacy"] == {"rating": 5}
     (t,) = tk.list_tool_events(actor, trip.id)
     assert (t.name, t.message_id, t.duration_ms) == ("weather", b.id, 1000)
-    assert any("todo" in r for _, r in report.skipped)
+    assert not any("not stored" in r for _, r in report.skipped)
+    (todo,) = tk.list_todos(actor, trip.id)
+    assert (todo.content, todo.status.value, todo.active_form) == (
+        "Book flights",
+        "pending",
+        "Booking flights",
+    )
+    assert tk.get_summary(actor, trip.id).summary == "Lisbon in May"
 
 
 def test_local_storage_imports_domain_keys_and_skips_preferences(

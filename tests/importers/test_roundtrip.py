@@ -1,6 +1,7 @@
 """Export -> import into an empty store is lossless on both engines: the same
-sessions (branches, rewinds, trash, counters), messages, tool events and
-timeline events, row for row."""
+sessions (branches, rewinds, trash, counters), messages, tool events,
+timeline events, every session-record table and the uploads' metadata, row
+for row."""
 
 from __future__ import annotations
 
@@ -67,7 +68,49 @@ def populate(tk: Threadkeep) -> Actor:
     tk.append_message(me, b.id, {"role": "user", "content": "bye"})
     tk.delete_session(me, b.id)
     tk.create_session(me, id="empty", starred=True, pinned=True, archived=True)
+    record_everything(tk, me, a_id, msgs[2].id, ev.id)
     return me
+
+
+UPLOAD_BYTES = b"the bytes of notes.txt\n"
+
+
+def record_everything(tk: Threadkeep, me: Actor, sid: str, mid: str, tool_id: str) -> None:
+    """One row or more of every session-record table, and an upload."""
+    tk.replace_todos(
+        me,
+        sid,
+        [
+            {"content": "plan", "status": "completed"},
+            {"content": "book", "status": "in_progress", "active_form": "booking"},
+        ],
+    )
+    tk.bind_repo(me, sid, {"path": "/src/old", "branch": "main"})
+    tk.bind_repo(me, sid, {"remote_url": "https://example.org/r.git", "commit_sha": "abc123"})
+    tk.set_summary(me, sid, {"summary": "A trip", "key_decisions": ["Lisbon"], "title": "T"})
+    tk.create_snapshot(me, sid, {"state": {"step": 2}, "summary": {"s": 1}, "starred": True})
+    tk.create_checkpoint(me, sid, {"message_id": mid, "label": "cp", "context": {"k": 1}})
+    tk.record_misalignment(
+        me,
+        sid,
+        {
+            "kind": "scope",
+            "severity": "high",
+            "description": "went off plan",
+            "evidence": [{"kind": "message", "id": mid}, {"kind": "tool_event", "id": tool_id}],
+        },
+    )
+    tk.record_hook_decision(
+        me,
+        sid,
+        {"rule_id": "r1", "event": "tool_call", "decision": "warn", "tool_event_id": tool_id},
+    )
+    tk.create_recording(me, sid, {"name": "rec", "events": [{"t": 0}], "duration_ms": 5})
+    tk.record_file_change(me, sid, {"path": "a.py", "diff": "+x", "tool_event_id": tool_id})
+    tk.record_analytics_event(
+        me, sid, {"event_type": "turn", "input_tokens": 3, "cost_usd": 0.25, "properties": {}}
+    )
+    tk.upload(me, sid, [UPLOAD_BYTES], filename="notes.txt", media_type="text/plain")
 
 
 _SKIP = {"txid"}  # which transaction wrote a message row is not part of its data
@@ -76,7 +119,8 @@ _SKIP = {"txid"}  # which transaction wrote a message row is not part of its dat
 def dump(tk: Threadkeep) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with tk.engine.sa_engine.connect() as conn:
-        for name in ("sessions", "messages", "tool_events", "timeline_events"):
+        names = ["sessions", "messages", "tool_events", "timeline_events", "uploads"]
+        for name in [*names, *(t.name for t in tables.SESSION_RECORD_TABLES)]:
             t = tables.metadata.tables[name]
             rows = conn.execute(sa.select(t).order_by(t.c.id)).mappings().all()
             out[name] = [{k: v for k, v in r.items() if k not in _SKIP} for r in rows]
@@ -104,6 +148,9 @@ def test_export_then_import_into_an_empty_store_gives_the_same_rows(
     try:
         with Threadkeep.open(second) as tk2:
             tk2.create_user("Ada", id=USER)
+            # The export holds the uploads' metadata, not their bytes: they are
+            # copied beside it (docs/blobs.md), as an operator would.
+            tk2.blobs.put([UPLOAD_BYTES], max_bytes=1 << 20)
             report = run_import(
                 tk2,
                 me,
@@ -113,6 +160,8 @@ def test_export_then_import_into_an_empty_store_gives_the_same_rows(
                 verify=True,
             )
             assert report.failed == [] and report.verified is True
+            assert not any("upload" in r for _, r in report.skipped)
+            assert all(original[name] for name in original)  # every table has rows
             assert dump(tk2) == original
             assert export_text(tk2, me).splitlines()[1:] == text.splitlines()[1:]
             # And once more: nothing changes.
@@ -142,6 +191,10 @@ def test_json_and_markdown_exports_hold_every_session(tk: Threadkeep) -> None:
     md = export_text(tk, me, "markdown")
     assert "## Plans" in md and "héllo 👋" in md and "branch of `a` after message 2" in md
     assert "- in the trash" in md
+    assert "#### Summary\n\nA trip\n" in md and "- [x] plan\n- [~] book\n" in md
+    (a_doc,) = [x for x in doc["sessions"] if x["session"]["id"] == "a"]
+    tables_held = {r["table"] for r in a_doc["records"]}
+    assert tables_held == {t.name for t in tables.SESSION_RECORD_TABLES} | {"uploads"}
 
 
 def test_exporting_one_session_takes_its_branches_along(tk: Threadkeep) -> None:

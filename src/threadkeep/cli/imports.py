@@ -22,6 +22,7 @@ from threadkeep.importers import FORMATS, detect, run_import
 from threadkeep.importers.run import ImportReport, SessionResult
 from threadkeep.library import Threadkeep
 from threadkeep.model.common import Actor
+from threadkeep.model.imports import ImportCounts
 from threadkeep.model.sessions import Session
 
 UserOption = Annotated[
@@ -148,20 +149,35 @@ def import_(
         raise typer.Exit(EXIT_CHECK_FAILED)
 
 
+def _record_text(t: ImportCounts) -> str:
+    """The session-record rows of a count, those there are: ", 3 todos, ..."."""
+    names = {
+        "todos": "todos",
+        "repo_bindings": "repo bindings",
+        "summaries": "summaries",
+        "uploads": "uploads",
+        "records": "other session-record rows",
+    }
+    got = t.as_dict()
+    return "".join(f", {got[k]} {label}" for k, label in names.items() if got[k])
+
+
 def _summary(console: Console, r: ImportReport) -> None:
     if r.dry_run:
         t = r.totals("would_create")
         console.print(
             f"dry run: would create {r.count('would_create')} session(s) ({t.sessions} with "
             f"branches), {t.messages} messages, {t.tool_events} tool events, "
-            f"{t.timeline_events} timeline events; nothing was written"
+            f"{t.timeline_events} timeline events{_record_text(t)}; nothing was written",
+            soft_wrap=True,  # one line, whatever the terminal: easy to grep
         )
     else:
         t = r.totals("created")
         console.print(
             f"created {r.count('created')} session(s) ({t.sessions} with branches), "
             f"{t.messages} messages, {t.tool_events} tool events, "
-            f"{t.timeline_events} timeline events"
+            f"{t.timeline_events} timeline events{_record_text(t)}",
+            soft_wrap=True,
         )
     for status, verb in (("updated", "updated"), ("would_update", "would add to")):
         if r.count(status):
@@ -169,7 +185,8 @@ def _summary(console: Console, r: ImportReport) -> None:
             console.print(
                 f"{verb} {r.count(status)} session(s) imported before whose source grew: "
                 f"{t.messages} messages, {t.tool_events} tool events, "
-                f"{t.timeline_events} timeline events"
+                f"{t.timeline_events} timeline events{_record_text(t)}",
+                soft_wrap=True,
             )
     unchanged = r.count("unchanged")
     if unchanged:
@@ -285,7 +302,8 @@ def _export_one(
             out.close()
     console.print(
         f"exported {counts.sessions} session(s), {counts.messages} messages, "
-        f"{counts.tool_events} tool events, {counts.timeline_events} timeline events"
+        f"{counts.tool_events} tool events, {counts.timeline_events} timeline events, "
+        f"{counts.records} session-record and upload rows"
         + (f" to {output}" if output is not None else "")
     )
 

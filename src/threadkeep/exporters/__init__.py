@@ -2,7 +2,8 @@
 
 * ``jsonl``: lossless and re-importable (``threadkeep import --format
   threadkeep``): a header line, then per session its row and its own
-  messages, tool events and timeline events, parents before branches;
+  messages, tool events, timeline events and records (every session-record
+  row, and the uploads' metadata: not their bytes), parents before branches;
 * ``json``: the same content as one JSON document, for tools that want one;
 * ``markdown``: transcripts for people (branches shown with their fork point).
 
@@ -32,6 +33,7 @@ class ExportCounts:
     messages: int = 0
     tool_events: int = 0
     timeline_events: int = 0
+    records: int = 0  # session-record and upload rows
 
 
 def session_tree(tk: Any, actor: Actor, session_ids: list[str] | None) -> list[Session]:
@@ -155,6 +157,9 @@ def export(
         writer.events(tools, events)
         counts.tool_events += len(tools)
         counts.timeline_events += len(events)
+        records = tk.export_records(actor, s.id)
+        writer.records(records)
+        counts.records += len(records)
         writer.end_session(s)
         if on_session is not None:
             on_session(s, counts)
@@ -191,6 +196,10 @@ class _JsonlWriter:
         for e in events:
             self.out.write(_line({"type": "timeline_event", "data": _dump(e)}) + "\n")
 
+    def records(self, records: list[tuple[str, dict[str, Any]]]) -> None:
+        for table, row in records:
+            self.out.write(_line({"type": "record", "table": table, "data": row}) + "\n")
+
     def end_session(self, s: Session) -> None:
         pass
 
@@ -200,7 +209,8 @@ class _JsonlWriter:
 
 class _JsonWriter(_JsonlWriter):
     """One document: {"format", "version", "sessions": [{"session",
-    "messages", "tool_events", "timeline_events"}]}, written as it goes."""
+    "messages", "tool_events", "timeline_events", "records"}]}, written as
+    it goes."""
 
     def start(self, actor: Actor) -> None:
         self.first = True
@@ -219,7 +229,11 @@ class _JsonWriter(_JsonlWriter):
 
     def events(self, tools: list[Any], events: list[Any]) -> None:
         self.out.write('],"tool_events":' + _line([_dump(t) for t in tools]))
-        self.out.write(',"timeline_events":' + _line([_dump(e) for e in events]) + "}")
+        self.out.write(',"timeline_events":' + _line([_dump(e) for e in events]))
+
+    def records(self, records: list[tuple[str, dict[str, Any]]]) -> None:
+        rows = [{"table": table, "data": row} for table, row in records]
+        self.out.write(',"records":' + _line(rows) + "}")
 
     def finish(self) -> None:
         self.out.write("\n]}\n")
@@ -254,3 +268,16 @@ class _MarkdownWriter(_JsonlWriter):
             self.out.write("\n#### Tool calls\n\n")
             for t in tools:
                 self.out.write(f"- {t.name}: {t.status.value}\n")
+
+    def records(self, records: list[tuple[str, dict[str, Any]]]) -> None:
+        """For people: the summary and the todo list; the other records are
+        for machines (the JSONL export has them)."""
+        for table, row in records:
+            if table == "summaries":
+                self.out.write(f"\n#### Summary\n\n{row['summary'].rstrip()}\n")
+        todo_rows = [row for table, row in records if table == "todos"]
+        if todo_rows:
+            self.out.write("\n#### Todos\n\n")
+            marks = {"completed": "x", "in_progress": "~", "pending": " "}
+            for row in sorted(todo_rows, key=lambda r: (r["position"], r["id"])):
+                self.out.write(f"- [{marks.get(row['status'], ' ')}] {row['content']}\n")

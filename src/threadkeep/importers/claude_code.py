@@ -14,8 +14,8 @@ Mapping (docs/migrating.md has the table):
 * ``system`` / ``attachment`` / ``progress`` records and records without a
   uuid (file-history-snapshot, queue-operation...) -> timeline events;
 * ``ai-title`` / ``custom-title`` -> the title; ``summary`` -> the summary;
-  the last TodoWrite list -> todos; ``cwd`` / ``gitBranch`` -> repo binding
-  (summary, todos and binding are reported as not stored yet).
+  the last TodoWrite list (in file order) -> the session's todos; the first
+  ``cwd`` / ``gitBranch`` -> the repo binding (and the session's metadata).
 
 Streaming: the first pass keeps a small index per record (uuid, parent,
 byte offset); messages are read again, one line at a time, while the
@@ -214,7 +214,7 @@ class _Transcript:
                         model = msg["model"]
                 for block in _blocks(msg.get("content")):
                     if block.get("type") == "tool_use" and block.get("name") == "TodoWrite":
-                        todos = _todos(block.get("input"), self.id(uid))
+                        todos = _todos(block.get("input"), self.id(uid), where)
             else:
                 # Loose structural records become events of their message ancestor,
                 # resolved after the pass (the parent may come later in the file).
@@ -333,20 +333,26 @@ def _is_prompt(rec: dict[str, Any], msg: dict[str, Any]) -> bool:
     return any(b.get("type") == "text" for b in _blocks(content))
 
 
-def _todos(value: Any, message_id: str) -> list[ImportedTodo]:
+def _todos(value: Any, message_id: str, where: str) -> list[ImportedTodo]:
     items = value.get("todos") if isinstance(value, dict) else None
     if not isinstance(items, list):
         return []
-    return [
-        ImportedTodo(
-            content=clean(str(t.get("content", ""))),
-            status=str(t.get("status", "pending")),
-            position=i,
-            message_id=message_id,
+    out: list[ImportedTodo] = []
+    for t in items:
+        if not isinstance(t, dict):
+            continue
+        form = t.get("activeForm")
+        out.append(
+            ImportedTodo(
+                content=clean(str(t.get("content", ""))),
+                status=str(t.get("status", "pending")),
+                position=len(out),
+                message_id=message_id,
+                active_form=clean(form) if isinstance(form, str) and form else None,
+                where=f"{where} todos[{len(out)}]",
+            )
         )
-        for i, t in enumerate(items)
-        if isinstance(t, dict)
-    ]
+    return out
 
 
 def _agent_meta(path: Path) -> dict[str, Any]:

@@ -20,7 +20,9 @@ field but ``messages`` is optional, and the aliases in brackets are accepted:
       "tool_events": [{"id", "message_id" (a message "id" above), "name",
                        "input", "output", "status", "error", "started_at",
                        "finished_at"}],
-      "todos": [{"content", "status"}]
+      "todos": [{"content", "status" (pending/in_progress/completed),
+                 "active_form" [activeForm]}],
+      "summary": "text"
     }
 
 A file may hold one chat or a list of chats. Times are ISO-8601 or epoch
@@ -227,6 +229,8 @@ def chat_session(
     meta = first(chat, "metadata", "meta")
     meta = dict(meta) if isinstance(meta, dict) else {}
     rest = {k: v for k, v in chat.items() if k not in _SESSION_KEYS}
+    if isinstance(rest.get("summary"), str) and rest["summary"].strip():
+        del rest["summary"]  # stored as the session's summary (below)
     if rest:
         meta["legacy"] = rest
     meta.setdefault("source", fmt)
@@ -254,11 +258,22 @@ def chat_session(
     s.last_activity_at = s.updated_at
     todos = chat.get("todos")
     if isinstance(todos, list):
-        s.todos = [
-            ImportedTodo(clean(str(t.get("content", ""))), str(t.get("status", "pending")), i)
-            for i, t in enumerate(todos)
-            if isinstance(t, dict)
-        ]
+        for i, t in enumerate(todos):
+            if not isinstance(t, dict):
+                continue
+            form = first(t, "active_form", "activeForm")
+            s.todos.append(
+                ImportedTodo(
+                    clean(str(t.get("content", ""))),
+                    str(t.get("status", "pending")),
+                    len(s.todos),
+                    active_form=clean(form) if isinstance(form, str) and form else None,
+                    where=f"{where} todos[{i}]",
+                )
+            )
+    summary = chat.get("summary")
+    if isinstance(summary, str) and summary.strip():
+        s.summary = clean(summary)
     s.skipped = repair_note(s.source, repairs)
     return s
 

@@ -4,7 +4,9 @@ back losslessly: ids, seqs, timestamps, counters and branches as they were.
 Layout (one JSON object per line): a header ``{"format": "threadkeep",
 "version": 1}``, then per session a ``{"type": "session", "data": ...}``
 line followed by its own messages, tool events and timeline events
-(``"type": "message" | "tool_event" | "timeline_event"``). A session without
+(``"type": "message" | "tool_event" | "timeline_event"``), then its records
+(``{"type": "record", "table": "todos", "data": ...}``: every session-record
+table, and ``uploads`` for the uploads' metadata). A session without
 ``parent_session_id`` starts a group; its branches follow it, parents first.
 Each group is one transaction.
 """
@@ -27,6 +29,7 @@ from threadkeep.importers._common import (
 from threadkeep.model.imports import (
     ImportedEvent,
     ImportedMessage,
+    ImportedRecord,
     ImportedSession,
     ImportedToolEvent,
 )
@@ -111,6 +114,11 @@ def read(path: Path, owner_id: str) -> Iterator[SourceItem]:
                 current.tool_events.append(_tool(data, where))
             elif kind == "timeline_event":
                 current.events.append(_event(data, where))
+            elif kind == "record":
+                table = rec.get("table")
+                if not isinstance(table, str):
+                    raise SourceError(where, "a record needs its table's name")
+                current.records.append(ImportedRecord(table, data, where))
             else:
                 raise SourceError(where, f"unknown record type {kind!r}")
         except SourceError as exc:

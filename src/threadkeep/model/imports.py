@@ -2,10 +2,13 @@
 
 Every importer (legacy JSON, localStorage, Claude Code, ChatGPT, Open WebUI,
 threadkeep's own JSONL) turns its source into :class:`ImportedSession` values;
-``service/imports.py`` writes each one in ONE transaction. The shape holds
-more than this build can store (todos, a repo binding, a summary, uploads):
-those are reported as skipped, with the reason, until their tables exist.
-``service.imports.NOT_YET_STORED`` is the one place to wire them in.
+``service/imports.py`` writes each one in ONE transaction. Besides
+messages and events it carries the session record the source holds: the
+todo list, a repo binding and a summary (stored in the same transaction as
+the messages), the rows of every session-record table and the uploads'
+metadata of threadkeep's own export (``records``), and file references
+without bytes (``uploads``: reported as skipped, see
+``service.imports.not_yet_stored``).
 
 Ids are chosen by the importer, derived deterministically from the source
 (:func:`derived_id`), so importing the same source twice finds what the first
@@ -93,7 +96,12 @@ class ImportedTodo:
     content: str
     status: str
     position: int
-    message_id: str | None = None
+    message_id: str | None = None  # the message whose tool call set the list
+    active_form: str | None = None
+    # None: derived from the session id and the position, so a later list
+    # from the same source updates the same rows.
+    id: str | None = None
+    where: str | None = None  # "file.jsonl line 12", for error messages
 
 
 @dataclass
@@ -102,6 +110,18 @@ class ImportedRepoBinding:
     url: str | None = None
     branch: str | None = None
     commit: str | None = None
+    bound_at: datetime | None = None  # None: the session's created_at
+
+
+@dataclass
+class ImportedRecord:
+    """A row of a session-record table (``todos``, ``snapshots``...) or of
+    ``uploads``, as threadkeep's own export holds it: every column but
+    ``owner_id`` and ``session_id``, timestamps as ISO 8601 text."""
+
+    table: str
+    row: dict[str, Any]
+    where: str
 
 
 @dataclass
@@ -140,10 +160,16 @@ class ImportedSession:
     branches: list[ImportedSession] = field(default_factory=list)
     parent_id: str | None = None
     fork_seq: int | None = None
-    # Not storable in this build yet: reported as skipped (see module doc).
+    # The session record, written in the session's transaction: the todo
+    # list as the source last had it, the repo binding, the summary.
     todos: list[ImportedTodo] = field(default_factory=list)
     repo_binding: ImportedRepoBinding | None = None
     summary: str | None = None
+    # Session-record and upload rows of threadkeep's own export, kept as
+    # they were (ids, timestamps).
+    records: list[ImportedRecord] = field(default_factory=list)
+    # File references without their bytes (Open WebUI's ``files``): reported
+    # as skipped, never stored as uploads that have no content.
     uploads: list[dict[str, Any]] = field(default_factory=list)
     # Source records the importer read but does not map, with the reason
     # (``where``, ``reason``): they go into the import report.
@@ -156,12 +182,19 @@ class ImportCounts:
     messages: int = 0
     tool_events: int = 0
     timeline_events: int = 0
+    todos: int = 0  # rows inserted or changed (a list set again counts its items)
+    repo_bindings: int = 0
+    summaries: int = 0
+    uploads: int = 0
+    # Rows of the other session-record tables (threadkeep's own export).
+    records: int = 0
 
     def add(self, other: ImportCounts) -> None:
-        self.sessions += other.sessions
-        self.messages += other.messages
-        self.tool_events += other.tool_events
-        self.timeline_events += other.timeline_events
+        for name in self.as_dict():
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def changed(self) -> bool:
+        return any(self.as_dict().values())
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -169,6 +202,11 @@ class ImportCounts:
             "messages": self.messages,
             "tool_events": self.tool_events,
             "timeline_events": self.timeline_events,
+            "todos": self.todos,
+            "repo_bindings": self.repo_bindings,
+            "summaries": self.summaries,
+            "uploads": self.uploads,
+            "records": self.records,
         }
 
 

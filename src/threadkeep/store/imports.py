@@ -1,5 +1,7 @@
-"""The import write: one source session, with its branches, messages and
-events, in the caller's ONE transaction, with a change-log row per row.
+"""The import write: one source session, with its branches, messages,
+events and session record (todos, repo binding, summary, the rows of
+threadkeep's own export), in the caller's ONE transaction, with a change-log
+row per row.
 
 Rows are built by the same helpers as the append path (``message_rows``,
 ``tool_event_row``, ``timeline_event_rows``), with the source's timestamps
@@ -20,7 +22,16 @@ from threadkeep.errors import AlreadyExists, InvalidInput
 from threadkeep.model.events import NewTimelineEvent, NewToolEvent
 from threadkeep.model.imports import ImportCounts
 from threadkeep.model.messages import MessageStatus, NewMessage
+from threadkeep.model.repos import NewRepoBinding
+from threadkeep.model.snapshots import NewSummary
+from threadkeep.model.todos import NewTodo
+from threadkeep.store import activity as activity_q
+from threadkeep.store import oversight as oversight_q
+from threadkeep.store import records as record_q
+from threadkeep.store import repos as repo_q
 from threadkeep.store import sessions as session_q
+from threadkeep.store import snapshots as snapshot_q
+from threadkeep.store import todos as todo_q
 from threadkeep.store.changes import row_json
 from threadkeep.store.contract import WriteTx
 from threadkeep.store.events import (
@@ -30,9 +41,51 @@ from threadkeep.store.events import (
     tool_event_row,
 )
 from threadkeep.store.messages import insert_message_rows, message_rows
-from threadkeep.store.tables import messages, sessions, timeline_events, tool_events
+from threadkeep.store.tables import (
+    messages,
+    repo_bindings,
+    sessions,
+    summaries,
+    timeline_events,
+    todos,
+    tool_events,
+    uploads,
+)
 
 CHUNK = 500  # rows per executemany: bounded memory, few round trips
+
+# Every session-record table, by name (threadkeep's own export names them).
+RECORD_KINDS: dict[str, record_q.Kind[Any]] = {
+    k.table.name: k
+    for k in (
+        todo_q.TODO,
+        oversight_q.MISALIGNMENT,
+        oversight_q.HOOK_DECISION,
+        repo_q.REPO_BINDING,
+        snapshot_q.SNAPSHOT,
+        snapshot_q.CHECKPOINT,
+        snapshot_q.SUMMARY,
+        activity_q.RECORDING,
+        repo_q.FILE_CHANGE,
+        activity_q.ANALYTICS_EVENT,
+    )
+}
+
+
+def session_records(conn: sa.Connection, owner_id: str, session_id: str) -> list[tuple[str, Any]]:
+    """Every session-record row and upload row of one session, as (table,
+    row), table by table, each in (created_at, id) order: what threadkeep's
+    own export writes after the session's events."""
+    out: list[tuple[str, Any]] = []
+    for table in [*(k.table for k in RECORD_KINDS.values()), uploads]:
+        c = table.c
+        q = (
+            sa.select(table)
+            .where(c.session_id == session_id, c.owner_id == owner_id)
+            .order_by(c.created_at, c.id)
+        )
+        out.extend((table.name, r) for r in conn.execute(q))
+    return out
 
 
 @dataclass
@@ -61,6 +114,18 @@ class MessageItem:
 
 
 @dataclass
+class RecordItem:
+    """A checked row of a session-record table, and the messages and tool
+    events it names (checked against the store when it is written)."""
+
+    kind: record_q.Kind[Any]
+    row: dict[str, Any]
+    where: str
+    message_ids: set[str] = field(default_factory=set)
+    tool_event_ids: set[str] = field(default_factory=set)
+
+
+@dataclass
 class SessionPlan:
     """One session row to insert (validated), and what goes into it."""
 
@@ -73,6 +138,14 @@ class SessionPlan:
     fork_seq: int | None = None
     # Counters to keep as given (threadkeep's own export); None: computed.
     totals: dict[str, int] = field(default_factory=dict)
+    # The session record (see write_record): None / empty: the source has none.
+    todos: list[NewTodo] | None = None
+    binding: NewRepoBinding | None = None
+    summary: NewSummary | None = None
+    # Rows of threadkeep's own export, checked, kept as they were, and upload
+    # rows whose bytes the blob store holds.
+    records: list[RecordItem] = field(default_factory=list)
+    uploads: list[dict[str, Any]] = field(default_factory=list)
 
 
 def existing_owner(conn: sa.Connection, session_id: str) -> str | None:
@@ -107,10 +180,132 @@ def import_plans(tx: WriteTx, owner_id: str, plans: list[SessionPlan]) -> tuple[
             if plan.fork_seq is None or not 0 <= plan.fork_seq <= head:
                 raise InvalidInput(plan.id, f"fork point must be between 0 and {head}")
         heads[plan.id] = _write_plan(tx, owner_id, plan, known, counts, existing)
+    for plan in plans:  # after every message: a record may name one of a branch's
+        write_record(tx, owner_id, plan, counts)
     if not grow:
         return "created", counts
-    changed = counts.messages or counts.sessions or counts.tool_events or counts.timeline_events
-    return ("updated" if changed else "unchanged"), counts
+    return ("updated" if counts.changed() else "unchanged"), counts
+
+
+def write_record(tx: WriteTx, owner_id: str, plan: SessionPlan, counts: ImportCounts) -> None:
+    """The session record of one plan, through the entities' own store
+    helpers. What an earlier import of the same source wrote (same derived
+    ids, same values) is left alone, so a second import changes nothing."""
+    sid = plan.id
+    if plan.todos:
+        if not _same_todos(tx.conn, owner_id, sid, plan.todos):
+            todo_q.replace_todos(tx, owner_id, sid, plan.todos)  # the source's last list wins
+            counts.todos += len(plan.todos)
+    if plan.binding is not None:
+        b = repo_bindings.c
+        held = tx.conn.execute(
+            sa.select(b.id).where(b.session_id == sid, b.owner_id == owner_id).limit(1)
+        ).first()
+        if held is None:  # a binding made since (by hand) is the user's: kept
+            repo_q.bind_repo(tx, owner_id, sid, plan.binding)
+            counts.repo_bindings += 1
+    if plan.summary is not None:
+        c = summaries.c
+        old = tx.conn.execute(
+            sa.select(c.id, c.title, c.summary).where(c.session_id == sid, c.owner_id == owner_id)
+        ).first()
+        new = plan.summary
+        # One per session: the source's replaces what an earlier import of it
+        # wrote; a summary set by other means is kept.
+        ours = old is not None and old.id == new.id
+        if old is None or (ours and (old.summary, old.title) != (new.summary, new.title)):
+            snapshot_q.set_summary(tx, owner_id, sid, new)
+            counts.summaries += 1
+    for item in plan.records:
+        kind, row = item.kind, item.row
+        if _stored(tx.conn, kind.table, owner_id, sid, row["id"]):
+            continue
+        missing = _missing_reference(tx.conn, owner_id, item.message_ids, item.tool_event_ids)
+        if missing is not None:
+            raise InvalidInput(
+                item.where, f"names {missing!r}: no message or tool event of this user has that id"
+            )
+        _check_one_per_session(tx.conn, owner_id, sid, item)
+        record_q.check_ids_free(tx.conn, kind, [row["id"]])
+        record_q.insert(tx, kind, owner_id, sid, [row])
+        if kind.table is todos:
+            counts.todos += 1
+        elif kind.table is repo_bindings:
+            counts.repo_bindings += 1
+        elif kind.table is summaries:
+            counts.summaries += 1
+        else:
+            counts.records += 1
+    for row in plan.uploads:
+        if _stored(tx.conn, uploads, owner_id, sid, row["id"]):
+            continue
+        if tx.conn.execute(sa.select(uploads.c.id).where(uploads.c.id == row["id"])).first():
+            raise AlreadyExists("upload", row["id"])
+        full = {**row, "owner_id": owner_id, "session_id": sid}
+        tx.conn.execute(uploads.insert(), full)
+        tx.log("uploads", row["id"], "insert", row_json(full), owner_id, sid)
+        counts.uploads += 1
+
+
+def _check_one_per_session(conn: sa.Connection, owner_id: str, sid: str, item: RecordItem) -> None:
+    """A session has one summary and one active repo binding: an exported one
+    that meets another (set since the export) is refused, not merged."""
+    table = item.kind.table
+    c = table.c
+    if table is summaries:
+        what = "a summary"
+        q = sa.select(c.id).where(c.session_id == sid, c.owner_id == owner_id)
+    elif table is repo_bindings and item.row["unbound_at"] is None:
+        what = "an active repo binding"
+        q = sa.select(c.id).where(
+            c.session_id == sid, c.owner_id == owner_id, c.unbound_at.is_(None)
+        )
+    else:
+        return
+    if conn.execute(q.limit(1)).first() is not None:
+        raise InvalidInput(
+            item.where,
+            f"the session has {what} already (not this one): delete it to import this one",
+        )
+
+
+def _stored(conn: sa.Connection, table: sa.Table, owner_id: str, sid: str, key: str) -> bool:
+    c = table.c
+    q = sa.select(c.id).where(c.id == key, c.owner_id == owner_id, c.session_id == sid)
+    return conn.execute(q).first() is not None
+
+
+def _same_todos(conn: sa.Connection, owner_id: str, sid: str, items: list[NewTodo]) -> bool:
+    c = todos.c
+    rows = conn.execute(
+        sa.select(c.id, c.position, c.content, c.status, c.active_form)
+        .where(c.session_id == sid, c.owner_id == owner_id)
+        .order_by(c.position, c.id)
+    ).all()
+    want = [(i.id, p, i.content, i.status.value, i.active_form) for p, i in enumerate(items)]
+    return [tuple(r) for r in rows] == want
+
+
+def _missing_reference(
+    conn: sa.Connection, owner_id: str, message_ids: set[str], tool_event_ids: set[str]
+) -> str | None:
+    """The first id a record of threadkeep's export names that this owner has
+    no message / tool event with (None: all there). Owner-wide, not
+    session-wide: a rewind moves messages into a branch, and the records that
+    named them stay where they were."""
+    for table, wanted in ((messages, message_ids), (tool_events, tool_event_ids)):
+        if not wanted:
+            continue
+        c = table.c
+        found = set(
+            conn.execute(
+                sa.select(c.id).where(c.id.in_(sorted(wanted)), c.owner_id == owner_id)
+            ).scalars()
+        )
+        missing = wanted - found
+        if missing:
+            return sorted(missing)[0]
+    return None
 
 
 @dataclass

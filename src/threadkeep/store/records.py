@@ -105,15 +105,16 @@ def insert(
     tx: WriteTx, kind: Kind[R], owner_id: str, session_id: str, rows: Sequence[dict[str, Any]]
 ) -> list[R]:
     """Insert ``rows`` (their own columns; ids, owner, session and times are
-    filled in) and log each one whole."""
+    filled in, except the times a row gives: an import keeps the source's)
+    and log each one whole."""
     full = [
         {
+            "created_at": tx.now,
+            "updated_at": tx.now,
             **r,
             "id": r.get("id") or new_id(),
             "owner_id": owner_id,
             "session_id": session_id,
-            "created_at": tx.now,
-            "updated_at": tx.now,
         }
         for r in rows
     ]
