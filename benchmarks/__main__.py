@@ -179,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=int, default=420, help="per adapter, seconds")
     ap.add_argument("--no-extra", action="store_true", help="skip the threadkeep-only workloads")
     ap.add_argument("--no-http", action="store_true", help="skip the HTTP benchmark")
+    ap.add_argument(
+        "--no-features",
+        action="store_true",
+        help="skip the feature benchmarks (sync, import, search), appended to RESULTS.md",
+    )
     ap.add_argument("--out", default=None, help="RESULTS.md path (default: see below)")
     ap.add_argument(
         "--report", metavar="RUN_DIR", help="only re-render RESULTS.md from an existing run"
@@ -267,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
             meta["http_exit"] = h.returncode
         except subprocess.TimeoutExpired:
             meta["http_exit"] = "timeout (900 s)"
+    features: list[str] = []
+    if not args.no_features:
+        features = run_features(rdir, env, pg_ok)
     meta["total_s"] = time.perf_counter() - t0
     try:
         meta["loadavg_after"] = os.getloadavg()
@@ -278,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     md = render(rdir)
     with open(os.path.join(rdir, "RESULTS.md"), "w") as f:
         f.write(md)
+        for section in features:
+            f.write("\n" + section)
     full = args.scale == 1.0 and not args.adapters and args.workloads == "W1,W2,W3,W4,W5"
     out = args.out or (os.path.join(REPO, "benchmarks", "RESULTS.md") if full else None)
     if out:
@@ -285,6 +295,44 @@ def main(argv: list[str] | None = None) -> int:
     log(f"run dir {rdir}; RESULTS.md -> {out or os.path.join(rdir, 'RESULTS.md')}")
     log(f"total {meta['total_s']:.0f} s")
     return 0
+
+
+# The threadkeep-only benchmarks of later issues: each prints its own Markdown
+# section (sync) or a few lines of figures (import), appended to RESULTS.md.
+FEATURES = (
+    ("sync", ["-m", "benchmarks.sync"], True),
+    ("import", ["-m", "benchmarks.importers"], False),
+    ("search", ["-m", "benchmarks.search"], False),
+)
+
+
+def run_features(rdir: str, env: dict[str, str], pg_ok: bool) -> list[str]:
+    sections = []
+    for name, args, markdown in FEATURES:
+        if not os.path.exists(os.path.join(REPO, "benchmarks", args[-1].split(".")[-1] + ".py")):
+            continue
+        cmd = [sys.executable, *args]
+        if not pg_ok:
+            cmd += ["--engines", "sqlite"]
+        log("running: " + " ".join(cmd))
+        try:
+            got = subprocess.run(
+                cmd, env=env, cwd=REPO, timeout=3600, capture_output=True, text=True
+            )
+        except subprocess.TimeoutExpired:
+            sections.append(f"## {name}\n\nTimed out after 3600 s.\n")
+            continue
+        with open(os.path.join(rdir, f"feature-{name}.txt"), "w") as f:
+            f.write(got.stdout + "\n--- stderr ---\n" + got.stderr)
+        if got.returncode != 0:
+            sections.append(
+                f"## {name}\n\nFailed (exit {got.returncode}); see feature-{name}.txt.\n"
+            )
+        elif markdown:
+            sections.append(got.stdout)
+        else:
+            sections.append(f"## {name}\n\n```\n{got.stdout.strip()}\n```\n")
+    return sections
 
 
 if __name__ == "__main__":
