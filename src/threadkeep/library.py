@@ -18,6 +18,7 @@ from threadkeep.service.changes import ChangeOps
 from threadkeep.service.events import EventOps
 from threadkeep.service.oversight import OversightOps
 from threadkeep.service.repos import RepoOps
+from threadkeep.service.search import SearchOps
 from threadkeep.service.sessions import SessionOps
 from threadkeep.service.snapshots import SnapshotOps
 from threadkeep.service.streaming import StreamOps
@@ -45,6 +46,7 @@ class Threadkeep(
     ActivityOps,
     SyncOps,
     UploadOps,
+    SearchOps,
 ):
     """A durable store of chat and agent sessions.
 
