@@ -105,7 +105,7 @@ def _where(f: Filters, created: str, session: str) -> tuple[str, dict[str, Any]]
     return sql, params
 
 
-def _text(sql: str, params: dict[str, Any]) -> sa.TextClause:
+def _text(sql: str, params: dict[str, Any]) -> sa.TextualSelect:
     t = sa.text(sql)
     binds = [sa.bindparam(k, type_=UTCDateTime()) for k in ("since", "until") if k in params]
     if binds:
