@@ -204,8 +204,7 @@ _PG_HEADLINE_TEXT = {
     SearchKind.SESSIONS: ("sessions AS s", f"left(s.title, {MAX_CHARS})", "s.id"),
 }
 _PG_HEADLINE_OPTIONS = (
-    f'StartSel="{_OPEN}", StopSel="{_CLOSE}", MaxWords={SNIPPET_TOKENS}, MinWords=8, '
-    f'MaxFragments=2, FragmentDelimiter=" {_ELLIPSIS} "'
+    f'StartSel="{_OPEN}", StopSel="{_CLOSE}", MaxWords={SNIPPET_TOKENS}, MinWords=12'
 )
 
 
