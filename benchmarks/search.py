@@ -22,7 +22,6 @@ in a large share of the messages).
 from __future__ import annotations
 
 import argparse
-import io
 import itertools
 import os
 import random
@@ -251,7 +250,8 @@ def _size(tk: Threadkeep, url: str) -> str:
             "SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'search%'"
         ).scalar()
         if pages is None:  # no dbstat in this build
-            return f"database file {os.path.getsize(url.removeprefix('sqlite:///')) / 2**20:.0f} MiB"
+            size = os.path.getsize(url.removeprefix("sqlite:///"))
+            return f"database file {size / 2**20:.0f} MiB"
         return f"FTS5 tables {int(pages) / 2**20:.0f} MiB (page size {page})"
 
 

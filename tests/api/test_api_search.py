@@ -80,7 +80,7 @@ def test_filters_and_pages_pass_through(api: Api, me: Caller) -> None:
 def test_another_users_rows_never_appear(api: Api, me: Caller, store: Threadkeep) -> None:
     other = new_caller(store)
     seed(api, other, "their marmalade", "marmalade recipe")
-    mine, (mid,) = seed(api, me, "my notes", "marmalade notes")
+    _, (mid,) = seed(api, me, "my notes", "marmalade notes")
     assert {h["id"] for h in search(api, me, q="marmalade")["items"]} == {mid}
     assert search(api, me, q="marmalade", session_id="not-mine")["items"] == []
     assert mid not in {h["id"] for h in search(api, other, q="marmalade")["items"]}

@@ -89,7 +89,7 @@ def test_every_word_must_appear_and_the_better_match_ranks_first(
 
 def test_snippets_escape_everything_but_the_marks(tk: Threadkeep, actor: Actor) -> None:
     s = new_session(tk, actor, title="<img src=x onerror=alert(1)> exploit title")
-    mid = say(tk, actor, s.id, 'Try <b onclick="x()">exploit</b> & \'quotes\' here')
+    mid = say(tk, actor, s.id, "Try <b onclick=\"x()\">exploit</b> & 'quotes' here")
     found = {h.id: h.snippet for h in tk.search(actor, "exploit").items}
     snippet = found[mid]
     assert "<b" not in snippet and "&amp;" in snippet
@@ -145,9 +145,7 @@ def test_pages_with_offset(tk: Threadkeep, actor: Actor) -> None:
     assert len(seen) == len(set(seen)) == 7
 
 
-def test_another_users_rows_never_appear(
-    tk: Threadkeep, actor: Actor, other_actor: Actor
-) -> None:
+def test_another_users_rows_never_appear(tk: Threadkeep, actor: Actor, other_actor: Actor) -> None:
     mine = new_session(tk, actor, title="secret plans")
     theirs = new_session(tk, other_actor, title="secret plans")
     my_msg = say(tk, actor, mine.id, "the secret launch code")
@@ -301,9 +299,7 @@ HOSTILE = [
 
 
 @pytest.mark.parametrize("query", HOSTILE, ids=range(len(HOSTILE)))
-def test_hostile_queries_are_words_never_errors(
-    tk: Threadkeep, actor: Actor, query: str
-) -> None:
+def test_hostile_queries_are_words_never_errors(tk: Threadkeep, actor: Actor, query: str) -> None:
     s = new_session(tk, actor, title="NEAR AND OR NOT")
     mid = say(tk, actor, s.id, "a b word col NEAR AND OR NOT mark emoji")
     found = tk.search(actor, query)

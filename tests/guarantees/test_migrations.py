@@ -373,9 +373,9 @@ def test_the_search_revision_downgrades_and_upgrades_again(db_url: str) -> None:
         with eng.begin() as conn:
             # Written while the index is gone: found after the upgrade all the same.
             conn.execute(
-                tables.sessions.update().where(tables.sessions.c.id == s.id).values(
-                    title="retitled while downgraded"
-                )
+                tables.sessions.update()
+                .where(tables.sessions.c.id == s.id)
+                .values(title="retitled while downgraded")
             )
     finally:
         eng.dispose()
