@@ -376,6 +376,16 @@ def test_sqlite_rebuild_restores_the_same_index(tk: Threadkeep, actor: Actor) ->
     with tk.engine.sa_engine.begin() as conn:
         search_q.rebuild(conn)
     assert _index_entries(tk) == before
+    tk.purge_session(actor, new_session(tk, actor, title="rebuilt and gone").id)
+    with tk.engine.sa_engine.begin() as conn:
+        search_q.optimize(conn)
+        # After optimize, the purged title's terms are gone from the index itself.
+        vocab = conn.exec_driver_sql(
+            "CREATE VIRTUAL TABLE temp.v USING fts5vocab(main, search_sessions, row)"
+        )
+        terms = {r[0] for r in conn.exec_driver_sql("SELECT term FROM temp.v")}
+        conn.exec_driver_sql("DROP TABLE temp.v")
+    assert "gone" not in terms and "rebuilt" in terms
     assert ids(tk, actor, "rebuilt") == {s.id, mid, ev.id}
     with tk.engine.sa_engine.connect() as conn:
         # FTS5 checks its index against the content it was built from.

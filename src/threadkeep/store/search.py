@@ -311,3 +311,14 @@ def rebuild(conn: sa.Connection) -> None:
     conn.exec_driver_sql("DELETE FROM search_tool_events")
     for stmt in revision.SQLITE_BACKFILL:
         conn.exec_driver_sql(stmt)
+
+
+def optimize(conn: sa.Connection) -> None:
+    """Merge the SQLite index into one segment per table. FTS5 drops a deleted
+    row's terms lazily (as segments merge); after erasing data for good (a
+    user, a purge) this makes sure no trace of it stays in the index files.
+    PostgreSQL: nothing to do (VACUUM removes dead tuples and index entries)."""
+    if conn.dialect.name != "sqlite":
+        return
+    for table in ("search_messages", "search_sessions", "search_tool_events"):
+        conn.exec_driver_sql(f"INSERT INTO {table} ({table}) VALUES ('optimize')")
