@@ -380,7 +380,7 @@ def test_sqlite_rebuild_restores_the_same_index(tk: Threadkeep, actor: Actor) ->
     with tk.engine.sa_engine.begin() as conn:
         search_q.optimize(conn)
         # After optimize, the purged title's terms are gone from the index itself.
-        vocab = conn.exec_driver_sql(
+        conn.exec_driver_sql(
             "CREATE VIRTUAL TABLE temp.v USING fts5vocab(main, search_sessions, row)"
         )
         terms = {r[0] for r in conn.exec_driver_sql("SELECT term FROM temp.v")}
