@@ -391,3 +391,22 @@ def test_sqlite_rebuild_restores_the_same_index(tk: Threadkeep, actor: Actor) ->
         # FTS5 checks its index against the content it was built from.
         for t in ("search_messages", "search_sessions", "search_tool_events"):
             conn.exec_driver_sql(f"INSERT INTO {t} ({t}) VALUES ('integrity-check')")
+
+
+def test_sqlite_vacuum_keeps_the_index_in_step(tk: Threadkeep, actor: Actor) -> None:
+    """The SQLite index is keyed by rowid: VACUUM must not renumber (it keeps
+    rowids; FTS5's integrity check compares the index with the tables)."""
+    if tk.dialect != "sqlite":
+        pytest.skip("SQLite only")
+    kept = new_session(tk, actor, title="kept apple")
+    mids = [say(tk, actor, kept.id, f"banana {i}") for i in range(3)]
+    gone = new_session(tk, actor, title="gone apple")
+    say(tk, actor, gone.id, "banana gone")
+    tk.purge_session(actor, gone.id)  # a hole in the rowids before the kept rows
+    later = say(tk, actor, kept.id, "banana after the hole")
+    with tk.engine.sa_engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM")
+        for t in ("search_messages", "search_sessions", "search_tool_events"):
+            conn.exec_driver_sql(f"INSERT INTO {t} ({t}) VALUES ('integrity-check')")
+    assert ids(tk, actor, "banana") == {*mids, later}
+    assert ids(tk, actor, "apple") == {kept.id}
