@@ -39,7 +39,7 @@ if TYPE_CHECKING:
         ToolStatus,
     )
     from threadkeep.model.imports import ImportedSession, ImportOutcome
-    from threadkeep.model.messages import Appended, Message, MessageStatus, NewMessage
+    from threadkeep.model.messages import Appended, Message, MessageStatus, NewMessage, Role
     from threadkeep.model.oversight import (
         Decision,
         HookDecision,
@@ -58,6 +58,7 @@ if TYPE_CHECKING:
         RepoBindingUpdate,
     )
     from threadkeep.model.retention import RetentionResult
+    from threadkeep.model.search import SearchKind, SearchResults
     from threadkeep.model.sessions import NewSession, Session, SessionFilter, SessionPatch
     from threadkeep.model.snapshots import (
         Checkpoint,
@@ -742,6 +743,37 @@ class AsyncThreadkeep:
             to_seq=to_seq,
             to_message_id=to_message_id,
             branch_id=branch_id,
+        )
+
+    async def search(
+        self,
+        actor: Actor,
+        query: str,
+        *,
+        session_id: str | None = None,
+        role: Role | str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        starred: bool | None = None,
+        include_trashed: bool = False,
+        kinds: Sequence[SearchKind | str] | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> SearchResults:
+        """Search the actor's message text, tool output and session titles."""
+        return await self._run(
+            self.sync.search,
+            actor,
+            query,
+            session_id=session_id,
+            role=role,
+            since=since,
+            until=until,
+            starred=starred,
+            include_trashed=include_trashed,
+            kinds=kinds,
+            limit=limit,
+            offset=offset,
         )
 
     async def set_summary(

@@ -20,6 +20,7 @@ from threadkeep.service.imports import ImportOps
 from threadkeep.service.oversight import OversightOps
 from threadkeep.service.repos import RepoOps
 from threadkeep.service.retention import RetentionOps
+from threadkeep.service.search import SearchOps
 from threadkeep.service.sessions import SessionOps
 from threadkeep.service.snapshots import SnapshotOps
 from threadkeep.service.streaming import StreamOps
@@ -49,6 +50,7 @@ class Threadkeep(
     RetentionOps,  # before UploadOps, which it builds on
     UploadOps,
     ImportOps,
+    SearchOps,
 ):
     """A durable store of chat and agent sessions.
 

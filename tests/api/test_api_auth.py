@@ -305,6 +305,8 @@ OWN: set[tuple[str, str]] = {
     # (tests/sync/test_shape_protocol.py).
     ("GET", "/v1/shape"),
     ("GET", "/v1/shapes/{table}"),
+    # Search: the owner comes from the token (tests/api/test_api_search.py).
+    ("GET", "/v1/search"),
 }
 
 

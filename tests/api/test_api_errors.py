@@ -430,6 +430,7 @@ def test_openapi_lists_every_route_with_its_error_problems(schema: dict[str, Any
         ("GET", "/v1/uploads/{upload_id}"),
         ("GET", "/v1/uploads/{upload_id}/content"),
         ("DELETE", "/v1/uploads/{upload_id}"),
+        ("GET", "/v1/search"),
     }
     for collection, key in (
         ("todos", "todo_id"),

@@ -19,7 +19,7 @@ from guarantee_helpers import Child
 import threadkeep
 from conftest import create_pg_database, drop_pg_database, row_counts
 from threadkeep import Actor, Threadkeep
-from threadkeep.store import migrate, open_engine, tables
+from threadkeep.store import migrate, open_engine, search, tables
 from threadkeep.store.postgres import normalise_url
 
 FUTURE = "ffff_from_the_future"
@@ -80,7 +80,12 @@ def _schema(url: str) -> dict[str, Any]:
 
 def _diffs(conn: sa.Connection) -> list[Any]:
     ctx = MigrationContext.configure(
-        conn, opts={"compare_type": True, "compare_server_default": True}
+        conn,
+        opts={
+            "compare_type": True,
+            "compare_server_default": True,
+            "include_object": search.include_object,  # as env.py does
+        },
     )
     return list(compare_metadata(ctx, tables.metadata))
 
@@ -90,10 +95,10 @@ def test_upgrade_from_empty_reaches_the_code_head(db_url: str) -> None:
     with Threadkeep.open(db_url) as tk, tk.engine.sa_engine.connect() as conn:
         assert migrate.database_revision(conn) == head
         assert migrate.is_current(conn)
-        assert set(sa.inspect(conn).get_table_names()) == {
-            *tables.metadata.tables,
-            "alembic_version",
-        }
+        # The search index's tables (SQLite FTS5, revision 0006) are not in tables.py.
+        assert {
+            t for t in sa.inspect(conn).get_table_names() if not t.startswith(search.PREFIX)
+        } == {*tables.metadata.tables, "alembic_version"}
         assert conn.execute(sa.text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
         state = conn.execute(sa.select(tables.log_state)).one()._mapping
         assert (state["last_offset"], state["last_txid"], state["pruned_offset"]) == (0, 0, 0)
@@ -168,6 +173,11 @@ def test_upgrade_from_each_earlier_revision_keeps_the_data(db_url: str, start: s
         # A session from before uploads existed takes files.
         up = tk.upload(Actor("u1"), "s1", [b"after the upgrade"], filename="new.txt").value
         assert tk.open_upload(Actor("u1"), up.id).read() == b"after the upgrade"
+        # Search (revision 0006) finds what was written before the upgrade, and
+        # what is written after it.
+        assert {h.id for h in tk.search(me, "old").items} == {"m1", "m2"}
+        assert {h.id for h in tk.search(me, "kept").items} == {"s1"}
+        assert [h.id for h in tk.search(me, "new").items] == [appended.value.id]
         assert _diffs(conn) == []
 
 
@@ -340,3 +350,38 @@ def test_connections_have_the_durable_settings(db_url: str) -> None:
                 check([conn.exec_driver_sql(q).scalar() for q in query])
         written = tk.engine.write(lambda tx: [tx.conn.exec_driver_sql(q).scalar() for q in query])
         check(written.value)
+
+
+SEARCH_REVISION = "0006"
+
+
+def test_the_search_revision_downgrades_and_upgrades_again(db_url: str) -> None:
+    """Down to 0005 removes every search_* object; up again rebuilds the index
+    from the rows (the backfill)."""
+    with Threadkeep.open(db_url) as tk:
+        a = Actor(tk.create_user("ada").value.id)
+        s = tk.create_session(a, title="indexed title").value
+        m = tk.append_message(a, s.id, {"role": "user", "content": "indexed words"}).value
+    eng = _sa_engine(db_url)
+    try:
+        with eng.begin() as conn:
+            alembic.command.downgrade(migrate.alembic_config(conn), "0005")
+        insp = sa.inspect(eng)
+        assert not [t for t in insp.get_table_names() if t.startswith(search.PREFIX)]
+        for table in ("messages", "tool_events", "sessions"):
+            assert "search_vector" not in {c["name"] for c in insp.get_columns(table)}
+        with eng.begin() as conn:
+            # Written while the index is gone: found after the upgrade all the same.
+            conn.execute(
+                tables.sessions.update()
+                .where(tables.sessions.c.id == s.id)
+                .values(title="retitled while downgraded")
+            )
+    finally:
+        eng.dispose()
+    with Threadkeep.open(db_url) as tk, tk.engine.sa_engine.connect() as conn:
+        assert migrate.database_revision(conn) == migrate.code_head()
+        assert {h.id for h in tk.search(a, "indexed").items} == {m.id}
+        assert {h.id for h in tk.search(a, "downgraded").items} == {s.id}
+        assert tk.search(a, "title").items == []
+        assert _diffs(conn) == []

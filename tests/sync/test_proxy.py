@@ -102,6 +102,8 @@ def test_the_proxy_sets_the_shape_and_secret_itself_and_streams_the_answer_back(
         assert dict(q)["where"] == "owner_id = $1 AND deleted_at IS NULL"
         assert dict(q)["params[1]"] == "alice" and keys.count("params[1]") == 1
         assert dict(q)["secret"] == SECRET and keys.count("secret") == 1
-        assert "columns" not in keys
+        # The declared columns, never the client's nor the search index's.
+        assert keys.count("columns") == 1 and "search_vector" not in dict(q)["columns"]
+        assert dict(q)["columns"].split(",")[:2] == ["id", "owner_id"]
     assert any(dict(r["query"]).get("live") == "true" for r in seen)
     del alice

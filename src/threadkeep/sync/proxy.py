@@ -4,10 +4,11 @@ With ``THREADKEEP_ELECTRIC_URL`` set, a shape request is authenticated here,
 its protocol parameters (offset, handle, live, cursor...) forwarded, and the
 shape's definition set here: ``table``, a ``where`` with ``$n`` placeholders
 for the owner (and session), its ``params[n]``, and the service's ``secret``.
-A client's own ``table``/``where``/``params``/``columns`` are dropped. The
-answer streams back unbuffered (a long-poll is held up to 20 s, SSE longer)
-with the headers the client needs; ``public`` caching becomes ``private``
-because one URL serves different users.
+A client's own ``table``/``where``/``params``/``columns`` are dropped (the
+columns sent are the ones tables.py declares). The answer streams back
+unbuffered (a long-poll is held up to 20 s, SSE longer) with the headers the
+client needs; ``public`` caching becomes ``private`` because one URL serves
+different users.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from starlette.responses import Response, StreamingResponse
 
 from threadkeep.errors import InvalidInput
 from threadkeep.model.common import Actor
-from threadkeep.store.tables import SYNCED_TABLES
+from threadkeep.store.tables import SYNCED_TABLES, metadata
 from threadkeep.sync.protocol import PROTOCOL_PARAMS
 from threadkeep.sync.shapes import Shape
 
@@ -49,6 +50,9 @@ def upstream_params(
     where, values = shape.electric_where()
     out += [("table", shape.table), ("where", where)]
     out += [(f"params[{i}]", v) for i, v in enumerate(values, start=1)]
+    # The columns tables.py declares: never the search index's generated
+    # ``search_vector`` (revision 0006), which Electric would otherwise ship.
+    out.append(("columns", ",".join(c.name for c in metadata.tables[shape.table].columns)))
     if secret:
         out.append(("secret", secret))
     return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from threadkeep.store.search import include_object
 from threadkeep.store.tables import metadata
 
 connection = context.config.attributes.get("connection")
@@ -18,5 +19,8 @@ context.configure(
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
     transactional_ddl=True,
+    # The search index (revision 0006) is not in tables.py: FTS5 tables and
+    # generated tsvector columns are the database's, named search_*.
+    include_object=include_object,
 )
 context.run_migrations()

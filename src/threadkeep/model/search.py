@@ -1,0 +1,55 @@
+"""Full-text search results."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class SearchKind(StrEnum):
+    """What a hit is: named after the table it comes from."""
+
+    MESSAGES = "messages"
+    TOOL_EVENTS = "tool_events"
+    SESSIONS = "sessions"
+
+
+MARK_OPEN = "<mark>"
+MARK_CLOSE = "</mark>"
+
+
+class SearchHit(BaseModel):
+    """One ranked hit.
+
+    ``snippet`` is HTML-safe: the matched text is escaped (``&``, ``<``, ``>``,
+    quotes) and ``<mark>``…``</mark>`` around each matched word is the only
+    markup it can contain, so a UI may render it as HTML.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: SearchKind
+    id: str
+    session_id: str
+    session_title: str | None
+    # Messages: where the message sits and who wrote it.
+    seq: int | None = None
+    role: str | None = None
+    # Tool events: the tool and the message that called it.
+    name: str | None = None
+    message_id: str | None = None
+    snippet: str
+    # Higher is better; comparable within one result list only.
+    score: float
+    created_at: datetime
+
+
+class SearchResults(BaseModel):
+    """A page of hits, best first. ``next_offset`` is None on the last page."""
+
+    model_config = ConfigDict(frozen=True)
+
+    items: list[SearchHit]
+    next_offset: int | None
