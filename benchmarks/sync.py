@@ -182,7 +182,7 @@ def raw_latency(server: Serve, token: str, sid: str, n: int, writes: int) -> dic
     async def run() -> None:
         nonlocal offset
         conns = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(n)]
-        async with httpx.AsyncClient(base_url=server.base, headers=headers) as api:
+        async with httpx.AsyncClient(base_url=server.base, headers=headers, timeout=60) as api:
             for _ in range(writes):
                 path = (
                     f"/v1/shape?table=messages&session_id={sid}&offset={offset}"
