@@ -25,6 +25,7 @@ from threadkeep.service.sync import SyncOps
 from threadkeep.service.todos import TodoOps
 from threadkeep.service.tokens import TokenOps
 from threadkeep.service.uploads import UploadOps
+from threadkeep.service.userdata import UserDataOps
 from threadkeep.service.users import UserOps
 from threadkeep.store import open_engine
 from threadkeep.store.contract import StoreEngine
@@ -44,6 +45,7 @@ class Threadkeep(
     SnapshotOps,
     ActivityOps,
     SyncOps,
+    UserDataOps,
     UploadOps,
 ):
     """A durable store of chat and agent sessions.
