@@ -18,8 +18,8 @@ import sqlalchemy as sa
 
 from conftest import row_counts
 from threadkeep import Actor, InvalidInput, SessionNotFound, Threadkeep, UserNotFound
-from threadkeep.service.tokens import InvalidToken
 from threadkeep.service import userdata as userdata_ops
+from threadkeep.service.tokens import InvalidToken
 from threadkeep.store import tables
 from threadkeep.store import userdata as ud
 from threadkeep.store.changes import row_json
@@ -198,7 +198,7 @@ def test_stream_my_data_is_the_same_archive(world: World, tmp_path: Path) -> Non
 def test_erase_leaves_nothing_of_the_user_and_everything_of_the_other(world: World) -> None:
     tk = world.tk
     bob_before = owned_rows(tk, "bob")
-    bob_log = [c for c in tk.read_changes(world.bob, 0)]
+    bob_log = list(tk.read_changes(world.bob, 0))
     before = tk.user_row_counts("ada")
     assert before["messages"] == 4 and before["changes"] > 0
 

@@ -38,6 +38,7 @@ from threadkeep.api.routes import (
     todos,
     tokens,
     uploads,
+    userdata,
 )
 from threadkeep.api.settings import ApiSettings
 from threadkeep.config import Settings, SyncSettings, load_settings
@@ -131,6 +132,7 @@ def create_app(
         uploads,
         shape,
         tokens,
+        userdata,
         health,
     ):
         app.include_router(module.router)

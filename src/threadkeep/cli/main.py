@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 
 from threadkeep import __version__
-from threadkeep.cli import doctor, migrate, serve, token
+from threadkeep.cli import doctor, migrate, serve, token, user
 
 app = typer.Typer(
     name="threadkeep",
@@ -25,6 +25,7 @@ app.command("migrate")(migrate.migrate)
 serve.register(app)
 doctor.register(app)
 token.register(app)
+user.register(app)
 
 
 @app.command("version")

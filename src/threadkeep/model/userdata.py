@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-#: Called as work advances: (what, how many rows or blobs were just done).
-Progress = Callable[[str, int], None]
+
+class Progress(Protocol):
+    """Called as work advances: (what: a table, ``blobs`` or ``changes``; how
+    many rows or blobs were just done)."""
+
+    def __call__(self, what: str, n: int, /) -> None: ...
+
 
 #: The ``format`` named in every archive's manifest.json.
 ARCHIVE_FORMAT = "threadkeep-user-export"
