@@ -364,3 +364,21 @@ def test_erase_survives_reopen(world: World, db_url: str) -> None:
     with Threadkeep.open(db_url) as again:
         assert set(again.user_row_counts("ada").values()) == {0}
         assert again.user_row_counts("bob")["messages"] == 2
+
+
+def test_rows_written_for_the_user_during_the_erasure_are_erased_too(world: World) -> None:
+    tk, ada = world.tk, world.ada
+    added: list[str] = []
+
+    def write_behind_its_back(what: str, n: int) -> None:
+        # A library caller acting for the user (tokens are refused by now, the
+        # library is not) adds a session after the sessions were deleted.
+        if what == "sessions" and not added:
+            sid = tk.create_session(ada, title="sneaky").value.id
+            tk.append_message(ada, sid, {"role": "user", "content": "still here?"})
+            added.append(sid)
+
+    erased = tk.erase_user("ada", progress=write_behind_its_back).value
+    assert added and erased.rows["sessions"] == 4 and erased.rows["messages"] == 5
+    assert set(tk.user_row_counts("ada").values()) == {0}
+    assert erased.blobs_deleted == [world.own_sha]

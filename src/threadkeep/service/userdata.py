@@ -355,6 +355,7 @@ class UserDataOps(UploadOps):
         cutoff = utcnow()
         rows: dict[str, int] = {}
         shas: set[str] = set()
+        deleted: list[str] = []
         scrubbed = 0
 
         def count(name: str, n: int) -> None:
@@ -364,7 +365,7 @@ class UserDataOps(UploadOps):
         for _ in range(ROUNDS):
             self._erase_rows(user_id, count, shas)
             shas |= self._logged_upload_shas(user_id)
-            deleted = self._erase_blobs(shas, cutoff, progress)
+            deleted += self._erase_blobs(shas, cutoff, progress)
             scrubbed += self._scrub(user_id, progress)
             done = self.engine.write(lambda tx: self._erase_user_row(tx, user_id))
             if done.value is None:
@@ -403,8 +404,9 @@ class UserDataOps(UploadOps):
                     if n < PAGE:
                         break
                 after = window[-1]
-        while n := write(lambda tx: ud.erase_leaf_sessions(tx, owner, PAGE)).value:
-            count("sessions", n)
+        while counts := write(lambda tx: ud.erase_leaf_sessions(tx, owner, PAGE)).value:
+            for name, n in counts.items():
+                count(name, n)
         if read(lambda c: ud.has_sessions(c, owner)):
             # Every session is someone's parent: only a branch owned by another
             # user could do that, which the service never creates.

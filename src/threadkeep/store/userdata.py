@@ -210,10 +210,12 @@ def erase_rows(
     return len(gone), [row.sha256 for row in gone] if extra else []
 
 
-def erase_leaf_sessions(tx: WriteTx, owner_id: str, limit: int) -> int:
+def erase_leaf_sessions(tx: WriteTx, owner_id: str, limit: int) -> dict[str, int]:
     """Delete up to ``limit`` of the owner's sessions that no branch names as its
-    parent (so the parent foreign key holds), each logged as a delete. The
-    caller has deleted every row inside them first."""
+    parent (so the parent foreign key holds), each logged as a delete; returns
+    the rows deleted per table. The caller has emptied them first; rows that a
+    writer added since (a library caller acting for the user) go with them in
+    this transaction, so a session is never left half-deleted."""
     child = sessions.alias("child")
     leaf = ~sa.exists().where(child.c.parent_session_id == sessions.c.id)
     ids: list[str] = []
@@ -222,18 +224,31 @@ def erase_leaf_sessions(tx: WriteTx, owner_id: str, limit: int) -> int:
             break
         q = half.with_only_columns(sessions.c.id).where(leaf).limit(limit - len(ids))
         ids.extend(tx.conn.execute(q).scalars())
+    out: dict[str, int] = {}
     if not ids:
-        return 0
-    gone = tx.conn.execute(
+        return out
+    for table in SESSION_TABLES:
+        c = table.c
+        gone = tx.conn.execute(
+            sa.delete(table)
+            .where(c.session_id.in_(ids), c.owner_id == owner_id)
+            .returning(c.id, c.session_id)
+        ).all()
+        for row in gone:
+            tx.log(table.name, row.id, "delete", None, owner_id, row.session_id)
+        if gone:
+            out[str(table.name)] = len(gone)
+    gone_sessions = tx.conn.execute(
         sa.delete(sessions)
         .where(sessions.c.id.in_(ids), sessions.c.owner_id == owner_id)
         .returning(sessions.c.id)
     ).scalars()
     n = 0
-    for key in gone:
+    for key in gone_sessions:
         tx.log("sessions", key, "delete", None, owner_id, key)
         n += 1
-    return n
+    out["sessions"] = n
+    return out
 
 
 def has_sessions(conn: sa.Connection, owner_id: str) -> bool:
