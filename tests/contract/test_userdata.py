@@ -382,3 +382,17 @@ def test_rows_written_for_the_user_during_the_erasure_are_erased_too(world: Worl
     assert added and erased.rows["sessions"] == 4 and erased.rows["messages"] == 5
     assert set(tk.user_row_counts("ada").values()) == {0}
     assert erased.blobs_deleted == [world.own_sha]
+
+
+def test_every_table_a_user_owns_is_exported_and_erased() -> None:
+    """A new table with an owner (a branch that adds one must extend
+    store/userdata.py) fails here instead of surviving an erasure."""
+    owned = {
+        t.name
+        for t in tables.metadata.sorted_tables
+        if "owner_id" in t.c or "user_id" in t.c or t.name == "users"
+    }
+    covered = {"users", "api_tokens", "sessions", *(t.name for t in ud.SESSION_TABLES)}
+    assert owned - {"changes"} == covered
+    assert set(EXPORTED) == covered
+    assert set(tables.SYNCED_TABLES) <= covered
