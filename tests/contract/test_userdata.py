@@ -175,9 +175,16 @@ def test_export_pages_through_many_sessions_and_rows(
         tk.append_messages(
             me, sid, [{"role": "user", "content": f"{i}-{k}"} for k in range(i * 2 + 1)]
         )
+        # Tables paged on (created_at, id) or (position, id): rows sharing a
+        # timestamp (one batch) and rows of different times.
+        tk.record_tool_events(me, sid, [{"name": f"t{k}"} for k in range(4)])
+        tk.start_tool_event(me, sid, {"name": "later"})
+        tk.replace_todos(me, sid, [{"content": f"todo {k}"} for k in range(4)])
     tk.export_user("ada", tmp_path / "a.zip")
     _, rows, _ = read_archive((tmp_path / "a.zip").read_bytes())
     assert len(rows["sessions"]) == 5
+    assert len({e["id"] for e in rows["tool_events"]}) == len(rows["tool_events"]) == 25
+    assert len({t["id"] for t in rows["todos"]}) == len(rows["todos"]) == 20
     assert sorted(m["content"] for m in rows["messages"]) == sorted(
         f"{i}-{k}" for i in range(5) for k in range(i * 2 + 1)
     )

@@ -249,20 +249,22 @@ class UserDataOps(UploadOps):
             while window := read(
                 partial(ud.session_ids, owner_id=owner, after=after, limit=WINDOW)
             ):
-                at: tuple[int, tuple[Any, ...] | None] | None = (0, None)
-                while at is not None:
-                    rows, at = read(
+                key: tuple[Any, ...] | None = None
+                while True:
+                    rows, key = read(
                         partial(
                             ud.session_table_rows,
                             table=table,
                             owner_id=owner,
                             session_ids=window,
-                            at=at,
+                            after=key,
                             limit=PAGE,
                         )
                     )
                     if rows:
                         yield [row_json(r._mapping) for r in rows]
+                    if key is None:
+                        break
                 after = window[-1]
 
         yield from table_file("users", user_pages())

@@ -112,30 +112,28 @@ def session_table_rows(
     table: sa.Table,
     owner_id: str,
     session_ids: Sequence[str],
-    at: tuple[int, tuple[Any, ...] | None],
+    after: tuple[Any, ...] | None,
     limit: int,
-) -> tuple[list[Any], tuple[int, tuple[Any, ...] | None] | None]:
-    """Up to ``limit`` rows of ``table`` from the sessions ``session_ids``, from
-    position ``at`` = (index of the session, keyset of the last row read there
-    or None); returns the rows and the position after them (None: done)."""
-    idx, key = at
-    order = _page_order(table)
-    out: list[Any] = []
-    while idx < len(session_ids) and len(out) < limit:
-        q = sa.select(table).where(
-            table.c.session_id == session_ids[idx], table.c.owner_id == owner_id
-        )
-        if key is not None:
-            q = q.where(sa.tuple_(*order) > sa.tuple_(*key))
-        want = limit - len(out)
-        got = list(conn.execute(q.order_by(*order).limit(want)))
-        out.extend(got)
-        if len(got) == want:
-            last = got[-1]._mapping
-            key = tuple(last[c.name] for c in order)
-        else:
-            idx, key = idx + 1, None
-    return out, (None if idx >= len(session_ids) else (idx, key))
+) -> tuple[list[Any], tuple[Any, ...] | None]:
+    """Up to ``limit`` rows of ``table`` from the sessions ``session_ids``, in
+    (session_id, page order) after the keyset ``after``; returns the rows and
+    the keyset to continue from (None: the window is done). One query per
+    page whatever the number of sessions: ``session_id IN (...)`` on the
+    leading column of the table's session index keeps the index order on
+    both engines, so no page sorts more than its own session's ties."""
+    order = (table.c.session_id, *_page_order(table))
+    q = sa.select(table).where(
+        table.c.session_id.in_(list(session_ids)), table.c.owner_id == owner_id
+    )
+    if after is not None:
+        # Typed binds: a timestamp must compare in the column's storage format.
+        bound = [sa.literal(v, type_=c.type) for c, v in zip(order, after, strict=True)]
+        q = q.where(sa.tuple_(*order) > sa.tuple_(*bound))
+    rows = list(conn.execute(q.order_by(*order).limit(limit)))
+    if len(rows) < limit:
+        return rows, None
+    last = rows[-1]._mapping
+    return rows, tuple(last[c.name] for c in order)
 
 
 def upload_shas_in_log(conn: sa.Connection, owner_id: str, after: int, limit: int) -> list[Any]:
