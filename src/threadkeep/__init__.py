@@ -96,6 +96,7 @@ from threadkeep.model import (
 from threadkeep.model.messages import Appended
 from threadkeep.model.retention import RetentionResult
 from threadkeep.model.uploads import Upload, UploadContent
+from threadkeep.model.userdata import UserErasure, UserExport
 from threadkeep.service.branches import Rewound
 
 __version__ = "0.1.0"
@@ -193,6 +194,8 @@ __all__ = [
     "UploadContent",
     "UploadNotFound",
     "User",
+    "UserErasure",
+    "UserExport",
     "UserNotFound",
     "VersionConflict",
     "__version__",

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from threadkeep.library import Threadkeep
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
     from datetime import datetime, timedelta
+    from pathlib import Path
 
     from threadkeep.config import RetentionSettings
     from threadkeep.model.activity import (
@@ -80,6 +81,7 @@ if TYPE_CHECKING:
     )
     from threadkeep.model.todos import Todo, TodoUpdate
     from threadkeep.model.uploads import Upload, UploadContent
+    from threadkeep.model.userdata import Progress, UserErasure, UserExport
     from threadkeep.model.users import User
     from threadkeep.service.branches import Rewound
     from threadkeep.service.messages import MessageInput, TimelineEventInput, ToolEventInput
@@ -304,6 +306,18 @@ class AsyncThreadkeep:
         once no other upload has the same content."""
         return await self._run(self.sync.delete_upload, actor, upload_id)
 
+    async def erase_user(
+        self, user_id: str, *, progress: Progress | None = None
+    ) -> Committed[UserErasure]:
+        """Erase a user completely: an operator's operation (docs/privacy.md)."""
+        return await self._run(self.sync.erase_user, user_id, progress=progress)
+
+    async def export_my_data(
+        self, actor: Actor, dest: str | Path, *, progress: Progress | None = None
+    ) -> UserExport:
+        """The actor's own archive (what :meth:`export_user` writes) at ``dest``."""
+        return await self._run(self.sync.export_my_data, actor, dest, progress=progress)
+
     async def export_records(
         self, actor: Actor, session_id: str
     ) -> list[tuple[str, dict[str, Any]]]:
@@ -313,6 +327,13 @@ class AsyncThreadkeep:
         row's columns but owner_id and session_id, timestamps as ISO 8601
         text. What threadkeep's own export writes and its importer reads back."""
         return await self._run(self.sync.export_records, actor, session_id)
+
+    async def export_user(
+        self, user_id: str, dest: str | Path, *, progress: Progress | None = None
+    ) -> UserExport:
+        """Write everything ``user_id`` owns into one zip archive at ``dest``: an
+        operator's operation, not scoped to an actor (see :meth:`export_my_data`)."""
+        return await self._run(self.sync.export_user, user_id, dest, progress=progress)
 
     async def extend_message(self, actor: Actor, message_id: str, delta: str) -> Committed[Message]:
         """Add ``delta`` to the end of a streaming message's content."""
@@ -816,6 +837,10 @@ class AsyncThreadkeep:
     ) -> Committed[ToolEvent]:
         return await self._run(self.sync.start_tool_event, actor, session_id, event)
 
+    async def stream_my_data(self, actor: Actor) -> Iterator[bytes]:
+        """The actor's own archive as a stream of bytes (for ``GET /v1/me/export``)."""
+        return await self._run(self.sync.stream_my_data, actor)
+
     async def sync_state(self) -> SyncState:
         """The log's last offset and the current handle epochs."""
         return await self._run(
@@ -964,3 +989,8 @@ class AsyncThreadkeep:
             media_type=media_type,
             sha256=sha256,
         )
+
+    async def user_row_counts(self, user_id: str) -> dict[str, int]:
+        """How many rows ``user_id`` owns, per table (``changes``: the change-log
+        rows that carry a payload). Zero everywhere for an erased user."""
+        return await self._run(self.sync.user_row_counts, user_id)

@@ -28,6 +28,7 @@ from threadkeep.service.sync import SyncOps
 from threadkeep.service.todos import TodoOps
 from threadkeep.service.tokens import TokenOps
 from threadkeep.service.uploads import UploadOps
+from threadkeep.service.userdata import UserDataOps
 from threadkeep.service.users import UserOps
 from threadkeep.store import open_engine
 from threadkeep.store.contract import StoreEngine
@@ -48,6 +49,7 @@ class Threadkeep(
     ActivityOps,
     SyncOps,
     RetentionOps,  # before UploadOps, which it builds on
+    UserDataOps,
     UploadOps,
     ImportOps,
     SearchOps,

@@ -299,6 +299,8 @@ OWN: set[tuple[str, str]] = {
     ("POST", "/v1/sessions"),
     ("GET", "/v1/sessions"),
     ("GET", "/v1/me"),
+    ("GET", "/v1/me/export"),
+    ("DELETE", "/v1/me"),
     ("GET", "/v1/tokens"),
     ("POST", "/v1/tokens"),
     # Sync: the owner comes from the token; a foreign session_id answers 404

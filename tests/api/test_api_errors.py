@@ -413,6 +413,8 @@ def test_openapi_lists_every_route_with_its_error_problems(schema: dict[str, Any
         ("POST", "/v1/sessions/{session_id}/timeline-events"),
         ("GET", "/v1/sessions/{session_id}/timeline-events"),
         ("GET", "/v1/me"),
+        ("GET", "/v1/me/export"),
+        ("DELETE", "/v1/me"),
         ("GET", "/v1/shape"),
         ("GET", "/v1/shapes/{table}"),
         ("GET", "/v1/tokens"),

@@ -172,6 +172,24 @@ def test_collect_rechecks_references_at_the_last_moment(store: BlobStore) -> Non
     assert read(store, key) == b"late row"
 
 
+def test_discard_deletes_one_unreferenced_old_blob_and_nothing_else(store: BlobStore) -> None:
+    """What erasing a user uses: one blob, the same age and reference rules as
+    collect, and no sweeping of other blobs."""
+    mine = store.put([b"erase me"], max_bytes=BIG).sha256
+    other = store.put([b"someone else's orphan"], max_bytes=BIG).sha256
+    shared = store.put([b"shared with a live upload"], max_bytes=BIG).sha256
+    later = now() + timedelta(seconds=1)
+    assert store.discard(mine, lambda s: False, now() - timedelta(hours=1)) is False  # young
+    assert store.discard(shared, lambda s: s == shared, later) is False  # referenced
+    assert store.exists(mine) and store.exists(shared)
+    assert store.discard(mine, lambda s: False, later) is True
+    assert not store.exists(mine)
+    assert store.discard(mine, lambda s: False, later) is False  # gone already
+    assert store.discard("0" * 64, lambda s: False, later) is False  # never stored
+    assert read(store, other) == b"someone else's orphan"
+    assert read(store, shared) == b"shared with a live upload"
+
+
 def test_fs_blobs_fan_out_and_leftovers_are_swept(tmp_path: Path) -> None:
     store = FilesystemBlobStore(tmp_path / "b")
     key = store.put([b"fan out"], max_bytes=BIG).sha256

@@ -39,6 +39,7 @@ from threadkeep.api.routes import (
     todos,
     tokens,
     uploads,
+    userdata,
 )
 from threadkeep.api.settings import ApiSettings
 from threadkeep.config import RetentionSettings, Settings, SyncSettings, load_settings
@@ -143,6 +144,7 @@ def create_app(
         search,
         shape,
         tokens,
+        userdata,
         health,
     ):
         app.include_router(module.router)

@@ -164,5 +164,13 @@ class BlobStore(abc.ABC):
         stored before ``cutoff``; also sweep leftovers of interrupted puts older
         than ``cutoff``. Returns the sha256 of the blobs deleted."""
 
+    @abc.abstractmethod
+    def discard(self, sha256: str, referenced: Referenced, cutoff: datetime) -> bool:
+        """Delete this one blob if ``referenced`` says it is unused and it was last
+        stored before ``cutoff``, with the same re-checks as :meth:`collect`.
+        Returns whether it was deleted (False too when there is no such blob).
+        Sweeps nothing else: erasing a user (service/userdata.py) deletes that
+        user's blobs without touching other uploads in flight."""
+
     def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
         """Release what the store holds. Idempotent."""

@@ -111,22 +111,35 @@ class FilesystemBlobStore(BlobStore):
         for sha256, touched in list(self.list_blobs()):
             if touched >= cutoff or referenced(sha256):
                 continue
-            final = self.path(sha256)
-            aside = self.tmp / f"gc-{sha256}-{uuid.uuid4().hex}"
-            try:
-                os.rename(final, aside)
-            except FileNotFoundError:
-                continue
-            if _mtime(aside) >= cutoff or referenced(sha256):
-                os.replace(aside, final)  # touched meanwhile: put it back
-                continue
-            aside.unlink()
-            deleted.append(sha256)
+            if self._delete_unused(sha256, referenced, cutoff):
+                deleted.append(sha256)
         for leftover in self.tmp.iterdir():
             with contextlib.suppress(FileNotFoundError):
                 if leftover.name.startswith("put-") and _mtime(leftover) < cutoff:
                     leftover.unlink()
         return deleted
+
+    def discard(self, sha256: str, referenced: Referenced, cutoff: datetime) -> bool:
+        try:
+            touched = _mtime(self.path(sha256))
+        except FileNotFoundError:
+            return False
+        if touched >= cutoff or referenced(sha256):
+            return False
+        return self._delete_unused(sha256, referenced, cutoff)
+
+    def _delete_unused(self, sha256: str, referenced: Referenced, cutoff: datetime) -> bool:
+        final = self.path(sha256)
+        aside = self.tmp / f"gc-{sha256}-{uuid.uuid4().hex}"
+        try:
+            os.rename(final, aside)
+        except FileNotFoundError:
+            return False
+        if _mtime(aside) >= cutoff or referenced(sha256):
+            os.replace(aside, final)  # touched meanwhile: put it back
+            return False
+        aside.unlink()
+        return True
 
     def __repr__(self) -> str:
         return f"FilesystemBlobStore({str(self.root)!r})"

@@ -66,5 +66,11 @@ class PostgresBlobStore(BlobStore):
                 deleted.append(sha256)
         return deleted
 
+    def discard(self, sha256: str, referenced: Referenced, cutoff: datetime) -> bool:
+        # The age is checked by the delete statement itself.
+        if referenced(sha256):
+            return False
+        return blob_q.delete_blob_if_older(self.engine, sha256, cutoff)
+
     def __repr__(self) -> str:
         return f"PostgresBlobStore({self.engine.url.render_as_string(hide_password=True)!r})"

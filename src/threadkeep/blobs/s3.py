@@ -184,12 +184,8 @@ class S3BlobStore(BlobStore):
         for sha256, touched in list(self.list_blobs()):
             if touched >= cutoff or referenced(sha256):
                 continue
-            key = self.key(sha256)
-            age = self._age(key)  # re-read just before the delete
-            if age is None or age >= cutoff or referenced(sha256):
-                continue
-            self.client.delete_object(Bucket=self.bucket, Key=key)
-            deleted.append(sha256)
+            if self.discard(sha256, referenced, cutoff):
+                deleted.append(sha256)
         for obj in self._objects("tmp"):
             if obj["LastModified"].astimezone(UTC) < cutoff:
                 self.client.delete_object(Bucket=self.bucket, Key=obj["Key"])
@@ -202,6 +198,14 @@ class S3BlobStore(BlobStore):
                     Bucket=self.bucket, Key=mpu["Key"], UploadId=mpu["UploadId"]
                 )
         return deleted
+
+    def discard(self, sha256: str, referenced: Referenced, cutoff: datetime) -> bool:
+        key = self.key(sha256)
+        age = self._age(key)  # re-read just before the delete
+        if age is None or age >= cutoff or referenced(sha256):
+            return False
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+        return True
 
     def close(self) -> None:
         self.client.close()

@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 
 from threadkeep import __version__
-from threadkeep.cli import backup, cleanup, doctor, imports, migrate, serve, token
+from threadkeep.cli import backup, cleanup, doctor, imports, migrate, serve, token, user
 
 app = typer.Typer(
     name="threadkeep",
@@ -28,6 +28,7 @@ token.register(app)
 imports.register(app)
 cleanup.register(app)
 backup.register(app)
+user.register(app)
 
 
 @app.command("version")

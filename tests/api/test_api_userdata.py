@@ -1,0 +1,84 @@
+"""``GET /v1/me/export`` (the caller's own archive, streamed) and ``DELETE /v1/me``
+(admin scope and the user's id as confirmation)."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import orjson
+from api_helpers import (
+    Api,
+    api_client_fixture,
+    api_store_fixture,
+    assert_problem,
+    new_caller,
+    writes_nothing,
+)
+
+from threadkeep import Threadkeep
+
+store = api_store_fixture()
+api = api_client_fixture()
+
+
+def test_export_me_streams_my_archive_and_nothing_of_others(api: Api, store: Threadkeep) -> None:
+    me, other = new_caller(store), new_caller(store)
+    for caller, text in ((me, "mine"), (other, "theirs")):
+        sid = api.post("/v1/sessions", json={"title": text}, headers=caller.headers).json()["id"]
+        r = api.post(
+            f"/v1/sessions/{sid}/messages",
+            json={"messages": [{"role": "user", "content": text}]},
+            headers=caller.headers,
+        )
+        assert r.status_code == 201, r.text
+        api.request(
+            "POST",
+            f"/v1/sessions/{sid}/uploads",
+            content=text.encode() * 3,
+            params={"filename": "f.txt"},
+            headers=caller.headers,
+        )
+    got = api.get("/v1/me/export", headers=me.headers)
+    assert got.status_code == 200, got.text
+    assert got.headers["content-type"] == "application/zip"
+    assert "attachment" in got.headers["content-disposition"]
+    with zipfile.ZipFile(io.BytesIO(got.content)) as zf:
+        manifest = orjson.loads(zf.read("manifest.json"))
+        messages = [orjson.loads(x) for x in zf.read("messages.jsonl").splitlines()]
+        blobs = [n for n in zf.namelist() if n.startswith("blobs/")]
+        assert zf.read(blobs[0]) == b"minemine" + b"mine"
+    assert manifest["user_id"] == me.actor.user_id
+    assert [m["content"] for m in messages] == ["mine"]
+    assert len(blobs) == 1
+    assert b"theirs" not in got.content
+
+
+def test_delete_me_needs_admin_and_the_confirmation(api: Api, store: Threadkeep) -> None:
+    me = new_caller(store)
+    api.post("/v1/sessions", json={"title": "bye"}, headers=me.headers)
+    rw = store.create_token(me.actor, "rw", scopes=["read", "write"]).value.token
+    with writes_nothing(store):
+        assert_problem(
+            api.delete(
+                "/v1/me",
+                params={"confirm": me.actor.user_id},
+                headers={"Authorization": f"Bearer {rw}"},
+            ),
+            403,
+        )
+        assert_problem(api.delete("/v1/me", headers=me.headers), 422)
+        problem = assert_problem(
+            api.delete("/v1/me", params={"confirm": "someone"}, headers=me.headers), 422
+        )
+        assert "nothing was erased" in problem["detail"]
+
+    done = api.delete("/v1/me", params={"confirm": me.actor.user_id}, headers=me.headers)
+    assert done.status_code == 200, done.text
+    body = done.json()
+    assert body["rows"]["sessions"] == 1 and body["rows"]["api_tokens"] == 2
+    assert isinstance(body["txid"], int)
+    assert set(store.user_row_counts(me.actor.user_id).values()) == {0}
+    # the token went with the user
+    assert_problem(api.get("/v1/me", headers=me.headers), 401)
+    assert_problem(api.get("/v1/me/export", headers=me.headers), 401)
