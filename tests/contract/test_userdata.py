@@ -403,3 +403,32 @@ def test_every_table_a_user_owns_is_exported_and_erased() -> None:
     assert owned - {"changes"} == covered
     assert set(EXPORTED) == covered
     assert set(tables.SYNCED_TABLES) <= covered
+
+
+def test_erase_leaves_no_word_of_the_user_in_the_sqlite_search_index(tk: Threadkeep) -> None:
+    """FTS5 drops a deleted row's terms only when its segments merge; the erase
+    merges them, so the words are gone from the index files, not just hidden."""
+    if tk.dialect != "sqlite":
+        pytest.skip("PostgreSQL's index is a column of the row: it goes with the row")
+    user = tk.create_user("leaving").value
+    me = Actor(user.id)
+    s = tk.create_session(me, title="zebraquokkatitle").value
+    tk.append_message(me, s.id, {"role": "user", "content": "zebraquokkaword here"})
+    other = Actor(tk.create_user("staying").value.id)
+    kept = tk.create_session(other).value
+    tk.append_message(other, kept.id, {"role": "user", "content": "filler text"})
+
+    def traces() -> int:
+        with tk.engine.sa_engine.connect() as conn:
+            return sum(
+                conn.exec_driver_sql(
+                    f"SELECT count(*) FROM {t}_data "
+                    "WHERE instr(block, CAST('zebraquokka' AS BLOB)) > 0"
+                ).scalar_one()
+                for t in ("search_messages", "search_sessions")
+            )
+
+    assert traces() > 0  # the words are in the index files before
+    tk.erase_user(user.id)
+    assert traces() == 0
+    assert tk.search(other, "filler").items  # the other user's index still works

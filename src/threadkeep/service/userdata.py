@@ -40,6 +40,7 @@ from threadkeep.service import args
 from threadkeep.service.base import check_actor
 from threadkeep.service.uploads import UploadOps
 from threadkeep.store import migrate
+from threadkeep.store import search as search_q
 from threadkeep.store import uploads as upload_q
 from threadkeep.store import userdata as ud
 from threadkeep.store.changes import row_json
@@ -374,6 +375,9 @@ class UserDataOps(UploadOps):
                 continue  # sessions appeared meanwhile: another round
             n_tokens, n_changes = done.value
             scrubbed += n_changes
+            # SQLite's FTS5 drops a deleted row's terms only as its segments
+            # merge: merge them now, so no word of the user stays in the index.
+            self.engine.write(lambda tx: search_q.optimize(tx.conn))
             rows["api_tokens"] = n_tokens
             rows["users"] = 1
             erasure = UserErasure(
