@@ -57,7 +57,7 @@ def _changes_insert() -> sa.Executable:
 class SqliteStore(StoreEngine):
     dialect = "sqlite"
 
-    def __init__(self, url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 8) -> None:
+    def __init__(self, url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 40) -> None:
         self.url = url
         u = make_url(url)
         if u.drivername not in ("sqlite", "sqlite+pysqlite"):
@@ -75,8 +75,12 @@ class SqliteStore(StoreEngine):
             sa.URL.create("sqlite+pysqlite", database=self.path),
             isolation_level="AUTOCOMMIT",  # we issue BEGIN/COMMIT ourselves
             json_serializer=dumps,
+            # Kept open as many connections as the server's worker threads
+            # (anyio's 40): an overflow connection is closed after each use,
+            # and opening one (with its pragmas) cost a burst of concurrent
+            # reads (a write waking many sync readers) more than the reads.
             pool_size=pool_size,
-            max_overflow=pool_size * 4,
+            max_overflow=pool_size,
             connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
         )
         event.listen(self._engine, "connect", self._on_connect)
