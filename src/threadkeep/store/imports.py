@@ -171,8 +171,12 @@ def import_plans(tx: WriteTx, owner_id: str, plans: list[SessionPlan]) -> tuple[
     counts = ImportCounts()
     known: set[str] = set()  # message ids written so far: events may only point at these
     heads: dict[str, int] = {}  # head_seq of each session written so far
+    # Every stored session is locked before the first change row is flushed:
+    # on PostgreSQL a transaction is ordered in the log by its first change
+    # row (store/changes.py), which must come after every lock it waits for.
+    stored = {plan.id: _existing(tx, owner_id, plan) if grow else None for plan in plans}
     for plan in plans:
-        existing = _existing(tx, owner_id, plan) if grow else None
+        existing = stored[plan.id]
         if plan.parent_id is not None and existing is None:
             head = heads.get(plan.parent_id)
             if head is None:
