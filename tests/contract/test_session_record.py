@@ -204,6 +204,11 @@ KINDS = [
             ("nul", {"state": {"k": NUL}}, InvalidText),
             ("nan", {"state": {"k": float("nan")}}, InvalidText),
             ("null_state", {"state": None}, InvalidInput),
+            # A bare number beyond 64 bits: jsonb would keep it, and no reader
+            # (the export, sync, orjson) could take it back out.
+            ("huge_scalar_state", {"state": 10**30}, InvalidText),
+            ("huge_float_state", {"state": 1e30}, InvalidText),
+            ("nan_scalar_state", {"state": float("nan")}, InvalidText),
         ],
     ),
     kind(

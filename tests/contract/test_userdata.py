@@ -432,3 +432,34 @@ def test_erase_leaves_no_word_of_the_user_in_the_sqlite_search_index(tk: Threadk
     tk.erase_user(user.id)
     assert traces() == 0
     assert tk.search(other, "filler").items  # the other user's index still works
+
+
+def test_an_export_that_fails_half_way_closes_its_archive(
+    tk: Threadkeep, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row that cannot be written ends the stream with that error, and the
+    archive is closed on the way out (a half-open zip left to the garbage
+    collector makes zipfile complain loudly, as an unraisable error, whenever
+    the collector gets to it; which of its objects goes first decides whether
+    it does, so this test cannot always see the difference)."""
+    import gc
+
+    user = tk.create_user("half").value
+    me = Actor(user.id)
+    s = tk.create_session(me).value
+    tk.append_message(me, s.id, {"role": "user", "content": "x"})
+
+    def broken(self: Any, row: dict[str, Any]) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(userdata_ops._Entry, "row", broken)
+    stream = tk.stream_my_data(me)
+    failed = ""
+    try:
+        for _ in stream:
+            pass
+    except RuntimeError as exc:  # not pytest.raises: its traceback would keep the zip alive
+        failed = str(exc)
+    assert failed == "disk full"
+    del stream
+    gc.collect()

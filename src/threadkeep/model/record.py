@@ -40,6 +40,10 @@ class RecordInput(BaseModel):
             return check_json(name, v)
         if isinstance(v, list) and not any(isinstance(x, BaseModel) for x in v):
             return check_json(name, v)  # a list of models was checked field by field
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            # A bare number in a JSON field (a snapshot's state may be 1e30):
+            # jsonb would keep it as an integer no reader can take back.
+            return check_json(name, v)
         return v
 
 

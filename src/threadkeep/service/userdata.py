@@ -15,6 +15,7 @@ the user's data, and last the tokens and the user row.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import zipfile
@@ -102,6 +103,9 @@ class _Entry:
     def row(self, row: dict[str, Any]) -> None:
         self.write(orjson.dumps(row) + b"\n")
         self.rows += 1
+
+    def abandon(self) -> None:
+        self._out.close()
 
     def close(self, *, jsonl: bool = True) -> ArchiveFile:
         self._out.close()
@@ -210,8 +214,11 @@ class UserDataOps(UploadOps):
         counts: dict[str, int] = {}
         shas: dict[str, None] = {}  # the upload blobs, in order, once each
 
+        opened: list[_Entry] = []  # the file being written, to abandon on failure
+
         def table_file(name: str, pages: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:
             entry = _Entry(zf, f"{name}.jsonl")
+            opened.append(entry)
             for rows in pages:
                 for r in rows:
                     entry.row(r)
@@ -220,6 +227,7 @@ class UserDataOps(UploadOps):
                 _tick(progress, name, len(rows))
                 yield sink.drain()
             files[f"{name}.jsonl"] = entry.close()
+            opened.remove(entry)
             counts[name] = entry.rows
             yield sink.drain()
 
@@ -268,50 +276,63 @@ class UserDataOps(UploadOps):
                         break
                 after = window[-1]
 
-        yield from table_file("users", user_pages())
-        yield from table_file("api_tokens", token_pages())
-        yield from table_file("sessions", session_pages())
-        for table in ud.SESSION_TABLES:
-            yield from table_file(str(table.name), scoped_pages(table))
+        try:
+            yield from table_file("users", user_pages())
+            yield from table_file("api_tokens", token_pages())
+            yield from table_file("sessions", session_pages())
+            for table in ud.SESSION_TABLES:
+                yield from table_file(str(table.name), scoped_pages(table))
 
-        missing: list[str] = []
-        for sha256 in shas:
-            try:
-                chunks = self.blobs.open(sha256)
-            except BlobMissing:
-                missing.append(sha256)
-                continue
-            entry = _Entry(zf, f"blobs/{sha256}")
-            for chunk in chunks:
-                entry.write(chunk)
-                yield sink.drain()
-            got = entry.close(jsonl=False)
-            if got.sha256 != sha256:
-                raise StoreError(
-                    f"the blob store returned bytes for {sha256} whose sha256 is "
-                    f"{got.sha256}: the store is damaged; nothing was exported"
-                )
-            files[f"blobs/{sha256}"] = got
-            _tick(progress, "blobs", 1)
+            missing: list[str] = []
+            for sha256 in shas:
+                try:
+                    chunks = self.blobs.open(sha256)
+                except BlobMissing:
+                    missing.append(sha256)
+                    continue
+                entry = _Entry(zf, f"blobs/{sha256}")
+                opened.append(entry)
+                for chunk in chunks:
+                    entry.write(chunk)
+                    yield sink.drain()
+                got = entry.close(jsonl=False)
+                opened.remove(entry)
+                if got.sha256 != sha256:
+                    raise StoreError(
+                        f"the blob store returned bytes for {sha256} whose sha256 is "
+                        f"{got.sha256}: the store is damaged; nothing was exported"
+                    )
+                files[f"blobs/{sha256}"] = got
+                _tick(progress, "blobs", 1)
 
-        manifest = {
-            "format": ARCHIVE_FORMAT,
-            "format_version": ARCHIVE_VERSION,
-            "user_id": owner,
-            "exported_at": exported_at.isoformat(),
-            "threadkeep_version": _version(),
-            "schema_revision": revision,
-            "counts": counts,
-            "blobs": len(shas) - len(missing),
-            "missing_blobs": missing,
-            "files": {name: f.model_dump(exclude_none=True) for name, f in files.items()},
-        }
-        info = zipfile.ZipInfo("manifest.json", date_time=exported_at.timetuple()[:6])
-        info.compress_type = zipfile.ZIP_DEFLATED
-        zf.writestr(info, orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
-        zf.close()
-        yield sink.drain()
-        result.update(counts=counts, files=files, missing_blobs=missing)
+            manifest = {
+                "format": ARCHIVE_FORMAT,
+                "format_version": ARCHIVE_VERSION,
+                "user_id": owner,
+                "exported_at": exported_at.isoformat(),
+                "threadkeep_version": _version(),
+                "schema_revision": revision,
+                "counts": counts,
+                "blobs": len(shas) - len(missing),
+                "missing_blobs": missing,
+                "files": {name: f.model_dump(exclude_none=True) for name, f in files.items()},
+            }
+            info = zipfile.ZipInfo("manifest.json", date_time=exported_at.timetuple()[:6])
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
+            zf.close()
+            yield sink.drain()
+            result.update(counts=counts, files=files, missing_blobs=missing)
+        except BaseException:
+            # A failed (or abandoned) export: close the file being written and
+            # the archive, so nothing is left for the garbage collector to close
+            # half-way (zipfile refuses that loudly), then let the error through.
+            for entry in opened:
+                with contextlib.suppress(Exception):
+                    entry.abandon()
+            with contextlib.suppress(Exception):
+                zf.close()
+            raise
 
     # --- erasure ------------------------------------------------------------------
 
