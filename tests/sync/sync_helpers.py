@@ -154,6 +154,7 @@ class Probe:
         params: dict[str, Any] | None = None,
         offset: str | None = None,
         handle: str | None = None,
+        sse: bool = False,
     ) -> None:
         env = dict(os.environ)
         env.update(
@@ -166,6 +167,8 @@ class Probe:
             env["PROBE_OFFSET"] = offset
         if handle:
             env["PROBE_HANDLE"] = handle
+        if sse:
+            env["PROBE_LIVE_SSE"] = "1"
         self.proc = subprocess.Popen(
             ["node", str(PROBE)],
             cwd=NODE_DIR,

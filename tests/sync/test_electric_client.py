@@ -300,3 +300,23 @@ def test_a_reset_makes_clients_refetch_with_a_new_handle_and_reload(
             headers=me.headers,
         )
         assert r.status_code == 409 and r.headers["electric-handle"] == now["handle"] != old
+
+
+def test_a_client_in_sse_mode_gets_every_write(store: Threadkeep, server: Serve) -> None:
+    """§8.19 (liveSse: true): each live answer is a short event stream ending in
+    up-to-date; the client resumes from its global_last_seen_lsn and misses
+    nothing. (Answering an SSE request with JSON lost rows: the client took the
+    offset from the headers and could not read the body.)"""
+    me = new_caller(store)
+    s = store.create_session(me.actor).value
+    with probes() as ps:
+        ps.append(p := Probe(server.shape_url(), me.token, params={"table": "messages"}, sse=True))
+        p.wait_for(up_to_date)
+        for i in range(4):
+            store.append_message(me.actor, s.id, {"role": "user", "content": f"sse{i}"})
+            time.sleep(0.4)
+        p.wait_for(lambda e: e["kind"] == "batch" and "sse3" in str(e["messages"]), timeout=20)
+        p.drain(0.5)
+        inserts = [m for m in p.changes() if m["headers"]["operation"] == "insert"]
+        assert [m["value"]["content"] for m in inserts] == [f"sse{i}" for i in range(4)]
+        assert not p.errors()

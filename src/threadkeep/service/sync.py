@@ -12,12 +12,13 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from threadkeep.errors import InvalidInput, SessionNotFound
+from threadkeep.errors import InvalidInput
 from threadkeep.model.common import Actor
 from threadkeep.model.sync import ChangeHead, PruneResult, ShapeChanges, ShapeSnapshot, SyncState
 from threadkeep.service import args
 from threadkeep.service.base import ServiceBase, check_actor
 from threadkeep.store import changes as change_q
+from threadkeep.store import sessions as session_q
 from threadkeep.store import sync as sync_q
 from threadkeep.store.contract import WriteTx
 from threadkeep.store.tables import SYNCED_TABLES
@@ -49,8 +50,8 @@ class SyncOps(ServiceBase):
         owner, session_id = self._shape_args(actor, table, session_id)
 
         def read(conn: sa.Connection) -> ShapeSnapshot:
-            if session_id is not None and not sync_q.session_exists(conn, owner, session_id):
-                raise SessionNotFound(session_id)
+            if session_id is not None:
+                session_q.get_row(conn, owner, session_id)  # SessionNotFound, as elsewhere
             state = sync_q.read_state(conn)
             rows = sync_q.read_rows(conn, table, owner, session_id)
             return ShapeSnapshot(rows, state.last_offset, sync_q.tx_snapshot(conn, state), state)

@@ -8,7 +8,6 @@ shape: trashing one reaches clients as a delete, restoring it as an insert.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -57,12 +56,6 @@ def read_rows(
     order = [table.c.seq] if "seq" in table.c else pk
     q = q.order_by(*order)
     return [{str(k): v for k, v in r._mapping.items()} for r in conn.execute(q)]
-
-
-def session_exists(conn: sa.Connection, owner_id: str, session_id: str) -> bool:
-    """Whether the owner has this session (in the trash or not)."""
-    q = sa.select(sessions.c.id).where(sessions.c.id == session_id, sessions.c.owner_id == owner_id)
-    return conn.execute(q).first() is not None
 
 
 def tx_snapshot(conn: sa.Connection, state: SyncState) -> TxSnapshot:
@@ -159,7 +152,3 @@ def report_reader(
                 instance_id=instance_id, min_offset=min_offset, seen_at=now
             )
         )
-
-
-def live_tables(names: Sequence[str]) -> list[sa.Table]:
-    return [synced_table(n) for n in names]

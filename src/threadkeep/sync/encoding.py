@@ -23,7 +23,7 @@ from threadkeep.store.types import UTCDateTime
 
 def pg_type(column: sa.Column[Any]) -> dict[str, Any]:
     t = column.type
-    if isinstance(t, sa.types.TypeDecorator) and isinstance(t, UTCDateTime):
+    if isinstance(t, UTCDateTime):
         return {"type": "timestamptz"}
     if isinstance(t, sa.JSON):
         return {"type": "jsonb"}

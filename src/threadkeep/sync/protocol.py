@@ -66,9 +66,6 @@ class ProtocolError(Exception):
         self.field = field
         self.message = message
 
-    def body(self) -> dict[str, Any]:
-        return {"message": "Invalid request", "errors": {self.field: [self.message]}}
-
 
 @dataclass(frozen=True)
 class Offset:

@@ -29,16 +29,13 @@ from threadkeep.sync.shapes import Shape
 # Upstream headers passed back to the client (hop-by-hop and length dropped).
 _PASS = ("content-type", "content-encoding", "cache-control", "etag", "retry-after")
 
-_client: httpx.AsyncClient | None = None
 
-
-def _http() -> httpx.AsyncClient:
-    global _client
-    if _client is None:
-        _client = httpx.AsyncClient(
-            timeout=httpx.Timeout(10.0, read=90.0), limits=httpx.Limits(max_connections=None)
-        )
-    return _client
+def new_client() -> httpx.AsyncClient:
+    """The upstream connection pool (one per server; SyncRuntime owns and closes
+    it). Reads wait up to 90 s: a long-poll is held 20 s, SSE longer."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(10.0, read=90.0), limits=httpx.Limits(max_connections=None)
+    )
 
 
 def upstream_params(
@@ -79,7 +76,7 @@ async def forward(
     params = upstream_params(
         list(request.query_params.multi_items()), shape, runtime.electric_secret
     )
-    client = _http()
+    client = runtime.http()
     accept = request.headers.get("accept", "*/*")
     upstream = await client.send(
         client.build_request(

@@ -8,10 +8,13 @@ import contextlib
 import logging
 from datetime import timedelta
 
+import httpx
+
 from threadkeep.config import SyncSettings
 from threadkeep.library import Threadkeep
 from threadkeep.sync.emulator import Emulator
 from threadkeep.sync.hub import LiveHub
+from threadkeep.sync.proxy import new_client
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,7 @@ class SyncRuntime:
         self.electric_url = electric_url
         self.electric_secret = electric_secret
         self._pruner: asyncio.Task[None] | None = None
+        self._http: httpx.AsyncClient | None = None
         self._lock = asyncio.Lock()
 
     async def ensure_started(self) -> None:
@@ -48,7 +52,16 @@ class SyncRuntime:
         are not held (from any thread, e.g. a signal handler)."""
         self.hub.drain_threadsafe()
 
+    def http(self) -> httpx.AsyncClient:
+        """The client for the Electric service (proxy mode), made on first use."""
+        if self._http is None:
+            self._http = new_client()
+        return self._http
+
     async def stop(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
         if self._pruner is not None:
             self._pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

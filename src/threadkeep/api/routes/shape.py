@@ -63,7 +63,18 @@ async def _serve(request: Request, principal: Any, table: str, session_id: str |
             {**headers, "cache-control": "no-store"},
             [{"loc": ["query", exc.field], "msg": exc.message, "type": "protocol"}],
         ) from None
+    if req.sse and got.status == 200:
+        return _sse(got.body, {**headers, **got.headers})
     return _JSONBytes(got.body, status_code=got.status, headers={**headers, **got.headers})
+
+
+def _sse(messages: list[Any], headers: dict[str, str]) -> Response:
+    """A live answer as server-sent events: one ``data:`` event per message, the
+    last an up-to-date, then the connection closes and the client reconnects.
+    The client must never get a JSON body for an SSE request: it would take
+    the offset from the headers and drop the rows it cannot read as events."""
+    body = b"".join(b"data: " + orjson.dumps(m) + b"\n\n" for m in messages)
+    return Response(body, media_type="text/event-stream", headers=headers)
 
 
 @router.get(
