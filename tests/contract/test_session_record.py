@@ -394,6 +394,8 @@ def test_writes_to_a_session_in_the_trash_are_refused(store: Threadkeep, k: Kind
             k.create(c, {})
         with pytest.raises(InvalidState):
             k.patch(c, row.id, k.update)
+        with pytest.raises(InvalidState):
+            k.delete(c, row.id)
     assert k.get(c, row.id) == row  # still readable, restorable with the session
 
 

@@ -208,6 +208,7 @@ def patch(
 
 
 def delete(tx: WriteTx, kind: Kind[Any], owner_id: str, session_id: str, key: str) -> None:
+    live_session(tx, owner_id, session_id)  # a trashed session is read-only, deletes too
     t = kind.table
     gone = tx.conn.execute(
         t.delete().where(t.c.id == key, *kind.scoped(owner_id, session_id)).returning(t.c.id)

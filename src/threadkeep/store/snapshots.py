@@ -76,6 +76,6 @@ def get_summary(conn: sa.Connection, owner_id: str, session_id: str) -> Summary:
 
 
 def delete_summary(tx: WriteTx, owner_id: str, session_id: str) -> None:
-    session_q.get_row(tx.conn, owner_id, session_id)
+    records.live_session(tx, owner_id, session_id)
     old = _summary_row(tx.conn, owner_id, session_id)
     records.delete(tx, SUMMARY, owner_id, session_id, str(old.id))
