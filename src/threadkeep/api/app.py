@@ -42,7 +42,7 @@ from threadkeep.api.routes import (
     userdata,
 )
 from threadkeep.api.settings import ApiSettings
-from threadkeep.config import RetentionSettings, Settings, SyncSettings, load_settings
+from threadkeep.config import Settings, load_settings
 from threadkeep.library import Threadkeep
 from threadkeep.maintenance import MaintenanceRuntime
 from threadkeep.sync.protocol import EXPOSED_HEADERS
@@ -68,6 +68,7 @@ TAGS = [
     {"name": "repos", "description": "Repo bindings and file changes."},
     {"name": "snapshots", "description": "Snapshots, checkpoints and the session summary."},
     {"name": "activity", "description": "Recordings and analytics events."},
+    {"name": "search", "description": "Full-text search over messages, tool output and titles."},
     {"name": "sync", "description": "Realtime sync with the ElectricSQL shape protocol."},
     {"name": "uploads", "description": "Files attached to a session, streamed in and out."},
     {"name": "tokens", "description": "The calling user and its API tokens."},
@@ -86,9 +87,11 @@ def create_app(
         api: HTTP limits (default: ``settings.api``, i.e. defaults < the
             ``[api]`` table of the config file < ``THREADKEEP_API__*`` env).
     """
-    if api is None:
-        api = (settings or load_settings()).api
-    sync_settings = settings.sync if settings is not None else SyncSettings()
+    # Loaded once, whole: sync, CORS and proxy settings come from the config
+    # file and the environment too when the caller passes none.
+    settings = settings or load_settings()
+    api = api or settings.api
+    sync_settings = settings.sync
     metrics = Metrics()
 
     @contextlib.asynccontextmanager
@@ -118,16 +121,13 @@ def create_app(
     app.state.sync = SyncRuntime(
         tk,
         sync_settings,
-        electric_url=settings.electric_url if settings else None,
-        electric_secret=settings.electric_secret if settings else None,
+        electric_url=settings.electric_url,
+        electric_secret=settings.electric_secret,
     )
     metrics.sync_held.set_function(lambda: app.state.sync.hub.held)
-    # The retention schedule (started with sync, in the lifespan). No store
-    # (an app built only for its OpenAPI schema): default rules, never run.
-    rules = settings.retention if settings is not None else None
-    if rules is None:
-        rules = tk.retention_settings if tk is not None else RetentionSettings()
-    app.state.maintenance = MaintenanceRuntime(tk, rules)
+    # The retention schedule (started with sync, in the lifespan; never with
+    # no store, an app built only for its OpenAPI schema).
+    app.state.maintenance = MaintenanceRuntime(tk, settings.retention)
     problems.install(app)
     for module in (
         sessions,
