@@ -405,8 +405,9 @@ class ImportOps(ServiceBase):
         for b in session.branches:
             skipped.extend(b.skipped)
         plans = self._plans(session, skipped)
-        holder = self.engine.read(lambda c: import_q.existing_owner(c, plans[0].id))
         if dry_run:
+            # (A real import asks the same inside its write transaction.)
+            holder = self.engine.read(lambda c: import_q.existing_owner(c, plans[0].id))
             if holder == owner:  # what a write would add is counted by the caller
                 return ImportOutcome(plans[0].id, "unchanged", ImportCounts(), skipped)
             return ImportOutcome(plans[0].id, "would_create", _dry_counts(plans), skipped)
