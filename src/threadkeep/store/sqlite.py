@@ -271,10 +271,13 @@ class SqliteStore(StoreEngine):
     # --- reads ------------------------------------------------------------------
 
     def read(self, fn: ReadFn[T], *, single_statement: bool = False) -> T:
-        # SQLite's BEGIN/COMMIT cost no round trip: always a snapshot.
+        # One statement in autocommit mode is its own snapshot; anything more
+        # runs in one transaction, so every statement sees the same data.
         if self._closed:
             raise StoreClosed()
         with self._engine.connect() as conn, translate_errors():
+            if single_statement:
+                return fn(conn)
             cur = cursor(conn)
             cur.execute("BEGIN")  # one snapshot for every statement of fn
             try:
