@@ -188,6 +188,19 @@ class StoreError(ThreadkeepError):
     """The database could not do what was asked (not the caller's fault)."""
 
 
+class CommitInDoubt(StoreError):
+    """The connection was lost while the write was committing: the database
+    may or may not have applied it, and threadkeep cannot tell. It is not
+    retried (a retry could apply it twice); read back before writing again,
+    or give appends a ``client_id`` so that a retry is safe."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the connection to the database was lost while the write was committing; "
+            "it may or may not have been applied (read back before writing it again)"
+        )
+
+
 class SchemaTooNew(StoreError):
     """The database was migrated by a newer threadkeep than this one."""
 

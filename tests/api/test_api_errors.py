@@ -480,3 +480,21 @@ def test_schema_names_entities_once(schema: dict[str, Any]) -> None:
     components = schema["components"]["schemas"]
     assert {"Session", "Message", "ToolEvent", "TimelineEvent", "NewMessage"} <= set(components)
     assert "txid" in components["SessionWritten"]["required"]
+
+
+def test_a_commit_in_doubt_is_a_503_that_does_not_say_retry() -> None:
+    """Retrying a write whose commit is in doubt could apply it twice."""
+    import psycopg
+
+    from threadkeep import CommitInDoubt
+
+    try:
+        try:
+            raise sa.exc.OperationalError("COMMIT", {}, psycopg.OperationalError("gone"))
+        except sa.exc.OperationalError as cause:
+            raise CommitInDoubt() from cause
+    except CommitInDoubt as exc:
+        spec = problem_for(exc)
+    assert spec.status == 503
+    assert spec.detail is not None and "may or may not have been applied" in spec.detail
+    assert "retry later" not in spec.detail

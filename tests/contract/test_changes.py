@@ -215,3 +215,28 @@ def test_a_no_op_rewind_returns_a_txid_a_sync_client_can_wait_for(tk, actor):
     done = tk.rewind_session(actor, s.id, to_seq=2)
     assert done.value.branch is None
     assert done.txid in {c.txid for c in tk.read_changes(actor, 0)}
+
+
+def test_a_message_change_row_is_the_stored_row(tk, actor):
+    """Both append paths (the plain one, and the general one that events
+    force) log each message as the row that was stored: every column but the
+    writer's txid, created_at as ISO text."""
+    s = new_session(tk, actor)
+    msg = {
+        "role": "assistant",
+        "content": "naïve ☃",
+        "metadata": {"k": [1, "x", None], "f": 1.5},
+        "parts": [{"type": "text", "text": "naïve ☃"}],
+        "model": "m",
+        "input_tokens": 3,
+        "output_tokens": 4,
+        "client_id": "c-1",
+    }
+    plain = tk.append_messages(actor, s.id, [msg, {"role": "user", "content": "b"}])
+    general = tk.append(actor, s.id, [{**msg, "client_id": "c-2"}], timeline_events=[{"kind": "k"}])
+    stored = plain.value + general.value.messages
+    log = {c.key: c for c in tk.read_changes(actor, 0) if c.table == "messages"}
+    for m in stored:
+        expected = m.model_dump(mode="json")
+        expected["created_at"] = m.created_at.isoformat()
+        assert log[m.id].row == expected

@@ -27,6 +27,7 @@ from starlette.responses import Response
 
 from threadkeep.api.logs import current_request_id
 from threadkeep.errors import (
+    CommitInDoubt,
     Conflict,
     InvalidInput,
     InvalidText,
@@ -190,6 +191,10 @@ def problem_for(exc: BaseException, request: Request | None = None) -> ProblemSp
         return ProblemSpec(
             503, "unavailable", "Service unavailable", "the server is shutting down; retry"
         )
+    if isinstance(exc, CommitInDoubt):
+        # Not "retry": the write may have been applied. The client reads back
+        # (or retries with the same client_id, which is safe).
+        return ProblemSpec(503, "commit-in-doubt", "Commit in doubt", str(exc))
     if isinstance(exc, StoreError):
         # The driver's text may quote SQL or a connection string: keep it in the log.
         if isinstance(exc.__cause__, sa_exc.OperationalError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from threadkeep.errors import InvalidInput
+from threadkeep.errors import AlreadyExists, InvalidInput
 from threadkeep.model.common import Actor, Committed
 from threadkeep.model.events import NewTimelineEvent, NewToolEvent
 from threadkeep.model.messages import Appended, Message, NewMessage
@@ -70,13 +70,27 @@ class MessageOps(ServiceBase):
         ]
         for i, e in enumerate(timeline):
             self._json_limited(f"timeline_events[{i}]", e.payload)
+        pinned: list[NewMessage] | None = None
         if not tools and not timeline:
             fast = message_q.append_at_once(self.engine, owner, session_id, new)
-            if fast is not None:
+            if isinstance(fast, Committed):
                 return fast
-        return self.engine.write(
-            lambda tx: message_q.append(tx, owner, session_id, new, tools, timeline)
-        )
+            if fast is not None:
+                new = pinned = fast.pinned
+        try:
+            return self.engine.write(
+                lambda tx: message_q.append(tx, owner, session_id, new, tools, timeline)
+            )
+        except AlreadyExists:
+            if pinned is None:
+                raise
+            # The one-statement attempt committed though its answer was lost.
+            found = self.engine.read(
+                lambda c: message_q.read_committed_attempt(c, owner, session_id, pinned)
+            )
+            if found is None:
+                raise
+            return found
 
     def append_messages(
         self, actor: Actor, session_id: str, messages: Sequence[MessageInput]

@@ -146,20 +146,14 @@ class StoreEngine(abc.ABC):
     supports_append_at_once = False
 
     def append_at_once(
-        self,
-        owner_id: str,
-        session_id: str,
-        rows: list[dict[str, Any]],
-        changes: list[dict[str, Any]],
-        now: datetime,
-        input_tokens: int,
-        output_tokens: int,
+        self, owner_id: str, session_id: str, rows: list[dict[str, Any]], now: datetime
     ) -> tuple[int, int] | None:
-        """Optionally, a plain append (message ``rows`` whose ``seq`` is their
-        1-based position in the batch, and their change-log rows without seq)
-        done whole in one go. Returns (head_seq after it, txid), or None when
-        nothing was written (no such live session, a clash): the caller then
-        takes the general path, which raises the precise error."""
+        """Optionally, a plain append of message ``rows`` (as
+        store/messages.py ``message_rows`` makes them; seq is allocated here, in
+        the order given) done whole in one go, with the change-log rows the
+        general path would write. Returns (head_seq after it, txid), or None
+        when nothing was written (no such live session, a clash): the caller
+        then takes the general path, which raises the precise error."""
         return None
 
     @property

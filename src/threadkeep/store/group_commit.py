@@ -11,11 +11,16 @@ previous one was on disk.
 
 The leader runs the batch through ``run_batch``, which isolates each request
 (a savepoint), so one caller's bad input fails that caller alone.
+
+A waiting caller sleeps on a bare lock that it holds and its waker releases:
+``threading.Event`` would run a Condition's Python code on both sides of
+every hand-off, and with many writers that hand-off happens once per append.
 """
 
 from __future__ import annotations
 
 import threading
+from _thread import LockType, allocate_lock
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -26,26 +31,31 @@ _WAITING, _DONE, _LEAD = 0, 1, 2
 
 
 class Request:
-    __slots__ = ("error", "event", "fn", "result", "state")
+    __slots__ = ("error", "fn", "result", "state", "wakeup")
 
-    def __init__(self, fn: Callable[..., Any], event: threading.Event | None) -> None:
+    def __init__(self, fn: Callable[..., Any], wakeup: LockType | None) -> None:
         self.fn = fn
         self.result: Any = None
         self.error: BaseException | None = None
-        # Only a caller that has to wait needs an Event; a lone leader never does.
-        self.event = event
+        # Held from birth by a caller that has to wait, released once to wake
+        # it; a lone leader never waits and has none.
+        self.wakeup = wakeup
         self.state = _WAITING
 
     @property
     def done(self) -> bool:
         return self.state == _DONE
 
+    def wake(self) -> None:
+        assert self.wakeup is not None  # queued behind a leader, so it waits
+        self.wakeup.release()
+
     def finish(self, result: Any = None, error: BaseException | None = None) -> None:
         self.result = result
         self.error = error
         self.state = _DONE
-        if self.event is not None:
-            self.event.set()
+        if self.wakeup is not None:
+            self.wake()
 
 
 class GroupCommitQueue:
@@ -65,12 +75,15 @@ class GroupCommitQueue:
             if self._closed:
                 raise StoreClosed()
             lead = not self._busy
-            req = Request(fn, None if lead else threading.Event())
+            wakeup = None
+            if not lead:
+                wakeup = allocate_lock()
+                wakeup.acquire()
+            req = Request(fn, wakeup)
             self._queue.append(req)
             self._busy = True
-        if not lead:
-            assert req.event is not None
-            req.event.wait()
+        if wakeup is not None:
+            wakeup.acquire()  # until finish() or a hand-over of leadership
         if req.state != _DONE:
             self._lead()
         if req.error is not None:
@@ -95,8 +108,7 @@ class GroupCommitQueue:
                 if self._queue:
                     nxt = self._queue[0]
                     nxt.state = _LEAD
-                    assert nxt.event is not None  # queued behind a leader, so it waits
-                    nxt.event.set()
+                    nxt.wake()
                 else:
                     self._busy = False
                     self._idle.notify_all()

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
 
 from threadkeep.errors import AlreadyExists, InvalidInput, MessageNotFound, SessionNotFound
 from threadkeep.model.common import Committed, utcnow
@@ -22,22 +23,45 @@ from threadkeep.model.ids import new_id
 from threadkeep.model.messages import Appended, Message, MessageStatus, NewMessage, Role
 from threadkeep.model.trusted import trusted
 from threadkeep.store import sessions as session_q
-from threadkeep.store.changes import row_json
 from threadkeep.store.contract import StoreEngine, WriteTx
 from threadkeep.store.events import insert_timeline_events, insert_tool_events
-from threadkeep.store.prepared import cursor, decoder, prepared
+from threadkeep.store.prepared import RowDecoder, cursor, custom_decoder, decoder, prepared
 from threadkeep.store.tables import messages, sessions
-from threadkeep.store.types import UTCDateTime
+from threadkeep.store.types import UTCDateTime, enum_result
 
 Segment = tuple[str, int, int]  # (session_id, first seq, last seq), inclusive
+
+
+_role = enum_result(Role)
+_status = enum_result(MessageStatus)
 
 
 def _construct(values: Any) -> Message:
     m = dict(values)
     m.pop("txid", None)
-    m["role"] = Role(m["role"])
-    m["status"] = MessageStatus(m["status"])
+    m["role"] = _role(m["role"])
+    m["status"] = _status(m["status"])
     return trusted(Message, m)
+
+
+# What a Message holds: every column but txid (only an append's replay needs
+# it, and it reads whole rows). The read paths select these columns.
+_READ_COLUMNS = [c for c in messages.c if c.name != "txid"]
+
+
+def _read_decoder(dialect: Dialect) -> RowDecoder:
+    return custom_decoder(
+        dialect,
+        "messages.read",
+        lambda: RowDecoder(messages, dialect, _READ_COLUMNS, {"role": _role, "status": _status}),
+    )
+
+
+def _to_messages(dialect: Dialect, rows: Sequence[Any]) -> list[Message]:
+    """Messages from rows of ``_READ_COLUMNS``: decoded straight into each
+    model's fields, no copy (the hot loop of every history read)."""
+    decode = _read_decoder(dialect).decode
+    return [trusted(Message, decode(r)) for r in rows]
 
 
 def to_message(row: Any) -> Message:
@@ -95,7 +119,7 @@ def _range_statement(descending: bool) -> Callable[[], sa.Executable]:
     def build() -> sa.Executable:
         c = messages.c
         return (
-            sa.select(messages)
+            sa.select(*_READ_COLUMNS)
             .where(
                 c.session_id == sa.bindparam("sid"),
                 c.seq >= sa.bindparam("lo"),
@@ -136,7 +160,6 @@ def read_history(
         "messages.range.desc" if newest else "messages.range",
         _range_statement(newest),
     )
-    decode = decoder(conn.dialect, messages)
     cur = cursor(conn)
     out: list[Message] = []
     for sid, lo, hi in segs:
@@ -144,7 +167,7 @@ def read_history(
         if lo > hi or want <= 0:
             continue
         rows = stmt.execute(cur, {"sid": sid, "lo": lo, "hi": hi, "n": want}).fetchall()
-        out.extend(_construct(decode(r)) for r in rows)
+        out.extend(_to_messages(conn.dialect, rows))
         want -= len(rows)
     if newest:
         out.reverse()
@@ -170,8 +193,7 @@ def read_last_of_root(
     ).fetchall()
     if not rows:
         return None
-    decode = decoder(conn.dialect, messages)
-    out = [_construct(decode(r)) for r in rows]
+    out = _to_messages(conn.dialect, rows)
     out.reverse()
     return out
 
@@ -185,7 +207,7 @@ def _last_of_root_statement() -> sa.Executable:
         .scalar_subquery()
     )
     return (
-        sa.select(messages)
+        sa.select(*_READ_COLUMNS)
         .where(c.session_id == sa.bindparam("sid"))
         .where(c.seq <= head, c.seq < sa.bindparam("before", type_=sa.BigInteger))
         .order_by(c.seq.desc())
@@ -404,9 +426,20 @@ def insert_message_rows(
         return
     insert = prepared(tx.conn.dialect, "messages.insert", lambda: _insert_statement(tx))
     insert.executemany(cursor(tx.conn), rows)
+    # The change row is the message row with created_at as ISO text (what
+    # changes.row_json makes of it, without inspecting every value: this runs
+    # once per message). Rows of one append share one timestamp object.
+    at: datetime | None = None
+    at_text = ""
+    log = tx.log
     for r in rows:
         del r["txid"]
-        tx.log("messages", r["id"], "insert", row_json(r), owner_id, session_id)
+        change = dict(r)
+        if change["created_at"] is not at:
+            at = change["created_at"]
+            at_text = at.isoformat()
+        change["created_at"] = at_text
+        log("messages", r["id"], "insert", change, owner_id, session_id)
 
 
 def session_change(
@@ -426,12 +459,25 @@ def session_change(
     }
 
 
+class FastPathMissed(NamedTuple):
+    """The one-statement append did not answer; ``pinned`` are the messages
+    with the ids that attempt used, for the general path to reuse."""
+
+    pinned: list[NewMessage]
+
+
 def append_at_once(
     engine: StoreEngine, owner_id: str, session_id: str, new: Sequence[NewMessage]
-) -> Committed[Appended] | None:
+) -> Committed[Appended] | FastPathMissed | None:
     """The hot path for plain appends (messages only, no replayed client id):
     the engine may do the whole append in one round trip. None means "take
-    the general path" (which also raises the precise error, if any)."""
+    the general path" (which also raises the precise error, if any).
+
+    An attempt that does not answer may still have committed: its connection
+    can drop after the server's COMMIT and before the answer arrives. So the
+    general path must then write the *same* message ids (FastPathMissed): if
+    the attempt did commit, those ids are taken, and the caller finds the rows
+    instead of writing them twice (see :func:`read_committed_attempt`)."""
     if not engine.supports_append_at_once or any(m.id is not None for m in new):
         return None  # chosen ids are checked on the general path
     client_ids = [m.client_id for m in new if m.client_id is not None]
@@ -443,25 +489,37 @@ def append_at_once(
             return None
     now = utcnow()
     rows = message_rows(new, owner_id, session_id, now, 0, None)
-    for r in rows:
-        del r["txid"]
-    changes = [row_json(r) for r in rows]
-    got = engine.append_at_once(
-        owner_id,
-        session_id,
-        rows,
-        changes,
-        now,
-        sum(m.input_tokens or 0 for m in new),
-        sum(m.output_tokens or 0 for m in new),
-    )
+    got = engine.append_at_once(owner_id, session_id, rows, now)
     if got is None:
-        return None
+        return FastPathMissed(
+            [m.model_copy(update={"id": r["id"]}) for m, r in zip(new, rows, strict=True)]
+        )
     head_seq, txid = got
     base = head_seq - len(rows)
     for r in rows:
         r["seq"] += base
     return Committed(Appended([_construct(r) for r in rows]), txid)
+
+
+def read_committed_attempt(
+    conn: sa.Connection, owner_id: str, session_id: str, pinned: Sequence[NewMessage]
+) -> Committed[Appended] | None:
+    """The messages an unanswered one-statement append wrote after all (its
+    ids are fresh UUIDv7s, so finding them means that attempt committed; the
+    statement is atomic, so either all are there or none). None if none."""
+    ids = [m.id for m in pinned if m.id is not None]
+    rows = conn.execute(
+        sa.select(messages)
+        .where(
+            messages.c.id.in_(ids),
+            messages.c.owner_id == owner_id,
+            messages.c.session_id == session_id,
+        )
+        .order_by(messages.c.seq)
+    ).all()
+    if len(rows) != len(ids):
+        return None
+    return Committed(Appended([to_message(r) for r in rows]), int(rows[0].txid))
 
 
 def _insert_statement(tx: WriteTx) -> sa.Executable:

@@ -17,16 +17,17 @@ import functools
 from datetime import datetime
 from typing import Any, TypeVar
 
+import orjson
 import psycopg
 import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
-from psycopg.types.json import Jsonb
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
-from threadkeep.errors import StoreClosed, StoreError
+from threadkeep.errors import CommitInDoubt, StoreClosed, StoreError
 from threadkeep.model.common import Committed, utcnow
 from threadkeep.model.jsontext import dumps
+from threadkeep.store import pg_append
 from threadkeep.store.changes import assign_offsets, change_params
 from threadkeep.store.contract import ChangeRow, ReadFn, StoreEngine, WriteFn, WriteTx
 from threadkeep.store.notify import PgChangeChannel
@@ -42,19 +43,9 @@ _TXID = sa.cast(sa.cast(sa.func.pg_current_xact_id(), sa.Text), sa.BigInteger)
 # running the operation again finds the winner's row and returns it.
 _MAX_ATTEMPTS = 4
 
-_RECORD_KEYS = (
-    "seq",
-    "id",
-    "role",
-    "content",
-    "parts",
-    "tool_calls",
-    "model",
-    "input_tokens",
-    "output_tokens",
-    "client_id",
-    "metadata",
-)
+# How long an append waits for one of the one-statement path's connections
+# before taking the general path (and its pool) instead.
+_APPEND_SLOT_TIMEOUT = 5.0
 
 
 def normalise_url(url: str) -> sa.URL:
@@ -66,58 +57,23 @@ def normalise_url(url: str) -> sa.URL:
     return u
 
 
-# A plain append in one statement: allocate seq by bumping the session row
-# (the row lock orders concurrent appends), insert the messages, and write
-# their change-log rows, all with this transaction's id. Sent with BEGIN and
-# COMMIT implied (autocommit), the whole durable append is one round trip, as the
-# raw driver's single-statement append is. `rows` carries the messages and
-# their change-log rows (built by store/messages.py, the same code as the
-# general path) as JSON; seq is filled in here. (Data-modifying WITH clauses
-# run to completion whether or not the final SELECT reads them.)
-_APPEND_AT_ONCE = """
-WITH s AS (
-    UPDATE sessions
-    SET head_seq = head_seq + %(n)s,
-        input_tokens = input_tokens + %(in_tok)s,
-        output_tokens = output_tokens + %(out_tok)s,
-        last_activity_at = %(now)s,
-        updated_at = %(now)s
-    WHERE id = %(sid)s AND owner_id = %(owner)s AND deleted_at IS NULL
-    RETURNING head_seq, event_seq, input_tokens, output_tokens,
-              pg_current_xact_id()::text::bigint AS txid
-),
-v AS (
-    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS v(
-        seq bigint, id text, role text, content text, parts jsonb, tool_calls jsonb,
-        model text, input_tokens bigint, output_tokens bigint, client_id text,
-        metadata jsonb, change jsonb)
-),
-m AS (
-    INSERT INTO messages (id, owner_id, session_id, seq, role, content, parts, tool_calls,
-                          model, input_tokens, output_tokens, client_id, metadata,
-                          created_at, txid)
-    SELECT v.id, %(owner)s, %(sid)s, s.head_seq - %(n)s + v.seq, v.role, v.content,
-           v.parts, v.tool_calls, v.model, v.input_tokens, v.output_tokens, v.client_id,
-           v.metadata, %(now)s, s.txid
-    FROM s, v
-),
-c AS (
-    INSERT INTO changes (txid, table_name, row_key, op, row, owner_id, session_id, created_at)
-    SELECT s.txid, 'messages', v.id, 'insert',
-           v.change || jsonb_build_object('seq', s.head_seq - %(n)s + v.seq),
-           %(owner)s, %(sid)s, %(now)s
-    FROM s, v
-    UNION ALL
-    SELECT s.txid, 'sessions', %(sid)s, 'update',
-           jsonb_build_object(
-               'id', %(sid)s::text, 'head_seq', s.head_seq, 'event_seq', s.event_seq,
-               'input_tokens', s.input_tokens, 'output_tokens', s.output_tokens,
-               'last_activity_at', %(now_text)s::text, 'updated_at', %(now_text)s::text),
-           %(owner)s, %(sid)s, %(now)s
-    FROM s
-)
-SELECT s.head_seq, s.txid FROM s
-"""
+def _commit(trans: sa.RootTransaction) -> None:
+    """Commit; a connection lost during COMMIT leaves the outcome unknown.
+
+    Errors before COMMIT roll the transaction back, so write() may run the
+    operation again. A connection that drops during COMMIT may have been
+    committed by the server first: running the operation again could apply
+    it twice (an append without a client id would be written twice), so that
+    case raises CommitInDoubt instead of being retried."""
+    try:
+        trans.commit()
+    except (sa_exc.DBAPIError, psycopg.Error) as exc:
+        lost = getattr(exc, "connection_invalidated", False) or isinstance(
+            getattr(exc, "orig", exc), psycopg.OperationalError
+        )
+        if lost:
+            raise CommitInDoubt() from exc
+        raise
 
 
 class PostgresStore(StoreEngine):
@@ -134,8 +90,18 @@ class PostgresStore(StoreEngine):
             # connection found dead raises a disconnect error, SQLAlchemy drops
             # it (and the pool's older ones), and write() runs again.
             json_serializer=dumps,
+            # psycopg decodes json/jsonb itself, with json.loads unless told
+            # otherwise: orjson (the same values) halves the CPU cost of
+            # reading messages back.
+            json_deserializer=orjson.loads,
         )
         event.listen(self._engine, "connect", self._on_connect)
+        self._appenders = pg_append.AppendConnections(
+            self._libpq_url(),
+            max_idle=pool_size,
+            max_open=pool_size + max_overflow,
+            timeout=_APPEND_SLOT_TIMEOUT,
+        )
         self._closed = False
 
     @staticmethod
@@ -158,11 +124,12 @@ class PostgresStore(StoreEngine):
             attempt += 1
             try:
                 with self._engine.connect() as conn:
-                    with conn.begin():
+                    with conn.begin() as trans:
                         tx = WriteTx(conn=conn, now=utcnow(), store=self)
                         tx.spill = functools.partial(self._insert_changes, tx)
                         value = fn(tx)
                         txid = self._flush(tx)
+                        _commit(trans)
                     self._committed()
                     return Committed(value, txid)
             except (sa_exc.DBAPIError, psycopg.Error) as exc:
@@ -194,11 +161,18 @@ class PostgresStore(StoreEngine):
         if self._closed:
             raise StoreClosed()
         if single_statement:
-            with (
-                self._engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn,
-                translate_errors(),
-            ):
-                return fn(conn)
+            # Autocommit: one statement is its own transaction, with no BEGIN
+            # and COMMIT round trips. Set on the driver's connection (as
+            # append_at_once does), not through SQLAlchemy's isolation-level
+            # option, whose set-and-reset cost ~30 µs a read.
+            with self._engine.connect() as conn, translate_errors():
+                raw: psycopg.Connection[Any] = conn.connection.dbapi_connection  # type: ignore[assignment]
+                raw.autocommit = True
+                try:
+                    return fn(conn)
+                finally:
+                    if not raw.closed:
+                        raw.autocommit = False
         with (
             self._engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn,
             translate_errors(),
@@ -207,62 +181,26 @@ class PostgresStore(StoreEngine):
             return fn(conn)
 
     def append_at_once(
-        self,
-        owner_id: str,
-        session_id: str,
-        rows: list[dict[str, Any]],
-        changes: list[dict[str, Any]],
-        now: datetime,
-        input_tokens: int,
-        output_tokens: int,
+        self, owner_id: str, session_id: str, rows: list[dict[str, Any]], now: datetime
     ) -> tuple[int, int] | None:
         if self._closed:
             raise StoreClosed()
-        records = []
-        for r, ch in zip(rows, changes, strict=True):
-            rec = {k: r[k] for k in _RECORD_KEYS}
-            ch.pop("seq", None)
-            rec["change"] = ch
-            records.append(rec)
-        params = {
-            "n": len(rows),
-            "in_tok": input_tokens,
-            "out_tok": output_tokens,
-            "now": now,
-            "now_text": now.isoformat(),
-            "sid": session_id,
-            "owner": owner_id,
-            "rows": Jsonb(records, dumps=dumps),
-        }
-        with self._engine.connect() as conn:
-            raw: psycopg.Connection[Any] = conn.connection.dbapi_connection  # type: ignore[assignment]
-            # One statement in autocommit is its own transaction: atomic, and
-            # one round trip, as the raw driver's append is.
-            raw.autocommit = True
-            try:
-                got = raw.execute(_APPEND_AT_ONCE, params).fetchone()
-            except psycopg.OperationalError:
-                conn.invalidate()  # a broken connection: not back into the pool
-                return None
-            except psycopg.Error:
-                # A clash (e.g. a client id written concurrently): the statement
-                # wrote nothing; the general path sorts it out.
-                return None
-            finally:
-                if not raw.closed:
-                    raw.autocommit = False
-        if got is None:
-            return None
-        self._committed()
-        return int(got[0]), int(got[1])
+        query, params = pg_append.statement(owner_id, session_id, rows, now)
+        got = pg_append.run(self._appenders, query, params)
+        if got is not None:
+            self._committed()
+        return got
 
     @property
     def txid_sql(self) -> sa.ColumnElement[int]:
         return _TXID
 
-    def change_channel(self) -> PgChangeChannel:
+    def _libpq_url(self) -> str:
         u = normalise_url(self.url).set(drivername="postgresql")
-        return PgChangeChannel(u.render_as_string(hide_password=False))
+        return u.render_as_string(hide_password=False)
+
+    def change_channel(self) -> PgChangeChannel:
+        return PgChangeChannel(self._libpq_url())
 
     def snapshot_read(self, fn: ReadFn[T]) -> T:
         """One REPEATABLE READ transaction that first takes the assigners' lock
@@ -314,6 +252,7 @@ class PostgresStore(StoreEngine):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._appenders.close()
             self._engine.dispose()
 
     def __repr__(self) -> str:

@@ -8,8 +8,7 @@ so the original stays in the traceback.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 import sqlalchemy.exc as sa_exc
@@ -37,25 +36,43 @@ def is_retryable(exc: BaseException) -> bool:
     return getattr(_driver_error(exc), "sqlstate", None) in ("40001", "40P01")
 
 
-@contextmanager
-def translate_errors() -> Iterator[None]:
-    try:
-        yield
-    except ThreadkeepError:
-        raise
-    except sa_exc.IntegrityError as exc:
+def _translated(exc: BaseException) -> BaseException | None:
+    """The threadkeep error a driver error stands for; None to let it pass."""
+    if isinstance(exc, ThreadkeepError):
+        return None
+    if isinstance(exc, sa_exc.IntegrityError):
         # Validation in model/ and service/ runs first, so a constraint firing
         # here means input the checks did not anticipate; it is still the
         # caller's input, and nothing was written.
-        raise InvalidInput("row", f"violates a database constraint: {exc.orig}") from exc
-    except sa_exc.DataError as exc:
-        raise InvalidInput("row", f"the database refused a value: {exc.orig}") from exc
-    except sa_exc.SQLAlchemyError as exc:
-        raise StoreError(f"database error: {exc}") from exc
+        return InvalidInput("row", f"violates a database constraint: {exc.orig}")
+    if isinstance(exc, sa_exc.DataError):
+        return InvalidInput("row", f"the database refused a value: {exc.orig}")
+    if isinstance(exc, sa_exc.SQLAlchemyError):
+        return StoreError(f"database error: {exc}")
     # The hot paths run on the DBAPI cursor (store/prepared.py): same mapping.
-    except (sqlite3.IntegrityError, psycopg.IntegrityError) as exc:
-        raise InvalidInput("row", f"violates a database constraint: {exc}") from exc
-    except (sqlite3.DataError, psycopg.DataError, OverflowError) as exc:
-        raise InvalidInput("row", f"the database refused a value: {exc}") from exc
-    except (sqlite3.Error, psycopg.Error) as exc:
-        raise StoreError(f"database error: {exc}") from exc
+    if isinstance(exc, sqlite3.IntegrityError | psycopg.IntegrityError):
+        return InvalidInput("row", f"violates a database constraint: {exc}")
+    if isinstance(exc, sqlite3.DataError | psycopg.DataError | OverflowError):
+        return InvalidInput("row", f"the database refused a value: {exc}")
+    if isinstance(exc, sqlite3.Error | psycopg.Error):
+        return StoreError(f"database error: {exc}")
+    return None
+
+
+class translate_errors:  # a lower-case name: it reads as the function it replaced
+    """Context manager: driver errors raised inside leave as threadkeep errors,
+    chained to the original. A class, not a generator: it wraps every append
+    and every read, and a generator-based manager costs a generator per use."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        # Returns None (never swallows): an exception that maps to nothing
+        # propagates unchanged.
+        if exc is not None:
+            mapped = _translated(exc)
+            if mapped is not None:
+                raise mapped from exc

@@ -1,0 +1,169 @@
+"""Group commit on SQLite: writers queued behind a commit share the next one,
+each gets its own answer, and one writer's failure is its own.
+
+The queue is driven deterministically: the first writer's operation blocks
+inside its transaction until the others have queued, so the batch sizes are
+known, not hoped for.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from threadkeep import Actor, InvalidInput, Threadkeep
+from threadkeep.model.messages import NewMessage
+from threadkeep.store import messages as message_q
+from threadkeep.store import tables
+from threadkeep.store.group_commit import GroupCommitQueue, Request
+
+
+def _wait_for(cond: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.001)
+
+
+def _start(target: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["value"] = target()
+        except BaseException as exc:
+            out["error"] = exc
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, out
+
+
+# --- the queue alone -----------------------------------------------------------
+
+
+def _blocking_queue(gate: threading.Event, sizes: list[int]) -> GroupCommitQueue:
+    def run_batch(batch: list[Request]) -> None:
+        sizes.append(len(batch))
+        for r in batch:
+            if r.fn == "block":
+                gate.wait(10)
+            if r.fn == "fail-batch":
+                raise RuntimeError("the batch failed")
+            if r.fn != "forget":
+                r.finish(result=("done", r.fn))
+
+    return GroupCommitQueue(run_batch)
+
+
+def test_callers_queued_behind_a_commit_share_the_next_batch() -> None:
+    gate, sizes = threading.Event(), []
+    q = _blocking_queue(gate, sizes)
+    first, first_out = _start(lambda: q.submit("block"))
+    _wait_for(lambda: sizes == [1], "the first batch")
+    others = [_start(lambda i=i: q.submit(i)) for i in range(7)]
+    _wait_for(lambda: len(q._queue) == 7, "seven queued callers")
+    gate.set()
+    for t, _ in [(first, first_out), *others]:
+        t.join(10)
+    assert sizes == [1, 7]
+    assert first_out == {"value": ("done", "block")}
+    assert [out for _, out in others] == [{"value": ("done", i)} for i in range(7)]
+    q.close()
+
+
+def test_a_failed_batch_fails_its_callers_only() -> None:
+    gate, sizes = threading.Event(), []
+    q = _blocking_queue(gate, sizes)
+    first, _ = _start(lambda: q.submit("block"))
+    _wait_for(lambda: sizes == [1], "the first batch")
+    doomed = [_start(lambda: q.submit("fail-batch")), _start(lambda: q.submit("x"))]
+    _wait_for(lambda: len(q._queue) == 2, "two queued callers")
+    gate.set()
+    first.join(10)
+    for t, _ in doomed:
+        t.join(10)
+    assert all(isinstance(out.get("error"), RuntimeError) for _, out in doomed)
+    assert q.submit("after") == ("done", "after")  # the queue goes on
+    q.close()
+
+
+def test_a_request_the_batch_forgot_is_answered_with_an_error() -> None:
+    q = _blocking_queue(threading.Event(), [])
+    with pytest.raises(RuntimeError, match="not completed"):
+        q.submit("forget")
+    assert q.submit("next") == ("done", "next")
+    q.close()
+
+
+# --- the SQLite store ----------------------------------------------------------
+
+
+@pytest.fixture
+def sqlite_tk(tmp_path: Path) -> Any:
+    tk = Threadkeep.open(f"sqlite:///{tmp_path / 'gc.db'}")
+    yield tk
+    tk.close()
+
+
+def test_one_bad_writer_in_a_batch_fails_alone(sqlite_tk: Threadkeep) -> None:
+    tk = sqlite_tk
+    owner = tk.create_user("ada").value.id
+    actor = Actor(owner)
+    sids = [tk.create_session(actor).value.id for _ in range(6)]
+    queue = tk.engine._queue  # type: ignore[attr-defined]
+    sizes: list[int] = []
+    run_batch = queue._run_batch
+
+    def counting(batch: list[Request]) -> None:
+        sizes.append(len(batch))
+        run_batch(batch)
+
+    queue._run_batch = counting
+    gate = threading.Event()
+
+    def append(sid: str, text: str, *, block: bool = False, fail: bool = False) -> Any:
+        def fn(tx: Any) -> Any:
+            if block:
+                gate.wait(10)
+            done = message_q.append(tx, owner, sid, [NewMessage(role="user", content=text)])
+            if fail:  # after writing: its rows must go, the others' must stay
+                raise InvalidInput("content", "refused after the write")
+            return done
+
+        return tk.engine.write(fn)
+
+    first, first_out = _start(lambda: append(sids[0], "first", block=True))
+    _wait_for(lambda: sizes == [1], "the first batch")
+    batch = [_start(lambda i=i: append(sids[i], f"m{i}", fail=(i == 3))) for i in range(1, 6)]
+    _wait_for(lambda: len(queue._queue) == 5, "five queued writers")
+    gate.set()
+    for t, _ in [(first, first_out), *batch]:
+        t.join(10)
+
+    assert sizes[:2] == [1, 5]  # the second commit carried five writers
+    assert isinstance(batch[2][1].get("error"), InvalidInput)
+    ok = [first_out] + [out for i, (_, out) in enumerate(batch, start=1) if i != 3]
+    assert all("value" in out for out in ok)
+    txids = [out["value"].txid for out in ok]
+    assert len(set(txids)) == len(txids)  # one txid per operation, even in one commit
+    for i, sid in enumerate(sids):
+        history = tk.get_history(actor, sid)
+        expected = [] if i == 3 else ["first" if i == 0 else f"m{i}"]
+        assert [m.content for m in history] == expected
+        assert tk.get_session(actor, sid).head_seq == len(expected)
+    with tk.engine.sa_engine.connect() as c:
+        logged = c.execute(
+            sa.select(tables.changes.c.session_id, tables.changes.c.txid).where(
+                tables.changes.c.table_name == "messages"
+            )
+        ).all()
+    assert sorted(s for s, _ in logged) == sorted(sids[i] for i in range(6) if i != 3)
+    assert {t for _, t in logged} == set(txids)
