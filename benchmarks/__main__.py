@@ -300,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
 # The threadkeep-only benchmarks of later issues: each prints its own Markdown
 # section (sync) or a few lines of figures (import), appended to RESULTS.md.
 FEATURES = (
+    ("floor", ["-m", "benchmarks.floor"], True),
     ("sync", ["-m", "benchmarks.sync"], True),
     ("import", ["-m", "benchmarks.importers"], False),
     ("search", ["-m", "benchmarks.search"], False),
