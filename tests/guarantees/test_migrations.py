@@ -4,6 +4,9 @@ safe when several processes open a fresh database at once."""
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -320,6 +323,36 @@ def test_processes_opening_a_fresh_database_at_once_all_succeed(
                 state = conn.execute(sa.select(tables.log_state)).one()._mapping
                 assert (state["last_offset"], state["last_txid"]) == (0, 0)
                 assert _diffs(conn) == []
+
+
+def test_sqlite_open_waits_while_another_connection_creates_the_file(tmp_path: Path) -> None:
+    """The race behind a flaky two-process open, made deterministic: while
+    another connection holds the write lock on a fresh (not yet WAL) file,
+    SQLite refuses the switch to WAL at once, without its busy handler. The
+    open must wait for the lock, not fail with "database is locked"."""
+    path = tmp_path / "racing.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("CREATE TABLE someone_elses (x)")
+    released = threading.Event()
+
+    def release_later() -> None:
+        time.sleep(0.3)
+        holder.execute("COMMIT")
+        released.set()
+
+    t = threading.Thread(target=release_later)
+    t.start()
+    try:
+        with Threadkeep.open(f"sqlite:///{path}") as tk:
+            assert released.is_set(), "the open cannot finish while the lock is held"
+            assert tk.create_user("ada").value.id
+            with tk.engine.sa_engine.connect() as conn:
+                mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar_one()
+            assert mode == "wal"
+    finally:
+        t.join()
+        holder.close()
 
 
 def test_connections_have_the_durable_settings(db_url: str) -> None:

@@ -14,7 +14,9 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -91,15 +93,36 @@ class SqliteStore(StoreEngine):
 
     def _on_connect(self, dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
-        mode = cur.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        cur.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
+        mode = self._switch_to_wal(cur)
         if str(mode).lower() != "wal":
             raise StoreError(f"could not switch {self.path} to WAL mode (got {mode!r})")
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
         cur.close()
         # SQLite's lower() folds ASCII only; searches fold like Python does.
         dbapi_conn.create_function("tk_fold", 1, _fold, deterministic=True)
+
+    def _switch_to_wal(self, cur: Any) -> str:
+        """Switch a fresh file to WAL, waiting out a concurrent opener.
+
+        The switch reads the file, then escalates to an exclusive lock. If
+        another connection holds the write lock meanwhile (a second process
+        creating the same fresh database), SQLite answers "database is locked"
+        at once, without calling the busy handler, because waiting while
+        holding the read lock could deadlock. So the wait is ours: retry,
+        backing off, for as long as the busy timeout allows. Once the file is
+        in WAL the switch is a no-op and never waits."""
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        pause = 0.002
+        while True:
+            try:
+                return str(cur.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
 
     @property
     def sa_engine(self) -> sa.Engine:
