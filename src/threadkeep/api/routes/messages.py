@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
+from fastapi.responses import Response
 
 from threadkeep.api.auth import TK, Reader, Writer
+from threadkeep.api.encoded import encoded
 from threadkeep.api.problems import ApiProblem, error_responses
 from threadkeep.api.routes._params import MessageId, SessionId
 from threadkeep.api.schemas import MAX_INT, AppendRequest, AppendResult, MessageList
@@ -51,6 +53,7 @@ def _keyed(body: AppendRequest, key: str) -> list[NewMessage]:
     "/v1/sessions/{session_id}/messages",
     status_code=201,
     summary="Append messages (and events)",
+    response_model=AppendResult,
     responses=error_responses(404, 409, body=True),
 )
 def append_messages(
@@ -59,7 +62,7 @@ def append_messages(
     principal: Writer,
     tk: TK,
     idempotency_key: IdempotencyKey = None,
-) -> AppendResult:
+) -> Response:
     """Append the messages in order, with any tool and timeline events, in one
     transaction. A message whose ``client_id`` the session already holds is not
     written again: the stored one is returned in its place (with its txid when
@@ -72,17 +75,19 @@ def append_messages(
         tool_events=body.tool_events,
         timeline_events=body.timeline_events,
     )
-    return AppendResult(
+    result = AppendResult(
         messages=done.value.messages,
         tool_events=done.value.tool_events,
         timeline_events=done.value.timeline_events,
         txid=done.txid,
     )
+    return encoded(result, status_code=201)
 
 
 @router.get(
     "/v1/sessions/{session_id}/messages",
     summary="Read messages",
+    response_model=MessageList,
     responses=error_responses(404),
 )
 def get_messages(
@@ -102,7 +107,7 @@ def get_messages(
             ge=1, le=MAX_INT, description="The last N (before before_seq, if given), oldest first."
         ),
     ] = None,
-) -> MessageList:
+) -> Response:
     """The session's history (a branch includes its inherited part), oldest
     first. Page forward with ``after_seq`` = the last seq seen; show the newest
     with ``last=N`` and page back with ``before_seq`` = the first seq shown."""
@@ -114,7 +119,7 @@ def get_messages(
         items = tk.get_messages(
             principal.actor, session_id, after_seq=after_seq, before_seq=before_seq, limit=limit
         )
-    return MessageList(items=items)
+    return encoded(MessageList(items=items))
 
 
 @router.get(

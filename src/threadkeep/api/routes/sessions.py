@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from threadkeep.api.auth import TK, Reader, Writer
+from threadkeep.api.encoded import encoded
 from threadkeep.api.problems import ApiProblem, error_responses
 from threadkeep.api.routes._params import (
     IfMatch,
@@ -35,7 +36,7 @@ def create_session(
     return session_written(tk.create_session(principal.actor, body), response)
 
 
-@router.get("", summary="List sessions", responses=error_responses())
+@router.get("", summary="List sessions", response_model=SessionPage, responses=error_responses())
 def list_sessions(
     principal: Reader,
     tk: TK,
@@ -55,7 +56,7 @@ def list_sessions(
     cursor: Annotated[
         str | None, Query(max_length=1000, description="`next_cursor` of the previous page.")
     ] = None,
-) -> SessionPage:
+) -> Response:
     """The user's sessions, most recent activity first, one page at a time."""
     flt = SessionFilter(
         starred=starred,
@@ -66,7 +67,7 @@ def list_sessions(
         trashed=trashed,
     )
     page = tk.list_sessions(principal.actor, flt, limit=limit, cursor=cursor)
-    return SessionPage(items=page.items, next_cursor=page.next_cursor)
+    return encoded(SessionPage(items=page.items, next_cursor=page.next_cursor))
 
 
 @router.get("/{session_id}", summary="Get a session", responses=error_responses(404))
