@@ -1,5 +1,5 @@
 """The routes that answer with JSON they encoded themselves (api/encoded.py:
-append, read messages, list sessions) send what FastAPI's own serialisation
+append, read messages, get and list sessions) send what FastAPI's own serialisation
 of the same model would: the same document, the same status, JSON content
 type. Compared here with pydantic's JSON mode of the model the library
 returns for the same call."""
@@ -61,6 +61,12 @@ def test_append_read_and_list_answer_the_documents_fastapi_would(
         r = api.get(f"/v1/sessions/{sid}/messages", params=params, headers=me.headers)
         assert r.status_code == 200
         assert _json(r) == _as_fastapi_sends(MessageList(items=stored)), params
+
+    r = api.get(f"/v1/sessions/{sid}", headers=me.headers)
+    assert r.status_code == 200
+    session = store.get_session(me.actor, sid)
+    assert _json(r) == _as_fastapi_sends(session)
+    assert r.headers["etag"] == f'"{session.version}"'
 
     r = api.get("/v1/sessions", headers=me.headers)
     assert r.status_code == 200

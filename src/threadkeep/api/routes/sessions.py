@@ -70,12 +70,18 @@ def list_sessions(
     return encoded(SessionPage(items=page.items, next_cursor=page.next_cursor))
 
 
-@router.get("/{session_id}", summary="Get a session", responses=error_responses(404))
-def get_session(session_id: SessionId, principal: Reader, tk: TK, response: Response) -> Session:
+@router.get(
+    "/{session_id}",
+    summary="Get a session",
+    response_model=Session,
+    responses=error_responses(404),
+)
+def get_session(session_id: SessionId, principal: Reader, tk: TK) -> Response:
     """The session (also when in the trash), with its version as ETag."""
     session = tk.get_session(principal.actor, session_id)
-    with_etag(response, session)
-    return session
+    answer = encoded(session)
+    with_etag(answer, session)
+    return answer
 
 
 @router.patch(
