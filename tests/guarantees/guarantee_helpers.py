@@ -75,6 +75,41 @@ def write_messages(
     return calls
 
 
+def settle_after_kill(db_url: str, timeout: float = 30.0) -> None:
+    """Wait until the server has finished what killed writers left running.
+
+    On PostgreSQL a statement whose client was killed still runs to its end,
+    and in autocommit it commits: an append the writer never heard back about
+    can land after the kill (it was in doubt, not lost). Checks that read the
+    database in several statements must wait for those backends to go, or a
+    late commit between two reads looks like an inconsistency. SQLite has no
+    server: a killed writer's transaction dies with it."""
+    if not db_url.startswith("postgresql"):
+        return
+    # Autocommit: pg_stat_activity is a snapshot per transaction.
+    eng = sa.create_engine(
+        db_url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        with eng.connect() as conn:
+            while True:
+                others = conn.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+                        " AND state IS DISTINCT FROM 'idle'"
+                    )
+                ).scalar_one()
+                if others == 0:
+                    return
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{others} backends of killed writers still running")
+                time.sleep(0.05)
+    finally:
+        eng.dispose()
+
+
 def flat(calls: Sequence[Sequence[Ack]]) -> list[Ack]:
     return [a for call in calls for a in call]
 

@@ -17,7 +17,13 @@ import time
 
 import pytest
 import sqlalchemy as sa
-from guarantee_helpers import Ack, Child, check_change_log, check_one_order
+from guarantee_helpers import (
+    Ack,
+    Child,
+    check_change_log,
+    check_one_order,
+    settle_after_kill,
+)
 
 from threadkeep import Actor, Threadkeep
 
@@ -51,6 +57,7 @@ def test_sigkill_loses_no_acknowledged_write(db_url: str) -> None:
         acked.extend(got)
         print(f"round {rnd}: killed after {delay:.2f}s, {len(got)} acked")
 
+    settle_after_kill(db_url)  # appends in doubt at the kill commit or not, then stop
     with Threadkeep.open(db_url) as tk:  # opens (and "migrates") cleanly after the crashes
         history = tk.get_history(actor, session_id)
         n = len(history)
