@@ -25,6 +25,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from benchmarks.__main__ import RESULTS, run_dirs
 from benchmarks.report import DASH, FLOOR, TK, X, _get, _load
 
 # (label, workload, key, "lat" | "tput", engine, limit): latency bars hold
@@ -39,7 +40,6 @@ BARS = [
 ]
 ADAPTERS = ",".join([*TK.values(), *FLOOR.values()])
 WORKLOADS = "W1,W3,W5"
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,8 @@ class Spread:
         )
 
 
-def ratio(res: dict, engine: str, workload: str, key: str, kind: str) -> float | None:
-    """threadkeep against raw within one run: latency tk/raw, throughput tk/raw."""
+def ratio(res: dict, engine: str, workload: str, key: str) -> float | None:
+    """threadkeep's figure over raw's, within one run."""
     tk = _get(res, TK[engine], workload, key)
     raw = _get(res, FLOOR[engine], workload, key)
     if not tk or not raw:
@@ -76,7 +76,7 @@ def spreads(run_dirs: list[str]) -> list[Spread]:
     results = [_load(d)[1] for d in run_dirs]
     out = []
     for label, workload, key, kind, engine, limit in BARS:
-        got = [ratio(res, engine, workload, key, kind) for res in results]
+        got = [ratio(res, engine, workload, key) for res in results]
         ratios = [r for r in got if r is not None]
         sign = "≤" if kind == "lat" else "≥"
         bar = f"{sign} {limit:g}{X} {FLOOR[engine]}"
@@ -103,11 +103,11 @@ def render(run_dirs: list[str]) -> str:
 
 
 def _run_once() -> str:
-    before = set(os.listdir(RESULTS)) if os.path.isdir(RESULTS) else set()
+    before = run_dirs()
     cmd = [sys.executable, "-m", "benchmarks", "--adapters", ADAPTERS, "--workloads", WORKLOADS]
     cmd += ["--no-extra", "--no-http", "--no-features"]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    new = sorted(n for n in set(os.listdir(RESULTS)) - before if n.startswith("run-"))
+    new = sorted(run_dirs() - before)
     if not new:
         raise SystemExit("python -m benchmarks wrote no run directory")
     return os.path.join(RESULTS, new[-1])

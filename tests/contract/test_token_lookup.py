@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from threadkeep import Actor
@@ -56,9 +57,5 @@ def test_a_disabled_users_token_is_read_as_disabled_and_refused(tk):
         )
     fast, ordinary = _both(tk, secret)
     assert fast == ordinary and fast["user_disabled"] is True
-    try:
+    with pytest.raises(InvalidToken, match="disabled"):
         tk.authenticate(secret)
-    except InvalidToken as exc:
-        assert "disabled" in str(exc)
-    else:
-        raise AssertionError("a disabled user's token must be refused")

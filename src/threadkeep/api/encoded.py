@@ -7,8 +7,8 @@ that run per message (append, read the last N) that trip cost more than the
 database work. These routes declare their ``response_model`` for the OpenAPI
 schema as before, but return the model already encoded, in the worker thread
 that built it, with pydantic's own serialiser: the same JSON, without the
-second validation. (``tests/api/test_schemathesis.py`` checks the answers
-against the schema.)
+second validation. ``tests/api/test_encoded_answers.py`` checks each answer
+against pydantic's JSON mode of the same model.
 """
 
 from __future__ import annotations

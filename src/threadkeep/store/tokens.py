@@ -6,12 +6,11 @@ into :class:`threadkeep.service.tokens.ApiToken`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Dialect
 
 from threadkeep.store.contract import WriteTx
 from threadkeep.store.prepared import RowDecoder, cursor, custom_decoder, prepared
@@ -39,15 +38,15 @@ def find_by_hash(conn: sa.Connection, token_hash: str) -> dict[str, Any] | None:
     row = stmt.execute(cursor(conn), {"hash": token_hash}).fetchone()
     if row is None:
         return None
-    return custom_decoder(conn.dialect, "tokens.by_hash", _row_decoder(conn.dialect))(row)
+    dialect = conn.dialect
+    decode = custom_decoder(
+        dialect, "tokens.by_hash", lambda: RowDecoder(api_tokens, dialect, _COLUMNS)
+    )
+    return decode(row)
 
 
 def _by_hash_statement() -> sa.Executable:
     return _select().where(api_tokens.c.token_hash == sa.bindparam("hash"))
-
-
-def _row_decoder(dialect: Dialect) -> Callable[[], RowDecoder]:
-    return lambda: RowDecoder(api_tokens, dialect, _COLUMNS)
 
 
 def get_token(conn: sa.Connection, token_id: str, user_id: str | None) -> dict[str, Any] | None:
