@@ -4,6 +4,7 @@ write (the index is kept by the database, inside the writing transaction)."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from contract_helpers import new_session, writes_nothing
 
 from threadkeep import Actor, Threadkeep
 from threadkeep.errors import InvalidInput, InvalidText, StoreError
+from threadkeep.model.imports import ImportedMessage, ImportedSession
 from threadkeep.model.search import SearchKind
 from threadkeep.store import search as search_q
 from threadkeep.store import tables
@@ -257,6 +259,87 @@ def test_the_index_is_written_in_the_same_transaction(tk: Threadkeep, actor: Act
     # A write that commits is found by the very next search.
     mid = say(tk, actor, s.id, "zeppelin")
     assert ids(tk, actor, "zeppelin") == {mid}
+
+
+def _word(kind: str, i: int) -> str:
+    """A word of its own for message ``i`` of one write path ("k12kiwi")."""
+    return f"{kind}{i}kiwi"
+
+
+def test_every_way_a_message_is_written_indexes_it_exactly_once(
+    tk: Threadkeep, actor: Actor
+) -> None:
+    """A batch, an import long enough to write in chunks, writers committing
+    together, and a stream that finishes: each message is in the index once,
+    a streaming one not until it finishes. (On SQLite new messages are
+    indexed by the store, one statement per operation, not by a trigger:
+    revision 0007.)"""
+    batch = new_session(tk, actor)
+    tk.append_messages(
+        actor, batch.id, [{"role": "user", "content": _word("b", i)} for i in range(120)]
+    )
+    imported = tk.import_session(
+        actor,
+        ImportedSession(
+            id="imported-kiwi",
+            source="test",
+            messages=[
+                ImportedMessage(id=f"imp-{i}", role="user", content=_word("i", i))
+                for i in range(1_100)  # more than one chunk of the import's writes
+            ],
+        ),
+    )
+    assert imported.status == "created"
+    together = new_session(tk, actor)
+    threads = [
+        threading.Thread(
+            target=lambda w=w: [
+                tk.append_message(
+                    actor, together.id, {"role": "user", "content": _word(f"t{w}x", i)}
+                )
+                for i in range(10)
+            ]
+        )
+        for w in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stream = tk.start_message(actor, batch.id, {"role": "assistant", "content": "s0kiwi"}).value
+    assert ids(tk, actor, "s0kiwi") == set()
+    assert _indexed_messages(tk) == 120 + 1_100 + 80
+    tk.finish_message(actor, stream.id)
+    assert _indexed_messages(tk) == 120 + 1_100 + 80 + 1
+
+    for word in (_word("b", 0), _word("b", 119), _word("i", 0), _word("i", 1_099)):
+        assert len(ids(tk, actor, word)) == 1, word
+    assert len(ids(tk, actor, _word("t7x", 9))) == 1
+    assert ids(tk, actor, "s0kiwi") == {stream.id}
+    _check_index_matches_the_tables(tk)
+
+
+def _indexed_messages(tk: Threadkeep) -> int:
+    with tk.engine.sa_engine.connect() as conn:
+        if tk.dialect == "postgresql":
+            sql = "SELECT count(*) FROM messages WHERE search_vector IS NOT NULL"
+        else:
+            sql = "SELECT count(*) FROM search_messages_docsize"
+        return int(conn.exec_driver_sql(sql).scalar_one())
+
+
+def _check_index_matches_the_tables(tk: Threadkeep) -> None:
+    """SQLite: FTS5's integrity check with rank 1 also compares the index with
+    its external content, so a message indexed twice, or not at all, fails it.
+    (It expects every content row indexed: call it when no message is
+    streaming. Sessions without a title are not indexed, so it does not
+    apply to search_sessions.)"""
+    if tk.dialect != "sqlite":
+        return
+    with tk.engine.sa_engine.connect() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO search_messages (search_messages, rank) VALUES ('integrity-check', 1)"
+        )
 
 
 HOSTILE = [

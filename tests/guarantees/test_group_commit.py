@@ -167,3 +167,90 @@ def test_one_bad_writer_in_a_batch_fails_alone(sqlite_tk: Threadkeep) -> None:
         ).all()
     assert sorted(s for s, _ in logged) == sorted(sids[i] for i in range(6) if i != 3)
     assert {t for _, t in logged} == set(txids)
+
+
+def test_a_message_written_earlier_in_the_same_commit_can_be_changed(
+    sqlite_tk: Threadkeep,
+) -> None:
+    """New messages are indexed by the store, one statement per operation
+    (revision 0007); the delete and update triggers expect them in the index.
+    So an operation that deletes or rewrites a message appended by an earlier
+    operation of the same commit must find it indexed already: were the
+    indexing left to the end of the commit, FTS5 would be told to remove
+    terms it never held, and its integrity check would fail."""
+    tk = sqlite_tk
+    owner = tk.create_user("ada").value.id
+    actor = Actor(owner)
+    sids = [tk.create_session(actor).value.id for _ in range(3)]
+    queue = tk.engine._queue  # type: ignore[attr-defined]
+    sizes: list[int] = []
+    run_batch = queue._run_batch
+
+    def counting(batch: list[Request]) -> None:
+        sizes.append(len(batch))
+        run_batch(batch)
+
+    queue._run_batch = counting
+    slow_path: list[int] = []
+    run_isolated = tk.engine._run_isolated  # type: ignore[attr-defined]
+
+    def isolated(batch: list[Request]) -> None:
+        slow_path.append(len(batch))
+        run_isolated(batch)
+
+    tk.engine._run_isolated = isolated  # type: ignore[attr-defined]
+    gate = threading.Event()
+
+    def append(sid: str, text: str, *, block: bool = False) -> Any:
+        def fn(tx: Any) -> Any:
+            if block:
+                gate.wait(10)
+            return message_q.append(tx, owner, sid, [NewMessage(role="user", content=text)])
+
+        return tk.engine.write(fn)
+
+    def change(stmt: Any) -> Any:
+        return tk.engine.write(lambda tx: tx.conn.execute(stmt).rowcount)
+
+    m = tables.messages.c
+    first, first_out = _start(lambda: append(sids[0], "first", block=True))
+    _wait_for(lambda: sizes == [1], "the first batch")
+    writers = [
+        _start(lambda: append(sids[1], "doomed quince")),
+        _start(lambda: append(sids[2], "draft quince")),
+    ]
+    _wait_for(lambda: len(queue._queue) == 2, "two queued appends")
+    writers += [
+        _start(lambda: change(tables.messages.delete().where(m.session_id == sids[1]))),
+        _start(
+            lambda: change(
+                tables.messages.update().where(m.session_id == sids[2]).values(content="final pear")
+            )
+        ),
+    ]
+    _wait_for(lambda: len(queue._queue) == 4, "the two changes queued behind them")
+    gate.set()
+    for t, _ in [(first, first_out), *writers]:
+        t.join(10)
+
+    assert sizes[:2] == [1, 4]  # the appends and the changes shared one commit
+    # ... as one transaction: nothing failed, so no operation was re-run alone
+    # (FTS5 refuses to remove what it does not hold: "database disk image is
+    # malformed", which the slow path would have hidden).
+    assert slow_path == []
+    assert all("value" in out for _, out in [(first, first_out), *writers])
+    assert [out["value"].value for _, out in writers[2:]] == [1, 1]
+    assert {h.id for h in tk.search(actor, "quince").items} == set()
+    assert [h.session_id for h in tk.search(actor, "pear").items] == [sids[2]]
+    with tk.engine.sa_engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO search_messages (search_messages, rank) VALUES ('integrity-check', 1)"
+        )
+        # Each term as often as the messages hold it: none entered twice, none
+        # "removed" without having been entered.
+        conn.exec_driver_sql(
+            "CREATE VIRTUAL TABLE temp.v USING fts5vocab(main, search_messages, instance)"
+        )
+        terms = sorted(r[0] for r in conn.exec_driver_sql("SELECT term FROM temp.v"))
+        conn.exec_driver_sql("DROP TABLE temp.v")
+    assert terms == ["final", "first", "pear"]

@@ -54,6 +54,10 @@ class WriteTx:
     # Set by the engine: writes buffered change rows now, inside the open
     # transaction, with their final offsets (see flush_changes).
     spill: Callable[[list[ChangeRow]], None] | None = None
+    # Ids of messages this operation inserted that the engine must still enter
+    # into its search index before the operation ends (engines whose database
+    # keeps the index itself leave it empty; see StoreEngine.indexes_by_itself).
+    unindexed: list[str] = field(default_factory=list)
 
     def log(
         self,
@@ -141,6 +145,13 @@ class StoreEngine(abc.ABC):
     @abc.abstractmethod
     def tag_predicate(self, column: sa.ColumnElement[Any], tag: str) -> sa.ColumnElement[bool]:
         """SQL that is true when the JSON list ``column`` holds ``tag``."""
+
+    #: Whether the database keeps the message search index by itself, inside
+    #: the writing statement (PostgreSQL: a generated column). When False, code
+    #: that inserts messages records their ids in ``WriteTx.unindexed`` and the
+    #: engine indexes them with one statement before the operation ends: still
+    #: in the same transaction, but not row by row (see revision 0007).
+    indexes_by_itself = True
 
     #: Whether :meth:`append_at_once` is implemented.
     supports_append_at_once = False

@@ -426,6 +426,8 @@ def insert_message_rows(
         return
     insert = prepared(tx.conn.dialect, "messages.insert", lambda: _insert_statement(tx))
     insert.executemany(cursor(tx.conn), rows)
+    if not tx.store.indexes_by_itself:
+        tx.unindexed.extend(r["id"] for r in rows)
     # The change row is the message row with created_at as ISO text (what
     # changes.row_json makes of it, without inspecting every value: this runs
     # once per message). Rows of one append share one timestamp object.

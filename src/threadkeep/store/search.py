@@ -1,8 +1,9 @@
-"""Full-text search queries (the index itself is revision 0006).
+"""Full-text search queries (the index itself is revisions 0006 and 0007).
 
-The database keeps the index, inside the writing transaction: a generated
+The index is kept inside the writing transaction: a generated
 ``search_vector`` tsvector column with a GIN index on PostgreSQL, FTS5 tables
-kept by triggers on SQLite. So an append runs no Python for it, a search right
+on SQLite, kept by triggers except for new messages, which the engine indexes
+with one statement per operation (:func:`index_messages`). So a search right
 after a write sees it, and a rolled-back write leaves no trace in the index.
 
 User input is only ever *words*: on SQLite each word becomes a quoted FTS5
@@ -23,6 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from threadkeep.model.jsontext import dumps
 from threadkeep.model.search import MARK_CLOSE, MARK_OPEN, SearchHit, SearchKind
 from threadkeep.store.types import UTCDateTime
 
@@ -311,6 +313,29 @@ def rebuild(conn: sa.Connection) -> None:
     conn.exec_driver_sql("DELETE FROM search_tool_events")
     for stmt in revision.SQLITE_BACKFILL:
         conn.exec_driver_sql(stmt)
+
+
+# New messages, by id, with the text and condition of revision 0006's
+# triggers (the delete and update triggers remove exactly what this enters).
+_INDEX_MESSAGES = (
+    "INSERT INTO search_messages (rowid, content) "
+    f"SELECT m.rowid, substr(m.content, 1, {MAX_CHARS}) "
+    "FROM json_each(?) AS j JOIN messages AS m ON m.id = j.value "
+    "WHERE m.status <> 'streaming'"
+)
+
+
+def index_messages(cursor: Any, ids: Sequence[str]) -> None:
+    """Enter the messages ``ids`` (just inserted, in the open transaction) into
+    the SQLite index, on the DBAPI ``cursor``.
+
+    Why not a row trigger, as for everything else: FTS5 flushes its pending
+    terms to a new segment at every statement savepoint, and a trigger opens
+    one per row, so a batch of 100 messages wrote 100 segments (42 against
+    5 µs of CPU per message, measured). One statement per operation adds
+    them all to one segment."""
+    if ids:
+        cursor.execute(_INDEX_MESSAGES, (dumps(list(ids)),))
 
 
 def optimize(conn: sa.Connection) -> None:

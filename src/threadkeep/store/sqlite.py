@@ -31,6 +31,7 @@ from threadkeep.store.changes import change_params
 from threadkeep.store.contract import ChangeRow, ReadFn, StoreEngine, WriteFn, WriteTx
 from threadkeep.store.group_commit import GroupCommitQueue, Request
 from threadkeep.store.prepared import cursor, prepared
+from threadkeep.store.search import index_messages
 from threadkeep.store.tables import changes
 from threadkeep.store.translate import translate_errors
 
@@ -58,6 +59,7 @@ def _changes_insert() -> sa.Executable:
 
 class SqliteStore(StoreEngine):
     dialect = "sqlite"
+    indexes_by_itself = False  # new messages: see store/search.py index_messages
 
     def __init__(self, url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 40) -> None:
         self.url = url
@@ -231,6 +233,7 @@ class SqliteStore(StoreEngine):
 
         def spill(rows: list[ChangeRow]) -> None:
             nonlocal last
+            self._index(tx)  # a long operation's memory stays bounded by its chunk
             early = change_params(rows, tx.now)
             for p in early:
                 last += 1
@@ -242,12 +245,21 @@ class SqliteStore(StoreEngine):
         tx.spill = spill
         with translate_errors():
             value = fn(tx)
+            self._index(tx)
         if not tx.changes and tx.replay_txid is not None and last == offset:
             return value, [], tx.replay_txid, last
         params = change_params(tx.changes, tx.now)
         for p in params:
             p["txid"] = txid
         return value, params, None, last
+
+    def _index(self, tx: WriteTx) -> None:
+        """Index the messages ``tx`` inserted: one statement per operation,
+        run before the next operation can touch those rows (an update or a
+        delete trigger expects them indexed)."""
+        if tx.unindexed:
+            index_messages(cursor(self._writer), tx.unindexed)
+            tx.unindexed = []
 
     def _finish_log(self, cur: Any, params: list[dict[str, Any]], offset: int, txid: int) -> None:
         if params:

@@ -22,6 +22,8 @@ Every object named ``search_*`` belongs to this revision and is invisible to
 A later SQLite migration that rebuilds ``messages``, ``tool_events`` or
 ``sessions`` with ``batch_alter_table`` drops these triggers and renumbers
 rowids: it must re-create the triggers and call ``store.search.rebuild``.
+(Since revision 0007, new messages are indexed by the store, not by
+``search_messages_insert``.)
 
 Revision ID: 0006
 Revises: 0005
@@ -106,6 +108,13 @@ def _title_body(row: str) -> str:
     return f"substr({row}.title, 1, {MAX_CHARS})"
 
 
+# Revision 0007 drops this one (the store indexes new messages itself, one
+# statement per operation) and re-creates it on the way down.
+MESSAGES_INSERT_TRIGGER = f"""CREATE TRIGGER search_messages_insert AFTER INSERT ON messages
+    WHEN new.status <> 'streaming' BEGIN
+        INSERT INTO search_messages (rowid, content) VALUES (new.rowid, {_message_body("new")});
+    END"""
+
 _SQLITE = [
     f"CREATE VIRTUAL TABLE search_messages USING fts5("
     f"content, content = 'messages', content_rowid = 'rowid', {_TOKENIZE})",
@@ -113,10 +122,7 @@ _SQLITE = [
     f"title, content = 'sessions', content_rowid = 'rowid', {_TOKENIZE})",
     f"CREATE VIRTUAL TABLE search_tool_events USING fts5(body, owner_id UNINDEXED, {_TOKENIZE})",
     # messages: indexed once no longer streaming.
-    f"""CREATE TRIGGER search_messages_insert AFTER INSERT ON messages
-    WHEN new.status <> 'streaming' BEGIN
-        INSERT INTO search_messages (rowid, content) VALUES (new.rowid, {_message_body("new")});
-    END""",
+    MESSAGES_INSERT_TRIGGER,
     f"""CREATE TRIGGER search_messages_delete AFTER DELETE ON messages
     WHEN old.status <> 'streaming' BEGIN
         INSERT INTO search_messages (search_messages, rowid, content)
