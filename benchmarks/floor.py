@@ -18,8 +18,8 @@ layer) on a database made by ``Threadkeep.open``:
   those parameters (a dict and an orjson dump per row) is inside the timing:
   a few microseconds per message, so tk-sql is a floor within that margin.
 * ``tk-sql, no search``: the same, with the search upkeep removed (SQLite:
-  the FTS5 trigger dropped; PostgreSQL: the generated tsvector column and its
-  GIN index dropped). Only here, to price what issue 3's same-transaction
+  the store's indexing statement left out; PostgreSQL: the generated
+  tsvector column and its GIN index dropped). Only here, to price what issue 3's same-transaction
   search costs; threadkeep itself always keeps it.
 * ``threadkeep``: the library call, ``append_message`` / ``append_messages``.
 
@@ -51,6 +51,7 @@ import orjson
 
 from threadkeep import Actor, Threadkeep
 from threadkeep.model.ids import new_id
+from threadkeep.store.search import index_messages
 
 TEXT = ("the quick brown fox jumps over the lazy dog and keeps running far away " * 6)[:400]
 PG_ADMIN = os.environ.get("THREADKEEP_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -161,8 +162,6 @@ def _sqlite_tk_sql(search: bool) -> Variant:
     ) -> tuple[Callable[[int], None], Callable[[int], None], Callable[[], None]]:
         owner, path, sql = _tk_sqlite_statements(f"sqlite:///{workdir}/tk.db")
         c = _sqlite_connect(path)
-        if not search:
-            c.execute("DROP TRIGGER search_messages_insert")
 
         def bind(kind: str, values: dict[str, Any]) -> tuple[Any, ...]:
             return tuple(values[n] for n in sql[kind][1])  # type: ignore[index]
@@ -218,6 +217,8 @@ def _sqlite_tk_sql(search: bool) -> Variant:
             offset += 1
             changes.append(log_row(offset, "sessions", "s1", "update", session_row))
             c.executemany(sql["insert"][0], rows)  # type: ignore[index]
+            if search:  # the store's own statement (store/search.py)
+                index_messages(c, [r[sql["insert"][1].index("id")] for r in rows])  # type: ignore[index]
             c.executemany(sql["changes"][0], changes)  # type: ignore[index]
             c.execute(
                 "UPDATE log_state SET last_offset = ?, last_txid = ? WHERE id = 1", (offset, txid)
