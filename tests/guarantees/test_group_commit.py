@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from threadkeep import Actor, InvalidInput, Threadkeep
 from threadkeep.model.messages import NewMessage
 from threadkeep.store import messages as message_q
+from threadkeep.store import sqlite as sqlite_store
 from threadkeep.store import tables
 from threadkeep.store.group_commit import GroupCommitQueue, Request
 
@@ -172,12 +173,12 @@ def test_one_bad_writer_in_a_batch_fails_alone(sqlite_tk: Threadkeep) -> None:
 def test_a_message_written_earlier_in_the_same_commit_can_be_changed(
     sqlite_tk: Threadkeep,
 ) -> None:
-    """New messages are indexed by the store, one statement per operation
-    (revision 0007); the delete and update triggers expect them in the index.
-    So an operation that deletes or rewrites a message appended by an earlier
-    operation of the same commit must find it indexed already: were the
-    indexing left to the end of the commit, FTS5 would be told to remove
-    terms it never held, and its integrity check would fail."""
+    """New messages are indexed by the store (revision 0007), the appends of
+    one commit together; the delete and update triggers expect them in the
+    index. So an operation that deletes or rewrites a message appended by an
+    earlier operation of the same commit must find it indexed already: were
+    the indexing left to the end of the commit, FTS5 would be told to remove
+    terms it never held ("database disk image is malformed")."""
     tk = sqlite_tk
     owner = tk.create_user("ada").value.id
     actor = Actor(owner)
@@ -207,7 +208,7 @@ def test_a_message_written_earlier_in_the_same_commit_can_be_changed(
                 gate.wait(10)
             return message_q.append(tx, owner, sid, [NewMessage(role="user", content=text)])
 
-        return tk.engine.write(fn)
+        return tk.engine.write(fn, only_inserts=True)  # as the service's appends
 
     def change(stmt: Any) -> Any:
         return tk.engine.write(lambda tx: tx.conn.execute(stmt).rowcount)
@@ -254,3 +255,80 @@ def test_a_message_written_earlier_in_the_same_commit_can_be_changed(
         terms = sorted(r[0] for r in conn.exec_driver_sql("SELECT term FROM temp.v"))
         conn.exec_driver_sql("DROP TABLE temp.v")
     assert terms == ["final", "first", "pear"]
+
+
+def test_appends_that_share_a_commit_share_one_index_statement(
+    sqlite_tk: Threadkeep, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Appends promise to insert only (``only_inserts``), so the messages of
+    those queued together are indexed with one statement (one FTS5 segment)
+    before the commit; the one that fails is left out; all are found."""
+    tk = sqlite_tk
+    owner = tk.create_user("ada").value.id
+    actor = Actor(owner)
+    sids = [tk.create_session(actor).value.id for _ in range(6)]
+    queue = tk.engine._queue  # type: ignore[attr-defined]
+    sizes: list[int] = []
+    run_batch = queue._run_batch
+
+    def counting(batch: list[Request]) -> None:
+        sizes.append(len(batch))
+        run_batch(batch)
+
+    queue._run_batch = counting
+    statements: list[int] = []
+    index_messages = sqlite_store.index_messages
+
+    def count_index(cur: Any, ids: list[str]) -> None:
+        if ids:
+            statements.append(len(ids))
+        index_messages(cur, ids)
+
+    monkeypatch.setattr(sqlite_store, "index_messages", count_index)
+    gate = threading.Event()
+
+    def append(sid: str, text: str, *, block: bool = False, fail: bool = False) -> Any:
+        def fn(tx: Any) -> Any:
+            if block:
+                gate.wait(10)
+            done = message_q.append(tx, owner, sid, [NewMessage(role="user", content=text)])
+            if fail:
+                raise InvalidInput("content", "refused after the write")
+            return done
+
+        return tk.engine.write(fn, only_inserts=True)
+
+    first, first_out = _start(lambda: append(sids[0], "first plum", block=True))
+    _wait_for(lambda: sizes == [1], "the first batch")
+    together = [_start(lambda i=i: append(sids[i], f"plum{i} plum")) for i in range(1, 5)]
+    _wait_for(lambda: len(queue._queue) == 4, "four queued appends")
+    gate.set()
+    for t, _ in [(first, first_out), *together]:
+        t.join(10)
+    assert sizes[:2] == [1, 4]
+    assert statements == [1, 4]  # the second commit: one statement for four appends
+
+    # One of them fails: the batch runs again, each in its own savepoint, and
+    # the three that succeed are still indexed together.
+    statements.clear()
+    gate.clear()
+    blocker, blocker_out = _start(lambda: append(sids[5], "blocker", block=True))
+    _wait_for(lambda: sizes == [1, 4, 1], "the third batch")
+    mixed = [
+        _start(lambda i=i: append(sids[i], f"damson{i} damson", fail=(i == 2))) for i in range(1, 5)
+    ]
+    _wait_for(lambda: len(queue._queue) == 4, "four more queued appends")
+    gate.set()
+    for t, _ in [(blocker, blocker_out), *mixed]:
+        t.join(10)
+    assert sizes[3] == 4
+    assert isinstance(mixed[1][1].get("error"), InvalidInput)
+    assert statements == [1, 3]
+
+    assert len({h.id for h in tk.search(actor, "plum").items}) == 5
+    found = {h.session_id for h in tk.search(actor, "damson").items}
+    assert found == {sids[1], sids[3], sids[4]}
+    with tk.engine.sa_engine.connect() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO search_messages (search_messages, rank) VALUES ('integrity-check', 1)"
+        )

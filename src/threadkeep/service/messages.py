@@ -79,7 +79,8 @@ class MessageOps(ServiceBase):
                 new = pinned = fast.pinned
         try:
             return self.engine.write(
-                lambda tx: message_q.append(tx, owner, session_id, new, tools, timeline)
+                lambda tx: message_q.append(tx, owner, session_id, new, tools, timeline),
+                only_inserts=True,  # an append never changes an existing message
             )
         except AlreadyExists:
             if pinned is None:

@@ -55,8 +55,9 @@ class WriteTx:
     # transaction, with their final offsets (see flush_changes).
     spill: Callable[[list[ChangeRow]], None] | None = None
     # Ids of messages this operation inserted that the engine must still enter
-    # into its search index before the operation ends (engines whose database
-    # keeps the index itself leave it empty; see StoreEngine.indexes_by_itself).
+    # into its search index, in this transaction, before any operation that
+    # may change them (engines whose database keeps the index itself leave it
+    # empty; see StoreEngine.indexes_by_itself and StoreEngine.write).
     unindexed: list[str] = field(default_factory=list)
 
     def log(
@@ -123,8 +124,14 @@ class StoreEngine(abc.ABC):
         return self.read(fn)
 
     @abc.abstractmethod
-    def write(self, fn: WriteFn[T]) -> Committed[T]:
-        """Run ``fn`` in a write transaction with its change-log rows; commit durably."""
+    def write(self, fn: WriteFn[T], *, only_inserts: bool = False) -> Committed[T]:
+        """Run ``fn`` in a write transaction with its change-log rows; commit durably.
+
+        ``only_inserts``: the caller promises that ``fn`` writes new rows (and
+        bumps counters) but never updates or deletes a message. An engine
+        that indexes new messages itself may then index those of several such
+        operations of one commit together (SQLite: one FTS5 segment per
+        commit instead of one per operation)."""
 
     @abc.abstractmethod
     def read(self, fn: ReadFn[T], *, single_statement: bool = False) -> T:
@@ -149,8 +156,8 @@ class StoreEngine(abc.ABC):
     #: Whether the database keeps the message search index by itself, inside
     #: the writing statement (PostgreSQL: a generated column). When False, code
     #: that inserts messages records their ids in ``WriteTx.unindexed`` and the
-    #: engine indexes them with one statement before the operation ends: still
-    #: in the same transaction, but not row by row (see revision 0007).
+    #: engine indexes them with one statement: still in the same transaction,
+    #: but not row by row (see revision 0007).
     indexes_by_itself = True
 
     #: Whether :meth:`append_at_once` is implemented.

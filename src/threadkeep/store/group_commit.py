@@ -31,10 +31,13 @@ _WAITING, _DONE, _LEAD = 0, 1, 2
 
 
 class Request:
-    __slots__ = ("error", "fn", "result", "state", "wakeup")
+    __slots__ = ("error", "fn", "only_inserts", "result", "state", "wakeup")
 
-    def __init__(self, fn: Callable[..., Any], wakeup: LockType | None) -> None:
+    def __init__(
+        self, fn: Callable[..., Any], wakeup: LockType | None, only_inserts: bool = False
+    ) -> None:
         self.fn = fn
+        self.only_inserts = only_inserts  # see StoreEngine.write
         self.result: Any = None
         self.error: BaseException | None = None
         # Held from birth by a caller that has to wait, released once to wake
@@ -70,7 +73,7 @@ class GroupCommitQueue:
         self._closed = False
         self._idle = threading.Condition(self._mutex)
 
-    def submit(self, fn: Callable[..., Any]) -> Any:
+    def submit(self, fn: Callable[..., Any], only_inserts: bool = False) -> Any:
         with self._mutex:
             if self._closed:
                 raise StoreClosed()
@@ -79,7 +82,7 @@ class GroupCommitQueue:
             if not lead:
                 wakeup = allocate_lock()
                 wakeup.acquire()
-            req = Request(fn, wakeup)
+            req = Request(fn, wakeup, only_inserts)
             self._queue.append(req)
             self._busy = True
         if wakeup is not None:

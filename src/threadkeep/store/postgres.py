@@ -116,7 +116,7 @@ class PostgresStore(StoreEngine):
     def sa_engine(self) -> sa.Engine:
         return self._engine
 
-    def write(self, fn: WriteFn[T]) -> Committed[T]:
+    def write(self, fn: WriteFn[T], *, only_inserts: bool = False) -> Committed[T]:
         if self._closed:
             raise StoreClosed()
         attempt = 0

@@ -332,8 +332,9 @@ def index_messages(cursor: Any, ids: Sequence[str]) -> None:
     Why not a row trigger, as for everything else: FTS5 flushes its pending
     terms to a new segment at every statement savepoint, and a trigger opens
     one per row, so a batch of 100 messages wrote 100 segments (42 against
-    5 µs of CPU per message, measured). One statement per operation adds
-    them all to one segment."""
+    5 µs of CPU per message, measured). One statement per operation, or per
+    run of appends in one group commit (store/sqlite.py), adds them all to
+    one segment."""
     if ids:
         cursor.execute(_INDEX_MESSAGES, (dumps(list(ids)),))
 

@@ -132,8 +132,8 @@ class SqliteStore(StoreEngine):
 
     # --- writes -----------------------------------------------------------------
 
-    def write(self, fn: WriteFn[T]) -> Committed[T]:
-        result: Committed[T] = self._queue.submit(fn)
+    def write(self, fn: WriteFn[T], *, only_inserts: bool = False) -> Committed[T]:
+        result: Committed[T] = self._queue.submit(fn, only_inserts)
         return result
 
     def _run_batch(self, batch: list[Request]) -> None:
@@ -146,7 +146,13 @@ class SqliteStore(StoreEngine):
         Offsets and txids come from log_state, read and written inside the
         transaction: SQLite's write lock makes this the only writer, in any
         process, so numbering change rows here is numbering them in commit
-        order."""
+        order.
+
+        The messages of consecutive ``only_inserts`` requests are indexed
+        together (``unindexed``), before any other request runs and before
+        the commit: one FTS5 segment for all of them. Any other request may
+        update or delete a message appended just before it, and the search
+        triggers expect that message in the index by then."""
         cur = cursor(self._writer)
         if not self._begin(cur, batch):
             return
@@ -156,9 +162,15 @@ class SqliteStore(StoreEngine):
             ).fetchone()
             pending: list[dict[str, Any]] = []
             results: list[Committed[Any]] = []
+            unindexed: list[str] = []
             for req in batch:
+                if not req.only_inserts and unindexed:
+                    index_messages(cur, unindexed)
+                    unindexed = []
                 txid += 1
-                value, params, replay, offset = self._run_one(req.fn, txid, offset)
+                value, params, replay, offset = self._run_one(
+                    req.fn, txid, offset, unindexed if req.only_inserts else None
+                )
                 if replay is not None:
                     results.append(Committed(value, replay))
                     continue
@@ -167,6 +179,7 @@ class SqliteStore(StoreEngine):
                     p["log_offset"] = offset
                 pending.extend(params)
                 results.append(Committed(value, txid))
+            index_messages(cur, unindexed)
             self._finish_log(cur, pending, offset, txid)
         except BaseException as exc:
             self._rollback_quietly()
@@ -186,14 +199,21 @@ class SqliteStore(StoreEngine):
         if not self._begin(cur, batch):
             return
         done: list[tuple[Request, Committed[Any]]] = []
+        unindexed: list[str] = []  # as in _run_batch, of the requests that succeeded
         try:
             offset, txid = cur.execute(
                 "SELECT last_offset, last_txid FROM log_state WHERE id = 1"
             ).fetchone()
             for req in batch:
+                if not req.only_inserts and unindexed:
+                    index_messages(cur, unindexed)
+                    unindexed = []
                 cur.execute("SAVEPOINT op")
+                mine: list[str] = []
                 try:
-                    value, params, replay, spilled = self._run_one(req.fn, txid + 1, offset)
+                    value, params, replay, spilled = self._run_one(
+                        req.fn, txid + 1, offset, mine if req.only_inserts else None
+                    )
                     if replay is None:
                         for i, p in enumerate(params, start=1):
                             p["log_offset"] = spilled + i
@@ -204,12 +224,14 @@ class SqliteStore(StoreEngine):
                     req.finish(error=self._store_error(exc))
                     continue
                 cur.execute("RELEASE op")
+                unindexed.extend(mine)
                 if replay is not None:
                     done.append((req, Committed(value, replay)))
                 else:
                     txid += 1
                     offset = spilled + len(params)
                     done.append((req, Committed(value, txid)))
+            index_messages(cur, unindexed)
         except BaseException as exc:
             self._rollback_quietly()
             err = self._store_error(exc)
@@ -223,11 +245,13 @@ class SqliteStore(StoreEngine):
             req.finish(result=res)
 
     def _run_one(
-        self, fn: WriteFn[Any], txid: int, offset: int
+        self, fn: WriteFn[Any], txid: int, offset: int, unindexed: list[str] | None = None
     ) -> tuple[Any, list[dict[str, Any]], int | None, int]:
         """Run one operation. Returns its value, its change rows still to
         write, the txid it replays (or None), and the last offset given to
-        the rows it spilled early (``offset`` if none)."""
+        the rows it spilled early (``offset`` if none). The messages it
+        inserted are indexed before it returns, or, given ``unindexed``,
+        added to that list for the caller to index."""
         tx = WriteTx(conn=self._writer, now=utcnow(), store=self, txid=txid)
         last = offset
 
@@ -245,7 +269,10 @@ class SqliteStore(StoreEngine):
         tx.spill = spill
         with translate_errors():
             value = fn(tx)
-            self._index(tx)
+            if unindexed is None:
+                self._index(tx)
+            else:
+                unindexed.extend(tx.unindexed)
         if not tx.changes and tx.replay_txid is not None and last == offset:
             return value, [], tx.replay_txid, last
         params = change_params(tx.changes, tx.now)
@@ -254,9 +281,9 @@ class SqliteStore(StoreEngine):
         return value, params, None, last
 
     def _index(self, tx: WriteTx) -> None:
-        """Index the messages ``tx`` inserted: one statement per operation,
-        run before the next operation can touch those rows (an update or a
-        delete trigger expects them indexed)."""
+        """Index the messages ``tx`` inserted, now: before the next operation
+        can touch those rows (an update or a delete trigger expects them
+        indexed)."""
         if tx.unindexed:
             index_messages(cursor(self._writer), tx.unindexed)
             tx.unindexed = []

@@ -10,7 +10,9 @@ message through the trigger, 5 µs when the same rows are indexed by one
 
 So this revision drops ``search_messages_insert``; the SQLite engine indexes
 the messages an operation inserted with one statement before that operation
-ends (``store/search.py`` ``index_messages``), still inside its transaction:
+ends, or, for appends that share a group commit, before the next operation of
+another kind and before the commit (``store/search.py`` ``index_messages``,
+``store/sqlite.py``), still inside the transaction:
 a rolled-back write leaves nothing in the index, a committed one is found by
 the next search. The text and the condition (not ``streaming``) are the
 trigger's, so the delete and update triggers, which stay, remove exactly
