@@ -418,3 +418,52 @@ def test_the_search_revision_downgrades_and_upgrades_again(db_url: str) -> None:
         assert {h.id for h in tk.search(a, "downgraded").items} == {s.id}
         assert tk.search(a, "title").items == []
         assert _diffs(conn) == []
+
+
+def test_the_message_indexing_revision_downgrades_and_upgrades_again(tmp_path: Path) -> None:
+    """SQLite: 0007 drops the per-row insert trigger (the store indexes new
+    messages itself); down to 0006 brings the trigger back, so code of that
+    revision keeps indexing; up again drops it, and the index holds every
+    message exactly once either way."""
+    url = f"sqlite:///{tmp_path / 'tk.db'}"
+
+    def triggers() -> set[str]:
+        with eng.connect() as conn:
+            q = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+            return {r[0] for r in conn.exec_driver_sql(q)}
+
+    with Threadkeep.open(url) as tk:
+        a = Actor(tk.create_user("ada").value.id)
+        s = tk.create_session(a).value
+        before = tk.append_message(a, s.id, {"role": "user", "content": "walnut before"}).value
+    eng = _sa_engine(url)
+    try:
+        assert "search_messages_insert" not in triggers()
+        with eng.begin() as conn:
+            alembic.command.downgrade(migrate.alembic_config(conn), "0006")
+        assert "search_messages_insert" in triggers()
+        with eng.begin() as conn:  # as code of revision 0006 would write it
+            conn.execute(
+                tables.messages.insert().values(
+                    id="m-at-0006", owner_id=a.user_id, session_id=s.id, seq=2, role="user",
+                    content="walnut during", metadata={}, created_at=before.created_at,
+                )
+            )  # fmt: skip
+            conn.execute(
+                tables.sessions.update().where(tables.sessions.c.id == s.id).values(head_seq=2)
+            )
+    finally:
+        eng.dispose()
+    with Threadkeep.open(url) as tk:
+        after = tk.append_message(a, s.id, {"role": "user", "content": "walnut after"}).value
+        assert {h.id for h in tk.search(a, "walnut").items} == {before.id, "m-at-0006", after.id}
+        with tk.engine.sa_engine.connect() as conn:
+            assert migrate.database_revision(conn) == migrate.code_head()
+            conn.exec_driver_sql(
+                "INSERT INTO search_messages (search_messages, rank) VALUES ('integrity-check', 1)"
+            )
+    eng = _sa_engine(url)
+    try:
+        assert "search_messages_insert" not in triggers()
+    finally:
+        eng.dispose()
