@@ -4,10 +4,11 @@
     python -m benchmarks.search --messages 100000 --engines sqlite
 
 The schema comes from ``Threadkeep.open`` (migrated to the head, so the search
-index of revision 0006 is in place). Sessions are created through the library;
+index of revisions 0006 and 0007 is in place). Sessions are created through the library;
 the messages and tool events are then bulk-loaded straight into the tables for
-speed: ``executemany`` INSERTs on SQLite (the FTS5 triggers fire per row, as
-they do for an append) and ``COPY`` on PostgreSQL (the generated tsvector
+speed: ``executemany`` INSERTs on SQLite, each batch then indexed by the
+store's own statement (``store/search.py`` ``index_messages``, as an append
+does; tool events by their trigger) and ``COPY`` on PostgreSQL (the generated tsvector
 column is computed per row, as for an append). Then ``ANALYZE``, as autovacuum
 would. The text is synthetic: words from a 30,000-word vocabulary drawn with
 Zipf frequencies (rank r has weight 1/r), 8-60 words a message.
@@ -34,6 +35,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 from threadkeep import Actor, Threadkeep
+from threadkeep.store.search import index_messages
 
 VOCAB = 30_000
 SESSIONS = 1_000
@@ -135,6 +137,7 @@ def _load_sqlite(
             "created_at, status) VALUES (?, ?, ?, ?, ?, ?, '{}', ?, 'complete')",
             [(*r[:6], ts(r[6])) for r in batch],
         )
+        index_messages(db, [r[0] for r in batch])
         db.execute("COMMIT")
     db.execute("BEGIN")
     db.executemany(
