@@ -1,6 +1,6 @@
 """Full-text search: ranked hits with marked snippets over message text, tool
 output and session titles, filtered, scoped to the actor, and current with every
-write (the index is kept by the database, inside the writing transaction)."""
+write (the index is kept inside the writing transaction)."""
 
 from __future__ import annotations
 
@@ -272,8 +272,7 @@ def test_every_way_a_message_is_written_indexes_it_exactly_once(
     """A batch, an import long enough to write in chunks, writers committing
     together, and a stream that finishes: each message is in the index once,
     a streaming one not until it finishes. (On SQLite new messages are
-    indexed by the store, one statement per operation, not by a trigger:
-    revision 0007.)"""
+    indexed by the store, not by a trigger: revision 0007.)"""
     batch = new_session(tk, actor)
     tk.append_messages(
         actor, batch.id, [{"role": "user", "content": _word("b", i)} for i in range(120)]
