@@ -114,52 +114,80 @@ def sqlite_tk(tmp_path: Path) -> Any:
     tk.close()
 
 
-def test_one_bad_writer_in_a_batch_fails_alone(sqlite_tk: Threadkeep) -> None:
-    tk = sqlite_tk
-    owner = tk.create_user("ada").value.id
-    actor = Actor(owner)
-    sids = [tk.create_session(actor).value.id for _ in range(6)]
-    queue = tk.engine._queue  # type: ignore[attr-defined]
-    sizes: list[int] = []
-    run_batch = queue._run_batch
+class _Writers:
+    """One user's writes to a SQLite store, its group commit driven by hand:
+    a write made with ``block`` waits inside its transaction until ``gate``
+    is set, so the writes that queue meanwhile share the next commit.
+    ``sizes`` records each commit's number of requests."""
 
-    def counting(batch: list[Request]) -> None:
-        sizes.append(len(batch))
-        run_batch(batch)
+    def __init__(self, tk: Threadkeep, sessions: int) -> None:
+        self.tk = tk
+        self.owner = tk.create_user("ada").value.id
+        self.actor = Actor(self.owner)
+        self.sids = [tk.create_session(self.actor).value.id for _ in range(sessions)]
+        self.queue = tk.engine._queue  # type: ignore[attr-defined]
+        self.sizes: list[int] = []
+        self.gate = threading.Event()
+        run_batch = self.queue._run_batch
 
-    queue._run_batch = counting
-    gate = threading.Event()
+        def counting(batch: list[Request]) -> None:
+            self.sizes.append(len(batch))
+            run_batch(batch)
 
-    def append(sid: str, text: str, *, block: bool = False, fail: bool = False) -> Any:
+        self.queue._run_batch = counting
+
+    def append(
+        self,
+        sid: str,
+        text: str,
+        *,
+        block: bool = False,
+        fail: bool = False,
+        only_inserts: bool = True,  # as the service's appends
+    ) -> Any:
         def fn(tx: Any) -> Any:
             if block:
-                gate.wait(10)
-            done = message_q.append(tx, owner, sid, [NewMessage(role="user", content=text)])
+                self.gate.wait(10)
+            done = message_q.append(tx, self.owner, sid, [NewMessage(role="user", content=text)])
             if fail:  # after writing: its rows must go, the others' must stay
                 raise InvalidInput("content", "refused after the write")
             return done
 
-        return tk.engine.write(fn)
+        return self.tk.engine.write(fn, only_inserts=only_inserts)
 
-    first, first_out = _start(lambda: append(sids[0], "first", block=True))
-    _wait_for(lambda: sizes == [1], "the first batch")
-    batch = [_start(lambda i=i: append(sids[i], f"m{i}", fail=(i == 3))) for i in range(1, 6)]
-    _wait_for(lambda: len(queue._queue) == 5, "five queued writers")
-    gate.set()
-    for t, _ in [(first, first_out), *batch]:
-        t.join(10)
+    def queued(self, n: int) -> None:
+        _wait_for(lambda: len(self.queue._queue) == n, f"{n} queued writers")
 
-    assert sizes[:2] == [1, 5]  # the second commit carried five writers
+    def release(self, *started: tuple[threading.Thread, dict[str, Any]]) -> None:
+        self.gate.set()
+        for t, _ in started:
+            t.join(10)
+
+
+def test_one_bad_writer_in_a_batch_fails_alone(sqlite_tk: Threadkeep) -> None:
+    tk = sqlite_tk
+    w = _Writers(tk, 6)
+    sids = w.sids
+    first = _start(lambda: w.append(sids[0], "first", block=True, only_inserts=False))
+    _wait_for(lambda: w.sizes == [1], "the first batch")
+    batch = [
+        _start(lambda i=i: w.append(sids[i], f"m{i}", fail=(i == 3), only_inserts=False))
+        for i in range(1, 6)
+    ]
+    w.queued(5)
+    w.release(first, *batch)
+
+    assert w.sizes[:2] == [1, 5]  # the second commit carried five writers
     assert isinstance(batch[2][1].get("error"), InvalidInput)
-    ok = [first_out] + [out for i, (_, out) in enumerate(batch, start=1) if i != 3]
+    ok = [first[1]] + [out for i, (_, out) in enumerate(batch, start=1) if i != 3]
     assert all("value" in out for out in ok)
     txids = [out["value"].txid for out in ok]
     assert len(set(txids)) == len(txids)  # one txid per operation, even in one commit
     for i, sid in enumerate(sids):
-        history = tk.get_history(actor, sid)
+        history = tk.get_history(w.actor, sid)
         expected = [] if i == 3 else ["first" if i == 0 else f"m{i}"]
         assert [m.content for m in history] == expected
-        assert tk.get_session(actor, sid).head_seq == len(expected)
+        assert tk.get_session(w.actor, sid).head_seq == len(expected)
     with tk.engine.sa_engine.connect() as c:
         logged = c.execute(
             sa.select(tables.changes.c.session_id, tables.changes.c.txid).where(
@@ -180,18 +208,8 @@ def test_a_message_written_earlier_in_the_same_commit_can_be_changed(
     the indexing left to the end of the commit, FTS5 would be told to remove
     terms it never held ("database disk image is malformed")."""
     tk = sqlite_tk
-    owner = tk.create_user("ada").value.id
-    actor = Actor(owner)
-    sids = [tk.create_session(actor).value.id for _ in range(3)]
-    queue = tk.engine._queue  # type: ignore[attr-defined]
-    sizes: list[int] = []
-    run_batch = queue._run_batch
-
-    def counting(batch: list[Request]) -> None:
-        sizes.append(len(batch))
-        run_batch(batch)
-
-    queue._run_batch = counting
+    w = _Writers(tk, 3)
+    sids = w.sids
     slow_path: list[int] = []
     run_isolated = tk.engine._run_isolated  # type: ignore[attr-defined]
 
@@ -200,27 +218,18 @@ def test_a_message_written_earlier_in_the_same_commit_can_be_changed(
         run_isolated(batch)
 
     tk.engine._run_isolated = isolated  # type: ignore[attr-defined]
-    gate = threading.Event()
-
-    def append(sid: str, text: str, *, block: bool = False) -> Any:
-        def fn(tx: Any) -> Any:
-            if block:
-                gate.wait(10)
-            return message_q.append(tx, owner, sid, [NewMessage(role="user", content=text)])
-
-        return tk.engine.write(fn, only_inserts=True)  # as the service's appends
 
     def change(stmt: Any) -> Any:
         return tk.engine.write(lambda tx: tx.conn.execute(stmt).rowcount)
 
     m = tables.messages.c
-    first, first_out = _start(lambda: append(sids[0], "first", block=True))
-    _wait_for(lambda: sizes == [1], "the first batch")
+    first = _start(lambda: w.append(sids[0], "first", block=True))
+    _wait_for(lambda: w.sizes == [1], "the first batch")
     writers = [
-        _start(lambda: append(sids[1], "doomed quince")),
-        _start(lambda: append(sids[2], "draft quince")),
+        _start(lambda: w.append(sids[1], "doomed quince")),
+        _start(lambda: w.append(sids[2], "draft quince")),
     ]
-    _wait_for(lambda: len(queue._queue) == 2, "two queued appends")
+    w.queued(2)
     writers += [
         _start(lambda: change(tables.messages.delete().where(m.session_id == sids[1]))),
         _start(
@@ -229,20 +238,18 @@ def test_a_message_written_earlier_in_the_same_commit_can_be_changed(
             )
         ),
     ]
-    _wait_for(lambda: len(queue._queue) == 4, "the two changes queued behind them")
-    gate.set()
-    for t, _ in [(first, first_out), *writers]:
-        t.join(10)
+    w.queued(4)
+    w.release(first, *writers)
 
-    assert sizes[:2] == [1, 4]  # the appends and the changes shared one commit
+    assert w.sizes[:2] == [1, 4]  # the appends and the changes shared one commit
     # ... as one transaction: nothing failed, so no operation was re-run alone
     # (FTS5 refuses to remove what it does not hold: "database disk image is
     # malformed", which the slow path would have hidden).
     assert slow_path == []
-    assert all("value" in out for _, out in [(first, first_out), *writers])
+    assert all("value" in out for _, out in [first, *writers])
     assert [out["value"].value for _, out in writers[2:]] == [1, 1]
-    assert {h.id for h in tk.search(actor, "quince").items} == set()
-    assert [h.session_id for h in tk.search(actor, "pear").items] == [sids[2]]
+    assert {h.id for h in tk.search(w.actor, "quince").items} == set()
+    assert [h.session_id for h in tk.search(w.actor, "pear").items] == [sids[2]]
     with tk.engine.sa_engine.begin() as conn:
         conn.exec_driver_sql(
             "INSERT INTO search_messages (search_messages, rank) VALUES ('integrity-check', 1)"
@@ -264,18 +271,8 @@ def test_appends_that_share_a_commit_share_one_index_statement(
     those queued together are indexed with one statement (one FTS5 segment)
     before the commit; the one that fails is left out; all are found."""
     tk = sqlite_tk
-    owner = tk.create_user("ada").value.id
-    actor = Actor(owner)
-    sids = [tk.create_session(actor).value.id for _ in range(6)]
-    queue = tk.engine._queue  # type: ignore[attr-defined]
-    sizes: list[int] = []
-    run_batch = queue._run_batch
-
-    def counting(batch: list[Request]) -> None:
-        sizes.append(len(batch))
-        run_batch(batch)
-
-    queue._run_batch = counting
+    w = _Writers(tk, 6)
+    sids = w.sids
     statements: list[int] = []
     index_messages = sqlite_store.index_messages
 
@@ -285,48 +282,33 @@ def test_appends_that_share_a_commit_share_one_index_statement(
         index_messages(cur, ids)
 
     monkeypatch.setattr(sqlite_store, "index_messages", count_index)
-    gate = threading.Event()
 
-    def append(sid: str, text: str, *, block: bool = False, fail: bool = False) -> Any:
-        def fn(tx: Any) -> Any:
-            if block:
-                gate.wait(10)
-            done = message_q.append(tx, owner, sid, [NewMessage(role="user", content=text)])
-            if fail:
-                raise InvalidInput("content", "refused after the write")
-            return done
-
-        return tk.engine.write(fn, only_inserts=True)
-
-    first, first_out = _start(lambda: append(sids[0], "first plum", block=True))
-    _wait_for(lambda: sizes == [1], "the first batch")
-    together = [_start(lambda i=i: append(sids[i], f"plum{i} plum")) for i in range(1, 5)]
-    _wait_for(lambda: len(queue._queue) == 4, "four queued appends")
-    gate.set()
-    for t, _ in [(first, first_out), *together]:
-        t.join(10)
-    assert sizes[:2] == [1, 4]
+    first = _start(lambda: w.append(sids[0], "first plum", block=True))
+    _wait_for(lambda: w.sizes == [1], "the first batch")
+    together = [_start(lambda i=i: w.append(sids[i], f"plum{i} plum")) for i in range(1, 5)]
+    w.queued(4)
+    w.release(first, *together)
+    assert w.sizes[:2] == [1, 4]
     assert statements == [1, 4]  # the second commit: one statement for four appends
 
     # One of them fails: the batch runs again, each in its own savepoint, and
     # the three that succeed are still indexed together.
     statements.clear()
-    gate.clear()
-    blocker, blocker_out = _start(lambda: append(sids[5], "blocker", block=True))
-    _wait_for(lambda: sizes == [1, 4, 1], "the third batch")
+    w.gate.clear()
+    blocker = _start(lambda: w.append(sids[5], "blocker", block=True))
+    _wait_for(lambda: w.sizes == [1, 4, 1], "the third batch")
     mixed = [
-        _start(lambda i=i: append(sids[i], f"damson{i} damson", fail=(i == 2))) for i in range(1, 5)
+        _start(lambda i=i: w.append(sids[i], f"damson{i} damson", fail=(i == 2)))
+        for i in range(1, 5)
     ]
-    _wait_for(lambda: len(queue._queue) == 4, "four more queued appends")
-    gate.set()
-    for t, _ in [(blocker, blocker_out), *mixed]:
-        t.join(10)
-    assert sizes[3] == 4
+    w.queued(4)
+    w.release(blocker, *mixed)
+    assert w.sizes[3] == 4
     assert isinstance(mixed[1][1].get("error"), InvalidInput)
     assert statements == [1, 3]
 
-    assert len({h.id for h in tk.search(actor, "plum").items}) == 5
-    found = {h.session_id for h in tk.search(actor, "damson").items}
+    assert len({h.id for h in tk.search(w.actor, "plum").items}) == 5
+    found = {h.session_id for h in tk.search(w.actor, "damson").items}
     assert found == {sids[1], sids[3], sids[4]}
     with tk.engine.sa_engine.connect() as conn:
         conn.exec_driver_sql(
