@@ -162,6 +162,7 @@ def _sqlite_tk_sql(search: bool) -> Variant:
     ) -> tuple[Callable[[int], None], Callable[[int], None], Callable[[], None]]:
         owner, path, sql = _tk_sqlite_statements(f"sqlite:///{workdir}/tk.db")
         c = _sqlite_connect(path)
+        id_at = sql["insert"][1].index("id")  # type: ignore[index]
 
         def bind(kind: str, values: dict[str, Any]) -> tuple[Any, ...]:
             return tuple(values[n] for n in sql[kind][1])  # type: ignore[index]
@@ -218,7 +219,7 @@ def _sqlite_tk_sql(search: bool) -> Variant:
             changes.append(log_row(offset, "sessions", "s1", "update", session_row))
             c.executemany(sql["insert"][0], rows)  # type: ignore[index]
             if search:  # the store's own statement (store/search.py)
-                index_messages(c, [r[sql["insert"][1].index("id")] for r in rows])  # type: ignore[index]
+                index_messages(c, [r[id_at] for r in rows])
             c.executemany(sql["changes"][0], changes)  # type: ignore[index]
             c.execute(
                 "UPDATE log_state SET last_offset = ?, last_txid = ? WHERE id = 1", (offset, txid)

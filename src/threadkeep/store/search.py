@@ -317,17 +317,18 @@ def rebuild(conn: sa.Connection) -> None:
 
 # New messages, by id, with the text and condition of revision 0006's
 # triggers (the delete and update triggers remove exactly what this enters).
+# IN, not a join: an id listed twice is still entered once.
 _INDEX_MESSAGES = (
     "INSERT INTO search_messages (rowid, content) "
-    f"SELECT m.rowid, substr(m.content, 1, {MAX_CHARS}) "
-    "FROM json_each(?) AS j JOIN messages AS m ON m.id = j.value "
-    "WHERE m.status <> 'streaming'"
+    f"SELECT m.rowid, substr(m.content, 1, {MAX_CHARS}) FROM messages AS m "
+    "WHERE m.id IN (SELECT value FROM json_each(?)) AND m.status <> 'streaming'"
 )
 
 
-def index_messages(cursor: Any, ids: Sequence[str]) -> None:
+def index_messages(cursor: Any, ids: list[str]) -> None:
     """Enter the messages ``ids`` (just inserted, in the open transaction) into
-    the SQLite index, on the DBAPI ``cursor``.
+    the SQLite index, on the DBAPI ``cursor``. An id whose row is not there
+    (its operation was rolled back to a savepoint) enters nothing.
 
     Why not a row trigger, as for everything else: FTS5 flushes its pending
     terms to a new segment at every statement savepoint, and a trigger opens
@@ -336,7 +337,7 @@ def index_messages(cursor: Any, ids: Sequence[str]) -> None:
     run of appends in one group commit (store/sqlite.py), adds them all to
     one segment."""
     if ids:
-        cursor.execute(_INDEX_MESSAGES, (dumps(list(ids)),))
+        cursor.execute(_INDEX_MESSAGES, (dumps(ids),))
 
 
 def optimize(conn: sa.Connection) -> None:

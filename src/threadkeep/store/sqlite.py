@@ -199,7 +199,9 @@ class SqliteStore(StoreEngine):
         if not self._begin(cur, batch):
             return
         done: list[tuple[Request, Committed[Any]]] = []
-        unindexed: list[str] = []  # as in _run_batch, of the requests that succeeded
+        # As in _run_batch; a request rolled back to its savepoint may leave
+        # its ids here: they find no row (store/search.py index_messages).
+        unindexed: list[str] = []
         try:
             offset, txid = cur.execute(
                 "SELECT last_offset, last_txid FROM log_state WHERE id = 1"
@@ -209,10 +211,9 @@ class SqliteStore(StoreEngine):
                     index_messages(cur, unindexed)
                     unindexed = []
                 cur.execute("SAVEPOINT op")
-                mine: list[str] = []
                 try:
                     value, params, replay, spilled = self._run_one(
-                        req.fn, txid + 1, offset, mine if req.only_inserts else None
+                        req.fn, txid + 1, offset, unindexed if req.only_inserts else None
                     )
                     if replay is None:
                         for i, p in enumerate(params, start=1):
@@ -224,7 +225,6 @@ class SqliteStore(StoreEngine):
                     req.finish(error=self._store_error(exc))
                     continue
                 cur.execute("RELEASE op")
-                unindexed.extend(mine)
                 if replay is not None:
                     done.append((req, Committed(value, replay)))
                 else:
