@@ -262,3 +262,36 @@ def me(bench: Bench) -> Actor:
 @pytest.fixture
 def them(bench: Bench) -> Actor:
     return Actor(bench.tk.create_user("mallory").value.id)
+
+
+def write_past_the_index(tk: Threadkeep, actor: Actor, session_id: str, content: str) -> str:
+    """Append a message the way a threadkeep older than schema revision 0007
+    does once another process has migrated its SQLite file: a plain INSERT,
+    which used to fire the index trigger that 0007 dropped. The message is in
+    the table and not in the search index."""
+    from threadkeep.model.common import utcnow
+    from threadkeep.model.ids import new_id
+
+    mid = new_id()
+    s, m = tables.sessions, tables.messages
+    with tk.engine.sa_engine.begin() as conn:
+        head = conn.execute(
+            s.update()
+            .where(s.c.id == session_id, s.c.owner_id == actor.user_id)
+            .values(head_seq=s.c.head_seq + 1)
+            .returning(s.c.head_seq)
+        ).scalar_one()
+        conn.execute(
+            m.insert().values(
+                id=mid,
+                owner_id=actor.user_id,
+                session_id=session_id,
+                seq=head,
+                role="user",
+                content=content,
+                metadata={},
+                created_at=utcnow(),
+                status="complete",
+            )
+        )
+    return mid

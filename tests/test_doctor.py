@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from conftest import write_past_the_index
 from threadkeep import Actor, Threadkeep
 from threadkeep.cli.main import app
 
@@ -53,7 +54,9 @@ def test_a_healthy_deployment_passes(db_url: str) -> None:
         assert found["journal_mode"]["detail"] == "wal"
         assert found["synchronous"]["detail"] == "full"
         assert found["disk space"]["status"] == "ok"
+        assert found["search index"]["detail"] == "matches the tables (0 rows indexed)"
     else:
+        assert "search index" not in found  # computed from each row: cannot drift
         assert "server version" in found["postgresql"]["detail"]
         assert found["fsync"]["status"] == found["synchronous_commit"]["status"] == "ok"
         assert found["pool"]["status"] == "ok"
@@ -161,3 +164,47 @@ def test_invalid_settings_fail_without_a_traceback(monkeypatch: pytest.MonkeyPat
 
     assert code == 1
     assert found["settings"]["status"] == "fail" and "port" in found["settings"]["detail"]
+
+
+def test_a_search_index_behind_its_table_fails_until_reindex_rebuilds_it(db_url: str) -> None:
+    set_up(db_url)
+    with Threadkeep.open(db_url) as tk:
+        me = Actor(tk.list_users()[0].id)
+        sid = tk.create_session(me, title="notes").value.id
+        tk.append_message(me, sid, {"role": "user", "content": "indexed"})
+        lost = write_past_the_index(tk, me, sid, "written by an older process")
+
+    def reindex(*args: str) -> Result:
+        return CliRunner().invoke(
+            app, ["reindex", "--database-url", db_url, *args], prog_name="threadkeep"
+        )
+
+    if not db_url.startswith("sqlite"):
+        done = reindex()
+        assert done.exit_code == 0, done.output
+        assert "nothing to do" in done.stdout
+        assert "search index" not in checks("--database-url", db_url)[1]
+        return
+
+    code, found = checks("--database-url", db_url)
+    assert code == 1
+    assert found["search index"]["status"] == "fail"
+    assert found["search index"]["detail"].startswith("messages: 1 of 2 indexed, 1 missing")
+    assert "threadkeep reindex" in found["search index"]["hint"]
+
+    checked = reindex("--check")
+    assert checked.exit_code == 1, checked.output
+    assert "messages: 1 of 2 indexed, 1 missing" in checked.stdout
+    as_json = json.loads(reindex("--check", "--json").stdout)
+    assert as_json["ok"] is False and as_json["rebuilt"] is False
+    assert as_json["indexes"][0] == {"kind": "messages", "expected": 2, "missing": 1, "stale": 0}
+
+    done = reindex()
+    assert done.exit_code == 0, done.output
+    assert "rebuilt the search index" in done.stdout
+    assert "messages: 2 of 2 indexed" in done.stdout
+    assert reindex("--check").exit_code == 0
+    assert checks("--database-url", db_url)[0] == 0
+    with Threadkeep.open(db_url) as tk:
+        me = Actor(tk.list_users()[0].id)
+        assert [h.id for h in tk.search(me, "older process").items] == [lost]

@@ -59,7 +59,7 @@ if TYPE_CHECKING:
         RepoBindingUpdate,
     )
     from threadkeep.model.retention import RetentionResult
-    from threadkeep.model.search import SearchKind, SearchResults
+    from threadkeep.model.search import SearchIndexCheck, SearchKind, SearchResults
     from threadkeep.model.sessions import NewSession, Session, SessionFilter, SessionPatch
     from threadkeep.model.snapshots import (
         Checkpoint,
@@ -192,6 +192,12 @@ class AsyncThreadkeep:
         """Who the changes after ``after`` concern (no rows): for waking readers.
         Not scoped to an actor; it carries no data, only ids."""
         return await self._run(self.sync.change_heads, after, limit=limit)
+
+    async def check_search_index(self) -> list[SearchIndexCheck]:
+        """Compare the SQLite search index with the tables it indexes."""
+        return await self._run(
+            self.sync.check_search_index,
+        )
 
     async def collect_garbage(self, *, grace_seconds: float | None = None) -> list[str]:
         """Delete the blobs no upload uses any more (and leftovers of interrupted
@@ -670,6 +676,15 @@ class AsyncThreadkeep:
         ``after = last offset seen`` never skips and never repeats a change."""
         return await self._run(
             self.sync.read_changes, actor, after, limit=limit, session_id=session_id, tables=tables
+        )
+
+    async def rebuild_search_index(self) -> list[SearchIndexCheck]:
+        """Rebuild the SQLite search index from the tables, in one write
+        transaction (other writes wait for it: 2.3 s for 200,000 messages of
+        35 words, measured). Nothing else changes and no change is logged:
+        the index is not synced data. A no-op on PostgreSQL."""
+        return await self._run(
+            self.sync.rebuild_search_index,
         )
 
     async def record_analytics_event(

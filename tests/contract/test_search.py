@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from contract_helpers import new_session, writes_nothing
 
+from conftest import row_counts, write_past_the_index
 from threadkeep import Actor, Threadkeep
 from threadkeep.errors import InvalidInput, InvalidText, StoreError
 from threadkeep.model.imports import ImportedMessage, ImportedSession
@@ -471,6 +472,71 @@ def test_sqlite_rebuild_restores_the_same_index(tk: Threadkeep, actor: Actor) ->
     assert ids(tk, actor, "rebuilt") == {s.id, mid, ev.id}
     with tk.engine.sa_engine.connect() as conn:
         # FTS5 checks its index against the content it was built from.
+        for t in ("search_messages", "search_sessions", "search_tool_events"):
+            conn.exec_driver_sql(f"INSERT INTO {t} ({t}) VALUES ('integrity-check')")
+
+
+def test_the_index_check_finds_what_was_written_past_it_and_a_rebuild_repairs_it(
+    tk: Threadkeep, actor: Actor
+) -> None:
+    """The repair for an older threadkeep that kept writing after another
+    process migrated the file to revision 0007 (docs/rollback.md): its message
+    is in the table, not in the index, so search misses it and a purge of its
+    session fails, until ``rebuild_search_index``."""
+    s = new_session(tk, actor, title="orchard notes")
+    say(tk, actor, s.id, "apple harvest")
+    tk.start_tool_event(actor, s.id, {"name": "picker"})
+    tk.start_message(actor, s.id, {"role": "assistant", "content": "ripening"})  # not indexed yet
+    if tk.dialect != "sqlite":
+        # The index is a generated column of each row: it cannot drift.
+        before = row_counts(tk)
+        assert tk.check_search_index() == []
+        assert tk.rebuild_search_index() == []
+        assert row_counts(tk) == before
+        return
+    healthy = {c.kind: (c.expected, c.missing, c.stale) for c in tk.check_search_index()}
+    assert healthy == {
+        SearchKind.MESSAGES: (1, 0, 0),
+        SearchKind.SESSIONS: (1, 0, 0),
+        SearchKind.TOOL_EVENTS: (1, 0, 0),
+    }
+
+    lost = write_past_the_index(tk, actor, s.id, "pear blossom")
+    untitled = new_session(tk, actor)
+    with tk.engine.sa_engine.begin() as conn:  # entries with no row to match
+        rid = conn.execute(
+            sa.select(sa.literal_column("rowid")).where(tables.sessions.c.id == untitled.id)
+        ).scalar_one()
+        conn.exec_driver_sql(
+            "INSERT INTO search_sessions (rowid, title) VALUES (?, 'phantom')", (rid,)
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO search_tool_events (rowid, body, owner_id) VALUES (999999, 'ghost', ?)",
+            (actor.user_id,),
+        )
+    drifted = {c.kind: (c.expected, c.missing, c.stale) for c in tk.check_search_index()}
+    assert drifted == {
+        SearchKind.MESSAGES: (2, 1, 0),
+        SearchKind.SESSIONS: (1, 0, 1),
+        SearchKind.TOOL_EVENTS: (1, 0, 1),
+    }
+    assert ids(tk, actor, "pear") == set()
+    tk.delete_session(actor, s.id)
+    before = row_counts(tk)
+    with pytest.raises(StoreError, match="malformed"):
+        tk.purge_session(actor, s.id)
+    assert row_counts(tk) == before
+
+    rebuilt = tk.rebuild_search_index()
+
+    assert all(c.ok for c in rebuilt), rebuilt
+    assert [c.expected for c in rebuilt] == [2, 1, 1]
+    assert row_counts(tk) == before  # the index is not synced data: nothing logged
+    assert ids(tk, actor, "pear", include_trashed=True) == {lost}
+    assert ids(tk, actor, "phantom") == ids(tk, actor, "ghost") == set()
+    tk.purge_session(actor, s.id)
+    assert all(c.ok for c in tk.check_search_index())
+    with tk.engine.sa_engine.connect() as conn:
         for t in ("search_messages", "search_sessions", "search_tool_events"):
             conn.exec_driver_sql(f"INSERT INTO {t} ({t}) VALUES ('integrity-check')")
 

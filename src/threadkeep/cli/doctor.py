@@ -25,6 +25,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from threadkeep.cli import reindex
 from threadkeep.cli.errors import EXIT_CHECK_FAILED, EXIT_OK, describe
 from threadkeep.cli.errors import _one_line as one_line
 from threadkeep.cli.migrate import DatabaseUrl, _shown
@@ -337,6 +338,24 @@ def _check_auth(report: Report, engine: StoreEngine) -> None:
         )
 
 
+def _check_search_index(report: Report, engine: StoreEngine) -> None:
+    """SQLite only: PostgreSQL computes its index from each row."""
+    found = Threadkeep(engine).check_search_index()
+    bad = [c for c in found if not c.ok]
+    if not bad:
+        total = sum(c.expected for c in found)
+        report.add("search index", "ok", f"matches the tables ({total:,} rows indexed)")
+        return
+    report.add(
+        "search index",
+        "fail",
+        "; ".join(reindex.describe(c) for c in bad)
+        + ": search misses them, and purging their sessions fails",
+        "stop every threadkeep process older than this one (an older process "
+        "writing after the upgrade causes this), then run `threadkeep reindex`",
+    )
+
+
 def run_checks(database_url: str | None = None, host: str | None = None) -> Report:
     report = Report()
     settings = _check_settings(report, database_url, host)
@@ -361,6 +380,8 @@ def run_checks(database_url: str | None = None, host: str | None = None) -> Repo
             else:
                 _check_postgres(report, engine)
             if _check_schema(report, engine):
+                if is_sqlite:
+                    _check_search_index(report, engine)
                 _check_auth(report, engine)
     except SchemaTooNew as exc:
         report.add(
@@ -397,8 +418,9 @@ def doctor(
     """Check a deployment and say what to fix.
 
     Checks the settings, the database (reachable, schema current, durability
-    settings), the data directory and disk space (SQLite), the server bind
-    address, and that a user and an active token exist. One line per check:
+    settings; on SQLite, the search index against the tables), the data
+    directory and disk space (SQLite), the server bind address, and that a
+    user and an active token exist. One line per check:
     ok, warn or fail, with a fix for anything not ok. Exit code 1 when any
     check fails, 0 otherwise. Changes nothing (it never migrates).
     """

@@ -6,7 +6,17 @@ import typer
 from rich.console import Console
 
 from threadkeep import __version__
-from threadkeep.cli import backup, cleanup, doctor, imports, migrate, serve, token, user
+from threadkeep.cli import (
+    backup,
+    cleanup,
+    doctor,
+    imports,
+    migrate,
+    reindex,
+    serve,
+    token,
+    user,
+)
 
 app = typer.Typer(
     name="threadkeep",
@@ -28,6 +38,7 @@ token.register(app)
 imports.register(app)
 cleanup.register(app)
 backup.register(app)
+reindex.register(app)
 user.register(app)
 
 

@@ -53,3 +53,25 @@ class SearchResults(BaseModel):
 
     items: list[SearchHit]
     next_offset: int | None
+
+
+class SearchIndexCheck(BaseModel):
+    """How one SQLite search index compares with its table.
+
+    ``missing`` rows are not found by search, and a purge of a session that
+    holds one fails (the delete trigger asks FTS5 to remove words it never
+    held); ``stale`` entries point at rows that are gone or should not be
+    indexed. Either way ``threadkeep reindex`` repairs it.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: SearchKind
+    #: Rows of the table that should be in the index.
+    expected: int
+    missing: int
+    stale: int
+
+    @property
+    def ok(self) -> bool:
+        return self.missing == 0 and self.stale == 0
