@@ -19,8 +19,8 @@ layer) on a database made by ``Threadkeep.open``:
   a few microseconds per message, so tk-sql is a floor within that margin.
 * ``tk-sql, no search``: the same, with the search upkeep removed (SQLite:
   the store's indexing statement left out; PostgreSQL: the generated
-  tsvector column and its GIN index dropped). Only here, to price what issue 3's same-transaction
-  search costs; threadkeep itself always keeps it.
+  tsvector column and its GIN index dropped). Only here, to price what
+  issue 3's same-transaction search costs; threadkeep itself always keeps it.
 * ``threadkeep``: the library call, ``append_message`` / ``append_messages``.
 
 Variants run interleaved, round after round, each on its own fresh store, so

@@ -4,14 +4,15 @@
     python -m benchmarks.search --messages 100000 --engines sqlite
 
 The schema comes from ``Threadkeep.open`` (migrated to the head, so the search
-index of revisions 0006 and 0007 is in place). Sessions are created through the library;
-the messages and tool events are then bulk-loaded straight into the tables for
-speed: ``executemany`` INSERTs on SQLite, each batch then indexed by the
-store's own statement (``store/search.py`` ``index_messages``, as an append
-does; tool events by their trigger) and ``COPY`` on PostgreSQL (the generated tsvector
-column is computed per row, as for an append). Then ``ANALYZE``, as autovacuum
-would. The text is synthetic: words from a 30,000-word vocabulary drawn with
-Zipf frequencies (rank r has weight 1/r), 8-60 words a message.
+index of revisions 0006 and 0007 is in place). Sessions are created through
+the library; the messages and tool events are then bulk-loaded straight into
+the tables for speed: ``executemany`` INSERTs on SQLite, each batch then
+indexed by the store's own statement (``store/search.py`` ``index_messages``,
+as an append does; tool events by their trigger) and ``COPY`` on PostgreSQL
+(the generated tsvector column is computed per row, as for an append). Then
+``ANALYZE``, as autovacuum would. The text is synthetic: words from a
+30,000-word vocabulary drawn with Zipf frequencies (rank r has weight 1/r),
+8-60 words a message.
 
 Each query is two words drawn from the vocabulary ranks 20-5,000 (from words in
 a few percent of the messages to rare ones), timed through ``Threadkeep.search``
