@@ -86,6 +86,36 @@ def test_rewind_logs_every_row_it_touches_under_one_txid(tk, actor):
         assert max(o.offset for o in outs if o.key == c.key) < c.offset
 
 
+def test_rewind_logs_the_move_of_the_moved_messages_events(tk, actor):
+    """The tool and timeline events of the messages a rewind moves go to the
+    branch with them; a sync client following either session must see them
+    leave and arrive, as it sees the messages (found by test_log_replay)."""
+    s = with_messages(tk, actor, 3)
+    history = tk.get_history(actor, s.id)
+    kept, moved = history[0], history[2]
+    done = tk.append(
+        actor,
+        s.id,
+        tool_events=[{"name": "grep", "message_id": m.id} for m in (kept, moved)],
+        timeline_events=[{"kind": "step", "message_id": m.id} for m in (kept, moved)],
+    ).value
+    rewound = tk.rewind_session(actor, s.id, to_seq=1)
+    branch = rewound.value.branch
+    assert branch is not None
+    rows = _by_txid(tk.read_changes(actor, 0), rewound.txid)
+    for table, events in (
+        ("tool_events", done.tool_events),
+        ("timeline_events", done.timeline_events),
+    ):
+        went = events[1]
+        logged = [c for c in rows if c.table == table]
+        assert [(c.key, c.op, c.session_id) for c in logged] == [
+            (went.id, Operation.DELETE, s.id),  # the kept one stays: not logged
+            (went.id, Operation.INSERT, branch.id),
+        ], table
+        assert logged[1].row is not None and logged[1].row["session_id"] == branch.id
+
+
 def test_session_updates_log_only_what_changed(tk, actor):
     """Sync sends an update as key + changed columns; and only moving in or out
     of the trash logs deleted_at (that is how sync tells a restore from an edit)."""

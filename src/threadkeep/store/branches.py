@@ -75,16 +75,17 @@ def rewind(
         new_fork = to_seq
     branch = session_q.insert_session(tx, owner_id, branch_id, fields)
 
-    moved_ids = list(
-        conn.execute(
+    moved = {
+        messages: conn.execute(
             messages.update()
             .where(messages.c.session_id == session_id, messages.c.seq > move_after)
             .values(session_id=branch_id)
-            .returning(messages.c.id)
-        ).scalars()
-    )
+            .returning(*messages.c)
+        ).all()
+    }
+    # The events of the moved messages go with them.
     for table in (tool_events, timeline_events):
-        conn.execute(
+        moved[table] = conn.execute(
             table.update()
             .where(
                 table.c.session_id == session_id,
@@ -93,7 +94,8 @@ def rewind(
                 ),
             )
             .values(session_id=branch_id)
-        )
+            .returning(*table.c)
+        ).all()
     # Branches of this session that forked after the rewind point read their
     # shared history from the new branch now (it holds what they saw).
     children = conn.execute(
@@ -108,12 +110,12 @@ def rewind(
     ).all()
     for child in children:
         session_q.log_session(tx, "update", child, ("parent_session_id", "updated_at"))
-    if moved_ids:
-        # Logged as a move between sessions: out of this one, into the branch,
-        # so a reader following either session's messages sees it leave or arrive.
-        for row in conn.execute(sa.select(messages).where(messages.c.id.in_(moved_ids))):
-            tx.log("messages", row.id, "delete", None, owner_id, session_id)
-            tx.log("messages", row.id, "insert", row_json(row._mapping), owner_id, branch_id)
+    # Each moved row is logged as a move between sessions: out of this one, into
+    # the branch, so a reader following either session sees it leave or arrive.
+    for table, rows in moved.items():
+        for row in rows:
+            tx.log(table.name, row.id, "delete", None, owner_id, session_id)
+            tx.log(table.name, row.id, "insert", row_json(row._mapping), owner_id, branch_id)
 
     values: dict[str, Any] = {"head_seq": to_seq, "last_activity_at": tx.now}
     if new_fork != s.fork_seq:
