@@ -295,3 +295,22 @@ def write_past_the_index(tk: Threadkeep, actor: Actor, session_id: str, content:
             )
         )
     return mid
+
+
+def apply_changes(state: dict[str, dict[str, Any]], messages: list[dict[str, Any]]) -> None:
+    """What a client does with change messages (partial updates merged)."""
+    for m in messages:
+        op = m.get("headers", {}).get("operation")
+        if op is None:
+            if m.get("headers", {}).get("control") == "must-refetch":
+                state.clear()
+            continue
+        key = m["key"]
+        if op == "insert":
+            assert key not in state, f"insert of a key already held: {key}"
+            state[key] = dict(m["value"])
+        elif op == "update":
+            if key in state:
+                state[key].update(m["value"])
+        else:
+            state.pop(key, None)

@@ -15,8 +15,9 @@ import threading
 import time
 from typing import Any
 
-from sync_helpers import apply_changes, new_caller
+from sync_helpers import new_caller
 
+from conftest import apply_changes
 from threadkeep import Threadkeep
 from threadkeep.model.sync import ShapeSnapshot
 from threadkeep.sync.shapes import Shape, change_messages, snapshot_messages

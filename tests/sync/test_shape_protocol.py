@@ -16,9 +16,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent.parent / "api"))
 
 from api_helpers import Api, api_client, assert_problem
-from sync_helpers import apply_changes, new_caller
+from sync_helpers import new_caller
 
-from conftest import row_counts
+from conftest import apply_changes, row_counts
 from threadkeep import Threadkeep
 from threadkeep.config import SyncSettings, load_settings
 

@@ -19,8 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sync_helpers import Probe, Serve, apply_changes, new_caller, probes, require_node, up_to_date
+from sync_helpers import Probe, Serve, new_caller, probes, require_node, up_to_date
 
+from conftest import apply_changes
 from threadkeep import Threadkeep
 
 FAST = {"THREADKEEP_SYNC__LONG_POLL_SECONDS": "3", "THREADKEEP_SYNC__POLL_SECONDS": "0.5"}
