@@ -10,280 +10,29 @@ rolls back, makes a client's copy drift from the server for good.
 So: random sequences of the library's writes, all on one user (sessions,
 appends with retried client ids, streams, tool and timeline events, forks,
 rewinds, trash, restore, purge, every kind of the session record, the todo
-list, the summary, uploads, retention), with another user writing beside it.
-Then, for every synced table, the follower's state is compared with the
-table's snapshot, for the whole user and for one session's shape. Writes the
-sequence makes invalid on purpose (to a trashed session, a purge blocked by
-branches, a stale version) must be refused and, the comparison shows, leave
-nothing behind in the log.
+list, the summary, uploads, retention; random_writes.py), with another user
+writing beside it. Then, for every synced table, the follower's state is
+compared with the table's snapshot, for the whole user and for one session's
+shape. Writes the sequence makes invalid on purpose (to a trashed session, a
+purge blocked by branches, a stale version) must be refused and, the
+comparison shows, leave nothing behind in the log. The same run checks the
+other views of those rows: search finds every message written with its word,
+and every history is seq 1..head.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from hypothesis import HealthCheck, Phase, example, given, settings
-from hypothesis import strategies as st
-from record_kinds import KINDS, Ctx
+from random_writes import OPS, STEPS, make_world
 
 from conftest import apply_changes
-from threadkeep import Actor, SessionNotFound, Threadkeep, ThreadkeepError
-from threadkeep.config import BlobSettings, RetentionSettings
+from threadkeep import Actor, Threadkeep
 from threadkeep.model.sync import ShapeSnapshot
 from threadkeep.store.tables import SYNCED_TABLES
 from threadkeep.sync.shapes import Shape, change_messages, snapshot_messages
-
-T = TypeVar("T")
-
-# Retention's periods, in days: a billionth of a day, so that every rule deletes
-# all it may (non-starred snapshots, analytics events, the trash).
-NOW = 1e-9
-OPS = [
-    "create_session",
-    "update_session",
-    "stale_update",
-    "append",
-    "append",
-    "append_with_events",
-    "stream",
-    "tool_event",
-    "timeline",
-    "fork",
-    "rewind",
-    "trash",
-    "restore",
-    "purge",
-    "record",
-    "record",
-    "update_record",
-    "delete_record",
-    "todos",
-    "summary",
-    "upload",
-    "retention",
-    "other_user",
-]
-
-
-class World:
-    """One user's writes. Each step is an operation and a few numbers that make
-    its choices among what exists (which session, how many, which field): plain
-    data, so explicit examples can name a whole sequence."""
-
-    def __init__(self, tk: Threadkeep, me: Actor, them: Actor) -> None:
-        self.tk, self.me, self.them = tk, me, them
-        self.numbers: Iterator[int] = itertools.cycle([0])
-        self.sessions: list[str] = []
-        self.records: list[tuple[int, str, str]] = []  # (kind index, session, id)
-        self.uploads: list[str] = []
-        self.tool_events: list[str] = []
-        self.client_ids = itertools.cycle(["c1", "c2", "c3", "c4", "c5"])
-        self.names = itertools.count()
-        self.refused: list[str] = []  # the steps that raised, in order
-
-    def number(self, lo: int, hi: int) -> int:
-        """The step's next number, folded into lo..hi."""
-        return lo + next(self.numbers) % (hi - lo + 1)
-
-    def flag(self) -> bool:
-        return self.number(0, 1) == 1
-
-    def pick(self, options: Sequence[T]) -> T:
-        return options[self.number(0, len(options) - 1)]
-
-    def session(self) -> str:
-        return self.pick(self.sessions)
-
-    def head(self, sid: str) -> int:
-        return self.tk.count_messages(self.me, sid)
-
-    def ctx(self, sid: str) -> Ctx:
-        """A message and a tool event of ``sid``, for the record kinds that
-        name them (made if the session has none)."""
-        tk, me = self.tk, self.me
-        history = tk.last_messages(me, sid, 1)
-        own = [m for m in history if m.session_id == sid]
-        msg = own[0].id if own else tk.append_message(me, sid, self.message()).value.id
-        ev = tk.start_tool_event(me, sid, {"name": "edit", "message_id": msg}).value.id
-        return Ctx(tk, me, sid, msg, ev)
-
-    def message(self, client_id: bool = False) -> dict[str, Any]:
-        m: dict[str, Any] = {
-            "role": self.pick(["user", "assistant", "tool"]),
-            "content": f"words {next(self.names)} about replay",
-            "metadata": {"n": self.number(0, 3)},
-        }
-        if client_id:
-            m["client_id"] = next(self.client_ids)
-        return m
-
-    # --- the operations -----------------------------------------------------------
-
-    def create_session(self) -> None:
-        title = self.pick([None, "plans", "notes"])
-        s = self.tk.create_session(self.me, title=title, tags=["t"]).value
-        self.sessions.append(s.id)
-
-    def update_session(self) -> None:
-        every = {
-            "title": self.pick([None, "renamed", "again"]),
-            "tags": self.pick([[], ["a"], ["a", "b"]]),
-            "starred": self.flag(),
-            "pinned": self.flag(),
-            "archived": self.flag(),
-            "metadata": {"k": self.number(0, 9)},
-        }
-        some = {k: v for k, v in every.items() if self.flag()}
-        self.tk.update_session(self.me, self.session(), **some)
-
-    def stale_update(self) -> None:
-        sid = self.session()
-        version = self.tk.get_session(self.me, sid).version
-        self.tk.update_session(self.me, sid, title="stale", expected_version=version - 1)
-
-    def append(self) -> None:
-        n = self.number(1, 3)
-        with_ids = self.flag()  # ids repeat: some appends are retries
-        self.tk.append_messages(self.me, self.session(), [self.message(with_ids) for _ in range(n)])
-
-    def append_with_events(self) -> None:
-        sid = self.session()
-        c = self.ctx(sid)
-        self.tk.append(
-            self.me,
-            sid,
-            [self.message()],
-            tool_events=[{"name": "grep", "message_id": c.message_id, "status": "succeeded"}],
-            timeline_events=[{"kind": "note", "payload": {"x": 1}, "message_id": c.message_id}],
-        )
-
-    def stream(self) -> None:
-        m = self.tk.start_message(self.me, self.session(), {"role": "assistant"}).value
-        for _ in range(self.number(0, 2)):
-            self.tk.extend_message(self.me, m.id, " more")
-        if self.flag():  # or left streaming
-            status = self.pick(["complete", "incomplete"])
-            self.tk.finish_message(self.me, m.id, status=status, output_tokens=3)
-
-    def tool_event(self) -> None:
-        if self.tool_events and self.flag():
-            ev = self.pick(self.tool_events)
-            if self.flag():
-                self.tk.update_tool_event(self.me, ev, {"status": "running", "output": [1]})
-            else:
-                self.tk.finish_tool_event(self.me, ev, output={"ok": True})
-            return
-        ev = self.tk.start_tool_event(self.me, self.session(), {"name": "run", "input": [1]})
-        self.tool_events.append(ev.value.id)
-
-    def timeline(self) -> None:
-        events = [{"kind": "step", "payload": {"i": i}} for i in range(self.number(1, 3))]
-        self.tk.append_timeline_events(self.me, self.session(), events)
-
-    def fork(self) -> None:
-        sid = self.session()
-        at = self.number(0, self.head(sid))
-        self.sessions.append(self.tk.fork_session(self.me, sid, at_seq=at).value.id)
-
-    def rewind(self) -> None:
-        sid = self.session()
-        to = self.number(0, self.head(sid))
-        branch = self.tk.rewind_session(self.me, sid, to_seq=to).value.branch
-        if branch is not None:
-            self.sessions.append(branch.id)
-
-    def trash(self) -> None:
-        self.tk.delete_session(self.me, self.session())
-
-    def restore(self) -> None:
-        self.tk.restore_session(self.me, self.session())
-
-    def purge(self) -> None:
-        sid = self.session()
-        self.tk.purge_session(self.me, sid)
-        self.sessions.remove(sid)
-
-    def record(self) -> None:
-        i = self.number(0, len(KINDS) - 1)
-        c = self.ctx(self.session())
-        row = KINDS[i].create(c, {}).value
-        self.records.append((i, c.sid, row.id))
-
-    def _a_record(self) -> tuple[int, Ctx, str]:
-        i, sid, key = self.pick(self.records)
-        return i, Ctx(self.tk, self.me, sid, "", ""), key
-
-    def update_record(self) -> None:
-        if self.records:
-            i, c, key = self._a_record()
-            KINDS[i].patch(c, key, KINDS[i].update)
-
-    def delete_record(self) -> None:
-        if self.records:
-            i, c, key = self._a_record()
-            KINDS[i].delete(c, key)
-
-    def todos(self) -> None:
-        sid = self.session()
-        keep = [t.id for t in self.tk.list_todos(self.me, sid)][: self.number(0, 2)]
-        todos: list[dict[str, Any]] = [
-            {"id": k, "content": "kept", "status": "completed"} for k in keep
-        ]
-        todos.append({"content": f"new {next(self.names)}"})
-        self.tk.replace_todos(self.me, sid, todos)
-
-    def summary(self) -> None:
-        sid = self.session()
-        if self.flag():
-            self.tk.set_summary(self.me, sid, {"summary": f"so far {next(self.names)}"})
-        else:
-            self.tk.delete_summary(self.me, sid)
-
-    def upload(self) -> None:
-        if self.uploads and self.flag():
-            self.tk.delete_upload(self.me, self.uploads.pop())
-            return
-        up = self.tk.upload(self.me, self.session(), [b"%d" % next(self.names)], filename="a.txt")
-        self.uploads.append(up.value.id)
-
-    def retention(self) -> None:
-        rules = RetentionSettings(
-            snapshot_days=NOW, analytics_days=NOW, trash_days=NOW, collect_blobs=False
-        )
-        self.tk.apply_retention(rules=rules)
-        self.sessions = [s for s in self.sessions if self._exists(s)]
-
-    def _exists(self, sid: str) -> bool:
-        try:
-            self.tk.get_session(self.me, sid)
-        except SessionNotFound:
-            return False
-        return True
-
-    def other_user(self) -> None:
-        """Another user writes, in their own session and (refused) in ours."""
-        theirs = self.tk.create_session(self.them, title="theirs").value.id
-        self.tk.append_message(self.them, theirs, {"role": "user", "content": "mine"})
-        self.tk.append_message(self.them, self.session(), {"role": "user", "content": "yours"})
-
-    def run(self, op: str, numbers: list[int]) -> None:
-        self.numbers = itertools.cycle(numbers)
-        if not self.sessions:
-            self.create_session()
-        try:
-            getattr(self, op)()
-        except ThreadkeepError:
-            self.refused.append(op)
-
-
-STEPS = st.lists(
-    st.tuples(st.sampled_from(OPS), st.lists(st.integers(0, 1000), min_size=1, max_size=6)),
-    min_size=1,
-    max_size=25,
-)
 
 
 def _state(shape: Shape, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -320,24 +69,28 @@ def _differences(followed: dict[str, Any], table: dict[str, Any]) -> list[tuple[
     return out
 
 
+def _search_ids(tk: Threadkeep, actor: Actor, word: str) -> set[str]:
+    """The ids of every message search finds for ``word``, trash included."""
+    found: set[str] = set()
+    offset: int | None = 0
+    while offset is not None:
+        page = tk.search(
+            actor, word, kinds=["messages"], include_trashed=True, limit=100, offset=offset
+        )
+        found |= {hit.id for hit in page.items}
+        offset = page.next_offset
+    return found
+
+
 def _in_session(table: str, row: dict[str, Any], sid: str) -> bool:
     return (row["id"] if table == "sessions" else row["session_id"]) == sid
-
-
-def _world(tk: Threadkeep, tmp_path: Path) -> World:
-    """A user with one session holding one message, and another user."""
-    tk = Threadkeep(tk.engine, tk.limits, blobs=BlobSettings(backend="fs", path=str(tmp_path)))
-    world = World(tk, Actor(tk.create_user("replay").value.id), Actor(tk.create_user("o").value.id))
-    world.create_session()
-    tk.append_message(world.me, world.sessions[0], {"role": "user", "content": "hello"})
-    return world
 
 
 def test_every_step_writes_when_its_target_allows(tk: Threadkeep, tmp_path: Path) -> None:
     """The property below is only as strong as its steps: run once each, in
     order, every step writes, but the two refused on purpose (a stale version;
     the other user's write into our session)."""
-    world = _world(tk, tmp_path)
+    world = make_world(tk, tmp_path)
     numbers = {"purge": [3], "summary": [1]}  # the rewind's branch; set, not delete
     for op in OPS:
         world.run(op, numbers.get(op, [0]))
@@ -378,7 +131,7 @@ def test_every_step_writes_when_its_target_allows(tk: Threadkeep, tmp_path: Path
 def test_following_the_change_log_rebuilds_every_synced_table(
     tk: Threadkeep, tmp_path: Path, steps: list[tuple[str, list[int]]]
 ) -> None:
-    world = _world(tk, tmp_path)
+    world = make_world(tk, tmp_path)
     tk, me, first = world.tk, world.me, world.sessions[0]
     shapes = [Shape(t, me.user_id) for t in SYNCED_TABLES]
     shapes += [Shape(t, me.user_id, first) for t in SYNCED_TABLES]
@@ -398,3 +151,13 @@ def test_following_the_change_log_rebuilds_every_synced_table(
     theirs = {r["id"] for t in SYNCED_TABLES for r in tk.shape_snapshot(world.them, t).rows}
     mine = {r["id"] for t in SYNCED_TABLES for r in whole[t].rows}
     assert not theirs & mine
+
+    # The other views of the same rows agree with them: search finds every
+    # message written with the word (none streams), each history is 1..head.
+    wrote = {r["id"] for r in whole["messages"].rows if "replay" in (r["content"] or "")}
+    assert _search_ids(tk, me, "replay") == wrote, steps
+    for sid in world.sessions:
+        history = tk.get_history(me, sid)
+        assert [m.seq for m in history] == list(range(1, len(history) + 1)), (sid, steps)
+        assert tk.count_messages(me, sid) == len(history)
+        assert tk.last_messages(me, sid, 3) == history[-3:]

@@ -1,0 +1,274 @@
+"""Random sequences of one user's writes through the library, for the
+properties that must hold whatever was written (test_log_replay.py,
+test_export_property.py): every kind of write, with another user beside."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hypothesis import strategies as st
+from record_kinds import KINDS, Ctx
+
+from threadkeep import Actor, SessionNotFound, Threadkeep, ThreadkeepError
+from threadkeep.config import BlobSettings, RetentionSettings
+
+T = TypeVar("T")
+
+# Retention's periods, in days: a billionth of a day, so that every rule deletes
+# all it may (non-starred snapshots, analytics events, the trash).
+NOW = 1e-9
+OPS = [
+    "create_session",
+    "update_session",
+    "stale_update",
+    "append",
+    "append",
+    "append_with_events",
+    "stream",
+    "tool_event",
+    "timeline",
+    "fork",
+    "rewind",
+    "trash",
+    "restore",
+    "purge",
+    "record",
+    "record",
+    "update_record",
+    "delete_record",
+    "todos",
+    "summary",
+    "upload",
+    "retention",
+    "other_user",
+]
+
+
+class World:
+    """One user's writes. Each step is an operation and a few numbers that make
+    its choices among what exists (which session, how many, which field): plain
+    data, so explicit examples can name a whole sequence."""
+
+    def __init__(self, tk: Threadkeep, me: Actor, them: Actor) -> None:
+        self.tk, self.me, self.them = tk, me, them
+        self.numbers: Iterator[int] = itertools.cycle([0])
+        self.sessions: list[str] = []
+        self.records: list[tuple[int, str, str]] = []  # (kind index, session, id)
+        self.uploads: list[str] = []
+        self.tool_events: list[str] = []
+        self.client_ids = itertools.cycle(["c1", "c2", "c3", "c4", "c5"])
+        self.names = itertools.count()
+        self.refused: list[str] = []  # the steps that raised, in order
+
+    def number(self, lo: int, hi: int) -> int:
+        """The step's next number, folded into lo..hi."""
+        return lo + next(self.numbers) % (hi - lo + 1)
+
+    def flag(self) -> bool:
+        return self.number(0, 1) == 1
+
+    def pick(self, options: Sequence[T]) -> T:
+        return options[self.number(0, len(options) - 1)]
+
+    def session(self) -> str:
+        return self.pick(self.sessions)
+
+    def head(self, sid: str) -> int:
+        return self.tk.count_messages(self.me, sid)
+
+    def ctx(self, sid: str) -> Ctx:
+        """A message and a tool event of ``sid``, for the record kinds that
+        name them (made if the session has none)."""
+        tk, me = self.tk, self.me
+        history = tk.last_messages(me, sid, 1)
+        own = [m for m in history if m.session_id == sid]
+        msg = own[0].id if own else tk.append_message(me, sid, self.message()).value.id
+        ev = tk.start_tool_event(me, sid, {"name": "edit", "message_id": msg}).value.id
+        return Ctx(tk, me, sid, msg, ev)
+
+    def message(self, client_id: bool = False) -> dict[str, Any]:
+        m: dict[str, Any] = {
+            "role": self.pick(["user", "assistant", "tool"]),
+            "content": f"words {next(self.names)} about replay",
+            "metadata": {"n": self.number(0, 3)},
+        }
+        if client_id:
+            m["client_id"] = next(self.client_ids)
+        return m
+
+    # --- the operations -----------------------------------------------------------
+
+    def create_session(self) -> None:
+        title = self.pick([None, "plans", "notes"])
+        s = self.tk.create_session(self.me, title=title, tags=["t"]).value
+        self.sessions.append(s.id)
+
+    def update_session(self) -> None:
+        every = {
+            "title": self.pick([None, "renamed", "again"]),
+            "tags": self.pick([[], ["a"], ["a", "b"]]),
+            "starred": self.flag(),
+            "pinned": self.flag(),
+            "archived": self.flag(),
+            "metadata": {"k": self.number(0, 9)},
+        }
+        some = {k: v for k, v in every.items() if self.flag()}
+        self.tk.update_session(self.me, self.session(), **some)
+
+    def stale_update(self) -> None:
+        sid = self.session()
+        version = self.tk.get_session(self.me, sid).version
+        self.tk.update_session(self.me, sid, title="stale", expected_version=version - 1)
+
+    def append(self) -> None:
+        n = self.number(1, 3)
+        with_ids = self.flag()  # ids repeat: some appends are retries
+        self.tk.append_messages(self.me, self.session(), [self.message(with_ids) for _ in range(n)])
+
+    def append_with_events(self) -> None:
+        sid = self.session()
+        c = self.ctx(sid)
+        self.tk.append(
+            self.me,
+            sid,
+            [self.message()],
+            tool_events=[{"name": "grep", "message_id": c.message_id, "status": "succeeded"}],
+            timeline_events=[{"kind": "note", "payload": {"x": 1}, "message_id": c.message_id}],
+        )
+
+    def stream(self) -> None:
+        m = self.tk.start_message(self.me, self.session(), {"role": "assistant"}).value
+        for _ in range(self.number(0, 2)):
+            self.tk.extend_message(self.me, m.id, " more")
+        if self.flag():  # or left streaming
+            status = self.pick(["complete", "incomplete"])
+            self.tk.finish_message(self.me, m.id, status=status, output_tokens=3)
+
+    def tool_event(self) -> None:
+        if self.tool_events and self.flag():
+            ev = self.pick(self.tool_events)
+            if self.flag():
+                self.tk.update_tool_event(self.me, ev, {"status": "running", "output": [1]})
+            else:
+                self.tk.finish_tool_event(self.me, ev, output={"ok": True})
+            return
+        ev = self.tk.start_tool_event(self.me, self.session(), {"name": "run", "input": [1]})
+        self.tool_events.append(ev.value.id)
+
+    def timeline(self) -> None:
+        events = [{"kind": "step", "payload": {"i": i}} for i in range(self.number(1, 3))]
+        self.tk.append_timeline_events(self.me, self.session(), events)
+
+    def fork(self) -> None:
+        sid = self.session()
+        at = self.number(0, self.head(sid))
+        self.sessions.append(self.tk.fork_session(self.me, sid, at_seq=at).value.id)
+
+    def rewind(self) -> None:
+        sid = self.session()
+        to = self.number(0, self.head(sid))
+        branch = self.tk.rewind_session(self.me, sid, to_seq=to).value.branch
+        if branch is not None:
+            self.sessions.append(branch.id)
+
+    def trash(self) -> None:
+        self.tk.delete_session(self.me, self.session())
+
+    def restore(self) -> None:
+        self.tk.restore_session(self.me, self.session())
+
+    def purge(self) -> None:
+        sid = self.session()
+        self.tk.purge_session(self.me, sid)
+        self.sessions.remove(sid)
+
+    def record(self) -> None:
+        i = self.number(0, len(KINDS) - 1)
+        c = self.ctx(self.session())
+        row = KINDS[i].create(c, {}).value
+        self.records.append((i, c.sid, row.id))
+
+    def _a_record(self) -> tuple[int, Ctx, str]:
+        i, sid, key = self.pick(self.records)
+        return i, Ctx(self.tk, self.me, sid, "", ""), key
+
+    def update_record(self) -> None:
+        if self.records:
+            i, c, key = self._a_record()
+            KINDS[i].patch(c, key, KINDS[i].update)
+
+    def delete_record(self) -> None:
+        if self.records:
+            i, c, key = self._a_record()
+            KINDS[i].delete(c, key)
+
+    def todos(self) -> None:
+        sid = self.session()
+        keep = [t.id for t in self.tk.list_todos(self.me, sid)][: self.number(0, 2)]
+        todos: list[dict[str, Any]] = [
+            {"id": k, "content": "kept", "status": "completed"} for k in keep
+        ]
+        todos.append({"content": f"new {next(self.names)}"})
+        self.tk.replace_todos(self.me, sid, todos)
+
+    def summary(self) -> None:
+        sid = self.session()
+        if self.flag():
+            self.tk.set_summary(self.me, sid, {"summary": f"so far {next(self.names)}"})
+        else:
+            self.tk.delete_summary(self.me, sid)
+
+    def upload(self) -> None:
+        if self.uploads and self.flag():
+            self.tk.delete_upload(self.me, self.uploads.pop())
+            return
+        up = self.tk.upload(self.me, self.session(), [b"%d" % next(self.names)], filename="a.txt")
+        self.uploads.append(up.value.id)
+
+    def retention(self) -> None:
+        rules = RetentionSettings(
+            snapshot_days=NOW, analytics_days=NOW, trash_days=NOW, collect_blobs=False
+        )
+        self.tk.apply_retention(rules=rules)
+        self.sessions = [s for s in self.sessions if self._exists(s)]
+
+    def _exists(self, sid: str) -> bool:
+        try:
+            self.tk.get_session(self.me, sid)
+        except SessionNotFound:
+            return False
+        return True
+
+    def other_user(self) -> None:
+        """Another user writes, in their own session and (refused) in ours."""
+        theirs = self.tk.create_session(self.them, title="theirs").value.id
+        self.tk.append_message(self.them, theirs, {"role": "user", "content": "mine"})
+        self.tk.append_message(self.them, self.session(), {"role": "user", "content": "yours"})
+
+    def run(self, op: str, numbers: list[int]) -> None:
+        self.numbers = itertools.cycle(numbers)
+        if not self.sessions:
+            self.create_session()
+        try:
+            getattr(self, op)()
+        except ThreadkeepError:
+            self.refused.append(op)
+
+
+STEPS = st.lists(
+    st.tuples(st.sampled_from(OPS), st.lists(st.integers(0, 1000), min_size=1, max_size=6)),
+    min_size=1,
+    max_size=25,
+)
+
+
+def make_world(tk: Threadkeep, tmp_path: Path) -> World:
+    """A user with one session holding one message, and another user."""
+    tk = Threadkeep(tk.engine, tk.limits, blobs=BlobSettings(backend="fs", path=str(tmp_path)))
+    world = World(tk, Actor(tk.create_user("replay").value.id), Actor(tk.create_user("o").value.id))
+    world.create_session()
+    tk.append_message(world.me, world.sessions[0], {"role": "user", "content": "hello"})
+    return world
