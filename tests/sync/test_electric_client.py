@@ -13,14 +13,13 @@ from sync_helpers import (
     Caller,
     Probe,
     Serve,
-    apply_changes,
     new_caller,
     probes,
     server_fixture,
     up_to_date,
 )
 
-from conftest import shared_store_fixture
+from conftest import apply_changes, shared_store_fixture
 from threadkeep import Threadkeep
 
 store = shared_store_fixture("sync")
