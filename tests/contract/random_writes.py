@@ -5,6 +5,7 @@ test_export_property.py): every kind of write, with another user beside."""
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -12,8 +13,9 @@ from typing import Any, TypeVar
 from hypothesis import strategies as st
 from record_kinds import KINDS, Ctx
 
-from threadkeep import Actor, SessionNotFound, Threadkeep, ThreadkeepError
+from threadkeep import Actor, InvalidInput, SessionNotFound, Threadkeep, ThreadkeepError
 from threadkeep.config import BlobSettings, RetentionSettings
+from threadkeep.importers import FORMATS, run_import
 
 T = TypeVar("T")
 
@@ -44,6 +46,7 @@ OPS = [
     "upload",
     "retention",
     "other_user",
+    "import_transcript",
 ]
 
 
@@ -52,8 +55,10 @@ class World:
     its choices among what exists (which session, how many, which field): plain
     data, so explicit examples can name a whole sequence."""
 
-    def __init__(self, tk: Threadkeep, me: Actor, them: Actor) -> None:
+    def __init__(self, tk: Threadkeep, me: Actor, them: Actor, files: Path) -> None:
         self.tk, self.me, self.them = tk, me, them
+        self.transcript_path = files / f"{me.user_id}.jsonl"
+        self.transcript: list[dict[str, Any]] = []
         self.numbers: Iterator[int] = itertools.cycle([0])
         self.sessions: list[str] = []
         self.records: list[tuple[int, str, str]] = []  # (kind index, session, id)
@@ -248,6 +253,22 @@ class World:
         self.tk.append_message(self.them, theirs, {"role": "user", "content": "mine"})
         self.tk.append_message(self.them, self.session(), {"role": "user", "content": "yours"})
 
+    def import_transcript(self) -> None:
+        """A Claude Code transcript that grows between imports: the first
+        import creates its session, a later one adds what it gained (or, if
+        other steps changed that session meanwhile, is refused)."""
+        for _ in range(self.number(1, 4)):
+            self.transcript.append(_transcript_record(len(self.transcript)))
+        path = self.transcript_path
+        path.write_text("".join(json.dumps(r) + "\n" for r in self.transcript), encoding="utf-8")
+        items = FORMATS["claude-code"].read(path, self.me.user_id)
+        report = run_import(self.tk, self.me, items, format="claude-code", path=str(path))
+        if report.failed:
+            raise InvalidInput("transcript", repr(report.failed))
+        for result in report.sessions:
+            if result.session_id not in self.sessions:
+                self.sessions.append(result.session_id)
+
     def run(self, op: str, numbers: list[int]) -> None:
         self.numbers = itertools.cycle(numbers)
         if not self.sessions:
@@ -256,6 +277,28 @@ class World:
             getattr(self, op)()
         except ThreadkeepError:
             self.refused.append(op)
+
+
+def _transcript_record(i: int) -> dict[str, Any]:
+    """Record ``i`` of a linear Claude Code transcript: a prompt, an answer
+    that calls a tool, the tool's result, and so on."""
+    body: dict[str, Any] = {
+        "uuid": f"u{i}",
+        "parentUuid": f"u{i - 1}" if i else None,
+        "sessionId": "replay",
+        "timestamp": f"2025-01-01T00:{i // 60:02d}:{i % 60:02d}.000Z",
+    }
+    tool = f"toolu_{i - i % 3 + 1}"
+    if i % 3 == 0:
+        message: dict[str, Any] = {"role": "user", "content": f"prompt {i} about replay"}
+    elif i % 3 == 1:
+        text = {"type": "text", "text": f"answer {i} about replay"}
+        call = {"type": "tool_use", "id": tool, "name": "Bash", "input": {"i": i}}
+        message = {"role": "assistant", "id": f"msg{i}", "content": [text, call]}
+    else:
+        result = {"type": "tool_result", "tool_use_id": tool, "content": f"ok {i}"}
+        message = {"role": "user", "content": [result]}
+    return {**body, "type": message["role"], "message": message}
 
 
 STEPS = st.lists(
@@ -268,7 +311,8 @@ STEPS = st.lists(
 def make_world(tk: Threadkeep, tmp_path: Path) -> World:
     """A user with one session holding one message, and another user."""
     tk = Threadkeep(tk.engine, tk.limits, blobs=BlobSettings(backend="fs", path=str(tmp_path)))
-    world = World(tk, Actor(tk.create_user("replay").value.id), Actor(tk.create_user("o").value.id))
+    me, them = (Actor(tk.create_user(name).value.id) for name in ("replay", "other"))
+    world = World(tk, me, them, tmp_path)
     world.create_session()
     tk.append_message(world.me, world.sessions[0], {"role": "user", "content": "hello"})
     return world

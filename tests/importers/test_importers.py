@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from conftest import row_counts
+from conftest import apply_changes, row_counts
 from threadkeep import Actor, Threadkeep
 from threadkeep.importers import FORMATS, detect, run_import
 from threadkeep.importers.run import ImportReport
+from threadkeep.sync.shapes import Shape, change_messages, snapshot_messages
 
 DATA = Path(__file__).parent / "data"
 
@@ -216,16 +217,16 @@ def test_local_storage_imports_domain_keys_and_skips_preferences(
     assert [m.content for m in tk.get_history(actor, only_meta.id)] == ["second chat"]
 
 
-@pytest.mark.parametrize(
-    ("fmt", "path"),
-    [
-        ("claude-code", "claude-project"),
-        ("chatgpt", "chatgpt"),
-        ("open-webui", "open-webui/chat-export-1718000000000.json"),
-        ("legacy-json", "legacy"),
-        ("localstorage", "localstorage.json"),
-    ],
-)
+FIXTURES = [
+    ("claude-code", "claude-project"),
+    ("chatgpt", "chatgpt"),
+    ("open-webui", "open-webui/chat-export-1718000000000.json"),
+    ("legacy-json", "legacy"),
+    ("localstorage", "localstorage.json"),
+]
+
+
+@pytest.mark.parametrize(("fmt", "path"), FIXTURES)
 def test_dry_run_writes_nothing_and_a_second_import_changes_nothing(
     tk: Threadkeep, actor: Actor, fmt: str, path: str
 ) -> None:
@@ -240,6 +241,25 @@ def test_dry_run_writes_nothing_and_a_second_import_changes_nothing(
     assert row_counts(tk) == after_first
     assert second.count("created") == 0
     assert second.count("unchanged") == first.count("created")
+
+
+@pytest.mark.parametrize(("fmt", "path"), FIXTURES)
+def test_a_sync_client_following_the_import_holds_what_was_imported(
+    tk: Threadkeep, actor: Actor, fmt: str, path: str
+) -> None:
+    """An import inserts each session and then sets its counters: that update
+    must log only what it changed. With the whole row, its ``deleted_at`` told
+    sync the session had just left the trash, and a client following the
+    sessions shape got a second insert of a key it held."""
+    shape = Shape("sessions", actor.user_id)
+    start = tk.shape_snapshot(actor, "sessions")
+    run(tk, actor, fmt, DATA / path)
+    state: dict[str, dict[str, Any]] = {}
+    apply_changes(state, list(snapshot_messages(shape, start.rows)))
+    got = tk.shape_changes(actor, "sessions", start.offset, limit=1000)
+    apply_changes(state, change_messages(shape, got.changes))  # fails on a second insert
+    rows = tk.shape_snapshot(actor, "sessions").rows
+    assert rows and state == {m["key"]: m["value"] for m in snapshot_messages(shape, rows)}
 
 
 def test_the_same_source_for_two_users_gives_each_their_own_sessions(

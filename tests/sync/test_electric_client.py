@@ -5,7 +5,9 @@ applicable items of the conformance checklist in ../shared/electric-protocol.md
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +23,7 @@ from sync_helpers import (
 
 from conftest import apply_changes, shared_store_fixture
 from threadkeep import Threadkeep
+from threadkeep.importers import FORMATS, run_import
 
 store = shared_store_fixture("sync")
 server = server_fixture()
@@ -147,6 +150,63 @@ def test_live_insert_partial_update_trash_restore_and_purge(
         state: dict[str, dict[str, Any]] = {}
         apply_changes(state, [m for b in p.batches() for m in b["messages"]])
         assert [v["title"] for v in state.values()] == ["renamed"]
+        _no_loop_warnings(p)
+
+
+def _transcript(path: Path, n: int) -> None:
+    """A Claude Code transcript of ``n`` alternating prompts and answers."""
+    lines = []
+    for i in range(n):
+        role = "user" if i % 2 == 0 else "assistant"
+        content: Any = f"line {i}" if role == "user" else [{"type": "text", "text": f"line {i}"}]
+        message = {"role": role, "content": content, **({"id": f"m{i}"} if i % 2 else {})}
+        lines.append(
+            {
+                "type": role,
+                "uuid": f"u{i}",
+                "parentUuid": f"u{i - 1}" if i else None,
+                "sessionId": "grows",
+                "timestamp": f"2025-01-01T00:00:{i:02d}.000Z",
+                "message": message,
+            }
+        )
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+
+
+def test_a_transcript_import_that_grows_reaches_the_client_as_one_insert_then_updates(
+    store: Threadkeep, server: Serve, tmp_path: Path
+) -> None:
+    """A transcript imported, then imported again once it grew (a periodic
+    ``threadkeep import``), while a client follows the sessions shape. The
+    import used to log the session's counters with the whole row, and its
+    ``deleted_at`` said "back from the trash": the client got an insert of a
+    key it held, at creation and at every growth. (TanStack DB's collection
+    takes that as an update; a client applying the protocol as written does
+    not.) Now: one insert, then updates, and the session's new head."""
+    me = new_caller(store)
+    path = tmp_path / "grows.jsonl"
+
+    def imported(n: int) -> str:
+        _transcript(path, n)
+        items = FORMATS["claude-code"].read(path, me.actor.user_id)
+        report = run_import(store, me.actor, items, format="claude-code", path=str(path))
+        assert report.failed == []
+        return report.sessions[0].status
+
+    with probes() as ps:
+        ps.append(p := Probe(server.shape_url(), me.token, params={"table": "sessions"}))
+        p.wait_for(up_to_date)
+        assert imported(2) == "created"
+        assert imported(6) == "updated"
+        p.wait_for(
+            lambda e: any(m.get("value", {}).get("head_seq") == "6n" for m in e.get("messages", []))
+        )
+        got = [m for b in p.batches() for m in b["messages"] if "key" in m]
+        assert [m["headers"]["operation"] for m in got] == ["insert", "update", "update"]
+        assert all("deleted_at" not in m["value"] for m in got[1:])
+        state: dict[str, dict[str, Any]] = {}
+        apply_changes(state, got)
+        assert [v["head_seq"] for v in state.values()] == ["6n"]
         _no_loop_warnings(p)
 
 

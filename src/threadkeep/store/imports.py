@@ -502,7 +502,9 @@ def _write_plan(
         .values(**values)
         .returning(*sessions.c)
     ).one()
-    session_q.log_session(tx, "update", updated_row)
+    # Only what changed: a logged deleted_at would tell sync the session just
+    # left the trash (store/sessions.py log_session), an insert of a held key.
+    session_q.log_session(tx, "update", updated_row, values)
     return seq
 
 
