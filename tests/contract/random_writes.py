@@ -47,6 +47,15 @@ OPS = [
     "retention",
     "other_user",
     "import_transcript",
+    "import_fixture",
+]
+# Exports with branches, tool calls and a sidechain (tests/importers/data; the
+# ChatGPT one also holds a corrupted conversation, which fails alone).
+FIXTURES = Path(__file__).parent.parent / "importers" / "data"
+IMPORTS = [
+    ("chatgpt", FIXTURES / "chatgpt"),
+    ("open-webui", FIXTURES / "open-webui" / "chat-export-1718000000000.json"),
+    ("claude-code", FIXTURES / "claude-project"),
 ]
 
 
@@ -261,13 +270,21 @@ class World:
             self.transcript.append(_transcript_record(len(self.transcript)))
         path = self.transcript_path
         path.write_text("".join(json.dumps(r) + "\n" for r in self.transcript), encoding="utf-8")
-        items = FORMATS["claude-code"].read(path, self.me.user_id)
-        report = run_import(self.tk, self.me, items, format="claude-code", path=str(path))
-        if report.failed:
-            raise InvalidInput("transcript", repr(report.failed))
-        for result in report.sessions:
-            if result.session_id not in self.sessions:
-                self.sessions.append(result.session_id)
+        self._import("claude-code", path)
+
+    def import_fixture(self) -> None:
+        """Another tool's export, with branches: created the first time,
+        unchanged after (or, once steps changed its sessions, refused)."""
+        fmt, path = self.pick(IMPORTS)
+        self._import(fmt, path)
+
+    def _import(self, fmt: str, path: Path) -> None:
+        items = FORMATS[fmt].read(path, self.me.user_id)
+        report = run_import(self.tk, self.me, items, format=fmt, path=str(path))
+        done = [r for r in report.sessions if r.status != "failed"]
+        if not done:
+            raise InvalidInput(fmt, repr(report.failed))
+        self.sessions += [r.session_id for r in done if r.session_id not in self.sessions]
 
     def run(self, op: str, numbers: list[int]) -> None:
         self.numbers = itertools.cycle(numbers)
