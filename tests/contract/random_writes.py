@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -66,7 +67,7 @@ class World:
 
     def __init__(self, tk: Threadkeep, me: Actor, them: Actor, files: Path) -> None:
         self.tk, self.me, self.them = tk, me, them
-        self.transcript_path = files / f"{me.user_id}.jsonl"
+        self.transcript_path = files / f"{me.user_id}-{id(self)}.jsonl"  # one per World
         self.transcript: list[dict[str, Any]] = []
         self.numbers: Iterator[int] = itertools.cycle([0])
         self.sessions: list[str] = []
@@ -316,6 +317,11 @@ def _transcript_record(i: int) -> dict[str, Any]:
         result = {"type": "tool_result", "tool_use_id": tool, "content": f"ok {i}"}
         message = {"role": "user", "content": [result]}
     return {**body, "type": message["role"], "message": message}
+
+
+def random_steps(rng: random.Random, n: int) -> list[tuple[str, list[int]]]:
+    """Steps as STEPS draws them, from a seeded generator (for threads)."""
+    return [(rng.choice(OPS), [rng.randrange(1001) for _ in range(6)]) for _ in range(n)]
 
 
 STEPS = st.lists(

@@ -22,11 +22,14 @@ and every history is seq 1..head.
 
 from __future__ import annotations
 
+import random
+import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
-from random_writes import OPS, STEPS, make_world
+from random_writes import OPS, STEPS, World, make_world, random_steps
 
 from conftest import apply_changes
 from threadkeep import Actor, Threadkeep
@@ -161,3 +164,60 @@ def test_following_the_change_log_rebuilds_every_synced_table(
         assert [m.seq for m in history] == list(range(1, len(history) + 1)), (sid, steps)
         assert tk.count_messages(me, sid) == len(history)
         assert tk.last_messages(me, sid, 3) == history[-3:]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_live_follower_of_concurrent_writers_ends_with_the_tables(
+    tk: Threadkeep, tmp_path: Path, seed: int
+) -> None:
+    """Four threads run random writes on the same user's sessions at once
+    (group commit mixes their kinds in one transaction; on PostgreSQL
+    concurrent transactions commit out of order), while a follower reads
+    every synced table's changes as they come. Once the writers stop and the
+    follower catches up, each table it holds equals a snapshot."""
+    first = make_world(tk, tmp_path)
+    tk, me = first.tk, first.me
+    worlds = [World(tk, me, first.them, tmp_path) for _ in range(4)]
+    for w in worlds:
+        w.sessions = list(first.sessions)  # they share the first session
+    rng = random.Random(seed)
+    plans = [random_steps(rng, 30) for _ in worlds]
+    shapes = [Shape(t, me.user_id) for t in SYNCED_TABLES]
+    snaps = {s: tk.shape_snapshot(me, s.table) for s in shapes}
+    states = {s: _state(s, snaps[s].rows) for s in shapes}
+    after = {s: snaps[s].offset for s in shapes}
+    failures: list[BaseException] = []
+
+    def write(w: World, plan: list[tuple[str, list[int]]]) -> None:
+        try:
+            for op, numbers in plan:
+                w.run(op, numbers)
+        except BaseException as exc:  # anything but a refused write
+            failures.append(exc)
+
+    def catch_up() -> None:
+        for s in shapes:
+            while True:
+                got = tk.shape_changes(me, s.table, after[s], limit=50)
+                apply_changes(states[s], change_messages(s, got.changes))
+                if got.changes:
+                    after[s] = got.changes[-1].offset
+                if got.complete:
+                    break
+
+    threads = [threading.Thread(target=write, args=wp) for wp in zip(worlds, plans, strict=True)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        catch_up()
+    for t in threads:
+        t.join()
+    catch_up()
+    assert failures == []
+    for s in shapes:
+        want = _state(s, tk.shape_snapshot(me, s.table).rows)
+        assert _differences(states[s], want) == [], (s, seed)
+    wrote = {
+        r["id"] for r in tk.shape_snapshot(me, "messages").rows if "replay" in (r["content"] or "")
+    }
+    assert _search_ids(tk, me, "replay") == wrote
