@@ -29,9 +29,9 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
-from random_writes import OPS, STEPS, World, make_world, random_steps
 
 from conftest import apply_changes
+from random_writes import OPS, STEPS, World, make_world, random_steps
 from threadkeep import Actor, Threadkeep
 from threadkeep.model.sync import ShapeSnapshot
 from threadkeep.store.tables import SYNCED_TABLES

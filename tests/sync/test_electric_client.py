@@ -6,6 +6,7 @@ applicable items of the conformance checklist in ../shared/electric-protocol.md
 from __future__ import annotations
 
 import json
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from sync_helpers import (
 )
 
 from conftest import apply_changes, shared_store_fixture
+from random_writes import make_world, random_steps
 from threadkeep import Threadkeep
 from threadkeep.importers import FORMATS, run_import
 
@@ -208,6 +210,46 @@ def test_a_transcript_import_that_grows_reaches_the_client_as_one_insert_then_up
         apply_changes(state, got)
         assert [v["head_seq"] for v in state.values()] == ["6n"]
         _no_loop_warnings(p)
+
+
+FOLLOWED = ("sessions", "messages", "tool_events", "timeline_events", "todos", "uploads")
+
+
+def test_real_clients_following_random_writes_end_with_the_tables(
+    store: Threadkeep, server: Serve, tmp_path: Path
+) -> None:
+    """A real ShapeStream per table follows live while 90 random writes of
+    every kind (tests/random_writes.py: forks, rewinds, trash, purges,
+    imports, retention...) run through the library on the server's database.
+    Each client's rows, applied as the protocol says, must come to equal what
+    a client starting afterwards gets: what the Python follower in
+    contract/test_log_replay.py shows, here through the HTTP endpoint, its
+    long polls and the client's own parsing."""
+    me = new_caller(store)
+    world = make_world(store, tmp_path, me.actor)
+    with probes() as ps:
+        for table in FOLLOWED:
+            ps.append(Probe(server.shape_url(), me.token, params={"table": table}))
+        for p in ps:
+            p.wait_for(up_to_date)
+        for op, numbers in random_steps(random.Random(7), 90):
+            world.run(op, numbers)
+        for table, p in zip(FOLLOWED, list(ps), strict=True):
+            # The table as a client starting now gets it, parsed the same way.
+            ps.append(fresh := Probe(server.shape_url(), me.token, params={"table": table}))
+            fresh.wait_for(up_to_date)
+            want: dict[str, dict[str, Any]] = {}
+            apply_changes(want, fresh.changes())
+            deadline = time.monotonic() + 15
+            while True:
+                state: dict[str, dict[str, Any]] = {}
+                apply_changes(state, p.changes())
+                if state == want or time.monotonic() > deadline:
+                    break
+                p.drain(0.2)
+            assert state == want, table
+            _no_loop_warnings(p)
+    assert len(world.refused) < 45  # most of the writes did write
 
 
 def test_a_users_stream_never_holds_another_users_rows_whatever_the_client_asks(

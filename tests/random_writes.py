@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hypothesis import strategies as st
-from record_kinds import KINDS, Ctx
 
+from record_kinds import KINDS, Ctx
 from threadkeep import Actor, InvalidInput, SessionNotFound, Threadkeep, ThreadkeepError
 from threadkeep.config import BlobSettings, RetentionSettings
 from threadkeep.importers import FORMATS, run_import
@@ -52,7 +52,7 @@ OPS = [
 ]
 # Exports with branches, tool calls and a sidechain (tests/importers/data; the
 # ChatGPT one also holds a corrupted conversation, which fails alone).
-FIXTURES = Path(__file__).parent.parent / "importers" / "data"
+FIXTURES = Path(__file__).parent / "importers" / "data"
 IMPORTS = [
     ("chatgpt", FIXTURES / "chatgpt"),
     ("open-webui", FIXTURES / "open-webui" / "chat-export-1718000000000.json"),
@@ -331,11 +331,12 @@ STEPS = st.lists(
 )
 
 
-def make_world(tk: Threadkeep, tmp_path: Path) -> World:
-    """A user with one session holding one message, and another user."""
+def make_world(tk: Threadkeep, tmp_path: Path, me: Actor | None = None) -> World:
+    """A user (``me``, or a new one) with one session holding one message,
+    and another user."""
     tk = Threadkeep(tk.engine, tk.limits, blobs=BlobSettings(backend="fs", path=str(tmp_path)))
-    me, them = (Actor(tk.create_user(name).value.id) for name in ("replay", "other"))
-    world = World(tk, me, them, tmp_path)
+    me = me or Actor(tk.create_user("replay").value.id)
+    world = World(tk, me, Actor(tk.create_user("other").value.id), tmp_path)
     world.create_session()
     tk.append_message(world.me, world.sessions[0], {"role": "user", "content": "hello"})
     return world
