@@ -109,6 +109,8 @@ class World:
             "role": self.pick(["user", "assistant", "tool"]),
             "content": f"words {next(self.names)} about replay",
             "metadata": {"n": self.number(0, 3)},
+            "input_tokens": self.number(0, 9) or None,
+            "output_tokens": self.number(0, 9),
         }
         if client_id:
             m["client_id"] = next(self.client_ids)

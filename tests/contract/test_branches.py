@@ -376,6 +376,36 @@ def test_rewound_tool_and_timeline_events_follow_their_messages(tk, actor):
     assert tk.get_tool_event(actor, late.id).message_id == hist[3].id
 
 
+def test_rewound_messages_take_their_tokens_to_the_branch(tk, actor):
+    """A session's token totals are its own messages' (as appends, streams and
+    imports keep them), so a rewind splits them between the two sessions."""
+    s = tk.create_session(actor).value
+    tokens = [(3, 5), (None, 7), (11, None), (13, 17)]
+    tk.append_messages(
+        actor,
+        s.id,
+        [
+            {"role": "user", "content": "t", "input_tokens": i, "output_tokens": o}
+            for i, o in tokens
+        ],
+    )
+    done = tk.rewind_session(actor, s.id, to_seq=1)
+    rewound, branch = done.value.session, done.value.branch
+    assert branch is not None
+    assert (rewound.input_tokens, rewound.output_tokens) == (3, 5)
+    assert (branch.input_tokens, branch.output_tokens) == (24, 24)
+    assert tk.get_session(actor, s.id).input_tokens == 3
+    (logged,) = [c for c in tk.read_changes(actor, 0) if c.txid == done.txid and c.key == s.id]
+    assert logged.row is not None
+    assert (logged.row["input_tokens"], logged.row["output_tokens"]) == (3, 5)
+    # Below the fork point of a fork: the fork's own messages all move.
+    fork = tk.fork_session(actor, s.id, at_seq=1).value
+    tk.append_message(actor, fork.id, {"role": "user", "content": "f", "output_tokens": 2})
+    below = tk.rewind_session(actor, fork.id, to_seq=0).value
+    assert below.branch is not None
+    assert (below.session.output_tokens, below.branch.output_tokens) == (0, 2)
+
+
 def test_appending_after_many_rewinds_and_forks_never_reuses_a_seq(tk, actor):
     s = with_messages(tk, actor, 5)
     for k in (4, 2, 3):

@@ -17,7 +17,8 @@ shape. Writes the sequence makes invalid on purpose (to a trashed session, a
 purge blocked by branches, a stale version) must be refused and, the
 comparison shows, leave nothing behind in the log. The same run checks the
 other views of those rows: search finds every message written with its word,
-and every history is seq 1..head.
+every history is seq 1..head, and a session's token totals are its own
+messages'.
 """
 
 from __future__ import annotations
@@ -159,11 +160,21 @@ def test_following_the_change_log_rebuilds_every_synced_table(
     # message written with the word (none streams), each history is 1..head.
     wrote = {r["id"] for r in whole["messages"].rows if "replay" in (r["content"] or "")}
     assert _search_ids(tk, me, "replay") == wrote, steps
+    # Token totals are the session's own messages' (an import may instead
+    # carry its source's, so its sessions and their branches are left out).
+    own: dict[str, list[int]] = {}
+    for r in whole["messages"].rows:
+        t = own.setdefault(r["session_id"], [0, 0])
+        t[0] += r["input_tokens"] or 0
+        t[1] += r["output_tokens"] or 0
     for sid in world.sessions:
         history = tk.get_history(me, sid)
         assert [m.seq for m in history] == list(range(1, len(history) + 1)), (sid, steps)
         assert tk.count_messages(me, sid) == len(history)
         assert tk.last_messages(me, sid, 3) == history[-3:]
+        s = tk.get_session(me, sid)
+        if "source" not in s.metadata:
+            assert [s.input_tokens, s.output_tokens] == own.get(sid, [0, 0]), (sid, steps)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

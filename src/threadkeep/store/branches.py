@@ -73,6 +73,16 @@ def rewind(
         fields.update(parent_session_id=s.parent_session_id, fork_seq=s.fork_seq)
         move_after = own_from
         new_fork = to_seq
+    # A session's token totals are those of its own messages (appends, streams
+    # and imports add them there): the moved messages take theirs along.
+    c = messages.c
+    moved_in, moved_out = conn.execute(
+        sa.select(
+            sa.func.coalesce(sa.func.sum(c.input_tokens), 0),
+            sa.func.coalesce(sa.func.sum(c.output_tokens), 0),
+        ).where(c.session_id == session_id, c.seq > move_after)
+    ).one()
+    fields.update(input_tokens=moved_in, output_tokens=moved_out)
     branch = session_q.insert_session(tx, owner_id, branch_id, fields)
 
     moved = {
@@ -118,6 +128,11 @@ def rewind(
             tx.log(table.name, row.id, "insert", row_json(row._mapping), owner_id, branch_id)
 
     values: dict[str, Any] = {"head_seq": to_seq, "last_activity_at": tx.now}
+    if moved_in or moved_out:
+        # An imported session may carry its source's totals, lower than its
+        # messages' sum: never below zero.
+        values["input_tokens"] = max(0, s.input_tokens - moved_in)
+        values["output_tokens"] = max(0, s.output_tokens - moved_out)
     if new_fork != s.fork_seq:
         values["fork_seq"] = new_fork
     rewound = session_q.update_session(tx, owner_id, session_id, values, None)
