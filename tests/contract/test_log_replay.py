@@ -177,18 +177,22 @@ def test_following_the_change_log_rebuilds_every_synced_table(
             assert [s.input_tokens, s.output_tokens] == own.get(sid, [0, 0]), (sid, steps)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize(("seed", "instances"), [(1, 1), (2, 1), (3, 2)])
 def test_a_live_follower_of_concurrent_writers_ends_with_the_tables(
-    tk: Threadkeep, tmp_path: Path, seed: int
+    tk: Threadkeep, tmp_path: Path, seed: int, instances: int
 ) -> None:
     """Four threads run random writes on the same user's sessions at once
     (group commit mixes their kinds in one transaction; on PostgreSQL
-    concurrent transactions commit out of order), while a follower reads
-    every synced table's changes as they come. Once the writers stop and the
-    follower catches up, each table it holds equals a snapshot."""
+    concurrent transactions commit out of order), through one store or two
+    opened on the same database (on SQLite, two writers contending for its
+    lock), while a follower reads every synced table's changes as they come.
+    Once the writers stop and the follower catches up, each table it holds
+    equals a snapshot."""
     first = make_world(tk, tmp_path)
     tk, me = first.tk, first.me
-    worlds = [World(tk, me, first.them, tmp_path) for _ in range(4)]
+    second = Threadkeep.open(tk.engine.url) if instances == 2 else tk
+    stores = [Threadkeep(st.engine, st.limits, blobs=tk.blob_settings) for st in (tk, second)]
+    worlds = [World(stores[i % instances], me, first.them, tmp_path) for i in range(4)]
     for w in worlds:
         w.sessions = list(first.sessions)  # they share the first session
     rng = random.Random(seed)
@@ -224,6 +228,8 @@ def test_a_live_follower_of_concurrent_writers_ends_with_the_tables(
     for t in threads:
         t.join()
     catch_up()
+    if second is not tk:
+        second.close()
     assert failures == []
     for s in shapes:
         want = _state(s, tk.shape_snapshot(me, s.table).rows)
