@@ -5,8 +5,11 @@ from __future__ import annotations
 import itertools
 
 from contract_helpers import new_session, not_raising, user_msgs, with_messages
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from threadkeep import Change, InvalidInput, Operation
+from threadkeep import Actor, Change, InvalidInput, Operation
+from threadkeep.sync.shapes import Shape, change_messages, snapshot_messages
 
 
 def _by_txid(changes: list[Change], txid: int) -> list[Change]:
@@ -270,3 +273,47 @@ def test_a_message_change_row_is_the_stored_row(tk, actor):
         expected = m.model_dump(mode="json")
         expected["created_at"] = m.created_at.isoformat()
         assert log[m.id].row == expected
+
+
+_TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=12)
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63 - 1), 2**63 - 1)  # what check_json takes
+    | st.floats(-1e15, 1e15, allow_nan=False)
+    | _TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    content=_TEXT,
+    metadata=st.dictionaries(_TEXT, _JSON, max_size=4),
+    parts=st.none() | st.lists(_JSON, max_size=3),
+)
+def test_a_client_gets_the_same_message_from_the_log_as_from_a_snapshot(
+    tk, content, metadata, parts
+):
+    """Whatever the text and JSON of a message, the change row a live client
+    receives decodes to what a snapshot gives for that message, on the one
+    statement path (PostgreSQL builds that change row in SQL) and on the
+    general one."""
+    me = Actor(tk.create_user("json").value.id)
+    s = new_session(tk, me)
+    msg = {"role": "user", "content": content, "metadata": metadata, "parts": parts}
+    start = tk.sync_state().last_offset
+    tk.append_message(me, s.id, msg)
+    tk.append(me, s.id, [msg], timeline_events=[{"kind": "k"}])
+    shape = Shape("messages", me.user_id, s.id)
+    logged = tk.shape_changes(me, "messages", start, session_id=s.id).changes
+    live = {m["key"]: m["value"] for m in change_messages(shape, logged)}
+    rows = tk.shape_snapshot(me, "messages", session_id=s.id).rows
+    snap = {m["key"]: m["value"] for m in snapshot_messages(shape, rows)}
+    assert len(live) == 2 and live == snap
