@@ -33,57 +33,10 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 
 from conftest import apply_changes
 from random_writes import OPS, STEPS, World, make_world, random_steps
-from threadkeep import Actor, Threadkeep
-from threadkeep.model.sync import ShapeSnapshot
+from replay_checks import differences, followed, search_ids, state_of
+from threadkeep import Threadkeep
 from threadkeep.store.tables import SYNCED_TABLES
-from threadkeep.sync.shapes import Shape, change_messages, snapshot_messages
-
-
-def _state(shape: Shape, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    state: dict[str, dict[str, Any]] = {}
-    apply_changes(state, list(snapshot_messages(shape, rows)))
-    return state
-
-
-def _followed(tk: Threadkeep, actor: Actor, shape: Shape, start: ShapeSnapshot) -> dict[str, Any]:
-    """The start snapshot plus every change after it, page by page."""
-    state = _state(shape, start.rows)
-    after = start.offset
-    while True:
-        got = tk.shape_changes(actor, shape.table, after, session_id=shape.session_id, limit=7)
-        apply_changes(state, change_messages(shape, got.changes))
-        if got.complete:
-            return state
-        after = got.changes[-1].offset
-
-
-def _differences(followed: dict[str, Any], table: dict[str, Any]) -> list[tuple[str, ...]]:
-    """(key, column, the follower's value, the table's value) wherever they differ."""
-    out: list[tuple[str, ...]] = []
-    for key in sorted(set(followed) | set(table)):
-        a, b = followed.get(key), table.get(key)
-        if a is None or b is None:
-            out.append((key, "<row>", repr(a is not None), repr(b is not None)))
-        elif a != b:
-            out += [
-                (key, c, repr(a.get(c)), repr(b.get(c)))
-                for c in sorted(set(a) | set(b))
-                if a.get(c) != b.get(c)
-            ]
-    return out
-
-
-def _search_ids(tk: Threadkeep, actor: Actor, word: str) -> set[str]:
-    """The ids of every message search finds for ``word``, trash included."""
-    found: set[str] = set()
-    offset: int | None = 0
-    while offset is not None:
-        page = tk.search(
-            actor, word, kinds=["messages"], include_trashed=True, limit=100, offset=offset
-        )
-        found |= {hit.id for hit in page.items}
-        offset = page.next_offset
-    return found
+from threadkeep.sync.shapes import Shape, change_messages
 
 
 def _in_session(table: str, row: dict[str, Any], sid: str) -> bool:
@@ -150,8 +103,8 @@ def test_following_the_change_log_rebuilds_every_synced_table(
             for r in whole[shape.table].rows
             if shape.session_id is None or _in_session(shape.table, r, first)
         ]
-        followed = _followed(tk, me, shape, start[shape])
-        assert _differences(followed, _state(shape, want)) == [], (shape, steps)
+        held = followed(tk, me, shape, start[shape])
+        assert differences(held, state_of(shape, want)) == [], (shape, steps)
     theirs = {r["id"] for t in SYNCED_TABLES for r in tk.shape_snapshot(world.them, t).rows}
     mine = {r["id"] for t in SYNCED_TABLES for r in whole[t].rows}
     assert not theirs & mine
@@ -159,7 +112,7 @@ def test_following_the_change_log_rebuilds_every_synced_table(
     # The other views of the same rows agree with them: search finds every
     # message written with the word (none streams), each history is 1..head.
     wrote = {r["id"] for r in whole["messages"].rows if "replay" in (r["content"] or "")}
-    assert _search_ids(tk, me, "replay") == wrote, steps
+    assert search_ids(tk, me, "replay") == wrote, steps
     # Token totals are the session's own messages' (an import may instead
     # carry its source's, so its sessions and their branches are left out).
     own: dict[str, list[int]] = {}
@@ -199,7 +152,7 @@ def test_a_live_follower_of_concurrent_writers_ends_with_the_tables(
     plans = [random_steps(rng, 30) for _ in worlds]
     shapes = [Shape(t, me.user_id) for t in SYNCED_TABLES]
     snaps = {s: tk.shape_snapshot(me, s.table) for s in shapes}
-    states = {s: _state(s, snaps[s].rows) for s in shapes}
+    states = {s: state_of(s, snaps[s].rows) for s in shapes}
     after = {s: snaps[s].offset for s in shapes}
     failures: list[BaseException] = []
 
@@ -232,9 +185,9 @@ def test_a_live_follower_of_concurrent_writers_ends_with_the_tables(
         second.close()
     assert failures == []
     for s in shapes:
-        want = _state(s, tk.shape_snapshot(me, s.table).rows)
-        assert _differences(states[s], want) == [], (s, seed)
+        want = state_of(s, tk.shape_snapshot(me, s.table).rows)
+        assert differences(states[s], want) == [], (s, seed)
     wrote = {
         r["id"] for r in tk.shape_snapshot(me, "messages").rows if "replay" in (r["content"] or "")
     }
-    assert _search_ids(tk, me, "replay") == wrote
+    assert search_ids(tk, me, "replay") == wrote

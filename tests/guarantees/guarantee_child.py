@@ -9,6 +9,10 @@
         small batches, unique client ids). A message's "ack" line is printed,
         and flushed, only after the call that wrote it returned. Meant to be
         killed with SIGKILL.
+    guarantee_child.py random URL USER OTHER SESSION FILES SEED THREADS
+        open, print "ready", then THREADS threads run random writes of every
+        kind (tests/random_writes.py) on USER's SESSION and what they make,
+        for ever, printing "did OP" after each. Meant to be killed with SIGKILL.
     guarantee_child.py open URL
         print "ready", wait for "go", Threadkeep.open(URL) (which migrates),
         print "rev REVISION".
@@ -19,13 +23,16 @@ Any unexpected error: the traceback on stderr, exit status 3.
 from __future__ import annotations
 
 import os
+import random
 import sys
 import threading
 import traceback
+from pathlib import Path
 
 from guarantee_helpers import write_messages
 
 from threadkeep import Actor, Threadkeep
+from threadkeep.config import BlobSettings
 from threadkeep.store.migrate import database_revision
 
 _out = threading.Lock()
@@ -93,6 +100,37 @@ def cmd_loop(url: str, user: str, session: str, prefix: str, threads: str) -> No
         w.join()
 
 
+def cmd_random(
+    url: str, user: str, other: str, session: str, files: str, seed: str, threads: str
+) -> None:
+    sys.path.insert(0, str(Path(__file__).parent.parent))  # tests/
+    from random_writes import World, random_steps
+
+    opened = Threadkeep.open(url)
+    tk = Threadkeep(opened.engine, opened.limits, blobs=BlobSettings(backend="fs", path=files))
+
+    def run(t: int) -> None:
+        world = World(tk, Actor(user), Actor(other), Path(files))
+        world.sessions = [session]
+        rng = random.Random(f"{seed}-{t}")
+        try:
+            while True:
+                for op, numbers in random_steps(rng, 50):
+                    world.run(op, numbers)  # a refused write is fine; anything else is not
+                    emit(f"did {op}")
+        except BaseException:
+            traceback.print_exc()
+            sys.stderr.flush()
+            os._exit(3)
+
+    workers = [threading.Thread(target=run, args=(t,), daemon=True) for t in range(int(threads))]
+    emit("ready")
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+
+
 def cmd_open(url: str) -> None:
     emit("ready")
     wait_go()
@@ -106,7 +144,8 @@ def cmd_open(url: str) -> None:
 def main() -> None:
     mode, *args = sys.argv[1:]
     try:
-        {"append": cmd_append, "loop": cmd_loop, "open": cmd_open}[mode](*args)
+        commands = {"append": cmd_append, "loop": cmd_loop, "random": cmd_random, "open": cmd_open}
+        commands[mode](*args)
     except BaseException:
         traceback.print_exc()
         sys.stderr.flush()

@@ -1,0 +1,61 @@
+"""Checks that the change log and the other views agree with the tables:
+what a sync client following the log holds, and what search finds. Shared by
+the properties that run random writes (contract/test_log_replay.py,
+guarantees/test_crash.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conftest import apply_changes
+from threadkeep import Actor, Threadkeep
+from threadkeep.model.sync import ShapeSnapshot
+from threadkeep.sync.shapes import Shape, change_messages, snapshot_messages
+
+
+def state_of(shape: Shape, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A shape's rows as a client holds them after taking them as a snapshot."""
+    state: dict[str, dict[str, Any]] = {}
+    apply_changes(state, list(snapshot_messages(shape, rows)))
+    return state
+
+
+def followed(tk: Threadkeep, actor: Actor, shape: Shape, start: ShapeSnapshot) -> dict[str, Any]:
+    """The start snapshot plus every change after it, page by page."""
+    state = state_of(shape, start.rows)
+    after = start.offset
+    while True:
+        got = tk.shape_changes(actor, shape.table, after, session_id=shape.session_id, limit=7)
+        apply_changes(state, change_messages(shape, got.changes))
+        if got.complete:
+            return state
+        after = got.changes[-1].offset
+
+
+def differences(followed: dict[str, Any], table: dict[str, Any]) -> list[tuple[str, ...]]:
+    """(key, column, the follower's value, the table's value) wherever they differ."""
+    out: list[tuple[str, ...]] = []
+    for key in sorted(set(followed) | set(table)):
+        a, b = followed.get(key), table.get(key)
+        if a is None or b is None:
+            out.append((key, "<row>", repr(a is not None), repr(b is not None)))
+        elif a != b:
+            out += [
+                (key, c, repr(a.get(c)), repr(b.get(c)))
+                for c in sorted(set(a) | set(b))
+                if a.get(c) != b.get(c)
+            ]
+    return out
+
+
+def search_ids(tk: Threadkeep, actor: Actor, word: str) -> set[str]:
+    """The ids of every message search finds for ``word``, trash included."""
+    found: set[str] = set()
+    offset: int | None = 0
+    while offset is not None:
+        page = tk.search(
+            actor, word, kinds=["messages"], include_trashed=True, limit=100, offset=offset
+        )
+        found |= {hit.id for hit in page.items}
+        offset = page.next_offset
+    return found
