@@ -5,7 +5,9 @@ consistent change log.
 A child process appends in a loop (three threads: singles and small batches,
 unique client ids) and prints each message's client id, seq and id only after
 the call that wrote it returned. The parent kills it at a random moment,
-several rounds on the same database, then reopens and checks.
+several rounds on the same database, then reopens and checks. A second test
+does the same with random writes of every kind, and checks that the log and
+the other views still agree with the tables.
 """
 
 from __future__ import annotations
