@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, Phase, given, settings
-from random_writes import STEPS, make_world
 
 from conftest import create_pg_database, drop_pg_database
+from random_writes import STEPS, make_world
 from threadkeep import Actor, Threadkeep
 from threadkeep.exporters import export
 from threadkeep.importers import FORMATS, run_import

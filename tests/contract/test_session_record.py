@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from contract_helpers import missing_id, writes_nothing
-from record_kinds import BAD, IDS, KINDS, NUL, Ctx, Kind, make_ctx
 
 from conftest import row_counts, shared_store_fixture
+from record_kinds import BAD, IDS, KINDS, NUL, Ctx, Kind, make_ctx
 from threadkeep import (
     Actor,
     AlreadyExists,
