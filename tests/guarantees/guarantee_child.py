@@ -27,6 +27,7 @@ import random
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from guarantee_helpers import write_messages
@@ -49,6 +50,26 @@ def wait_go() -> None:
         raise SystemExit("expected go")
 
 
+def run_threads(n: int, run: Callable[[int], None]) -> None:
+    """Print "ready", then run ``run(0)`` .. ``run(n - 1)`` in threads until
+    killed. Any exception is unexpected: its traceback on stderr, exit 3."""
+
+    def guarded(t: int) -> None:
+        try:
+            run(t)
+        except BaseException:
+            traceback.print_exc()
+            sys.stderr.flush()
+            os._exit(3)
+
+    workers = [threading.Thread(target=guarded, args=(t,), daemon=True) for t in range(n)]
+    emit("ready")
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+
+
 def cmd_append(url: str, user: str, session: str, n: str, writer: str) -> None:
     tk = Threadkeep.open(url)
     emit("ready")
@@ -69,35 +90,25 @@ def cmd_loop(url: str, user: str, session: str, prefix: str, threads: str) -> No
     def run(t: int) -> None:
         writer = f"{prefix}.t{t}"
         k = 0
-        try:
-            for i in range(10**9):
-                size = SIZES[(i + t) % len(SIZES)]
-                cids = [f"{writer}-{k + j}" for j in range(size)]
-                k += size
-                if size == 1:
-                    msgs = [
-                        tk.append_message(
-                            actor, session, {"role": "user", "content": "x", "client_id": cids[0]}
-                        ).value
-                    ]
-                else:
-                    msgs = tk.append_messages(
-                        actor,
-                        session,
-                        [{"role": "assistant", "content": c, "client_id": c} for c in cids],
+        for i in range(10**9):
+            size = SIZES[(i + t) % len(SIZES)]
+            cids = [f"{writer}-{k + j}" for j in range(size)]
+            k += size
+            if size == 1:
+                msgs = [
+                    tk.append_message(
+                        actor, session, {"role": "user", "content": "x", "client_id": cids[0]}
                     ).value
-                emit(*(f"ack {writer} {m.client_id} {m.seq} {m.id}" for m in msgs))
-        except BaseException:
-            traceback.print_exc()
-            sys.stderr.flush()
-            os._exit(3)
+                ]
+            else:
+                msgs = tk.append_messages(
+                    actor,
+                    session,
+                    [{"role": "assistant", "content": c, "client_id": c} for c in cids],
+                ).value
+            emit(*(f"ack {writer} {m.client_id} {m.seq} {m.id}" for m in msgs))
 
-    workers = [threading.Thread(target=run, args=(t,), daemon=True) for t in range(int(threads))]
-    emit("ready")
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
+    run_threads(int(threads), run)
 
 
 def cmd_random(
@@ -113,22 +124,12 @@ def cmd_random(
         world = World(tk, Actor(user), Actor(other), Path(files))
         world.sessions = [session]
         rng = random.Random(f"{seed}-{t}")
-        try:
-            while True:
-                for op, numbers in random_steps(rng, 50):
-                    world.run(op, numbers)  # a refused write is fine; anything else is not
-                    emit(f"did {op}")
-        except BaseException:
-            traceback.print_exc()
-            sys.stderr.flush()
-            os._exit(3)
+        while True:
+            for op, numbers in random_steps(rng, 50):
+                world.run(op, numbers)  # a refused write is fine; anything else is not
+                emit(f"did {op}")
 
-    workers = [threading.Thread(target=run, args=(t,), daemon=True) for t in range(int(threads))]
-    emit("ready")
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
+    run_threads(int(threads), run)
 
 
 def cmd_open(url: str) -> None:

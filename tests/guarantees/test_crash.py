@@ -36,6 +36,24 @@ from threadkeep.sync.shapes import Shape
 ROUNDS = 5
 
 
+def kill_while_writing(child: Child, rng: random.Random, where: str) -> float:
+    """SIGKILL ``child`` at a random moment once it writes in earnest (its
+    first output is in); fails if it died by itself. Returns the delay."""
+    try:
+        child.wait_ready()
+        child.wait_output()
+        delay = rng.uniform(0.2, 1.5)
+        time.sleep(delay)
+        alive = child.proc.poll() is None
+        child.proc.send_signal(signal.SIGKILL)
+    finally:
+        rc = child.finish(timeout=30)
+    assert alive and rc == -signal.SIGKILL, (
+        f"{where}: the writer died by itself (rc {rc}):\n{child.stderr}"
+    )
+    return delay
+
+
 @pytest.mark.slow
 def test_sigkill_loses_no_acknowledged_write(db_url: str) -> None:
     seed = int(os.environ.get("THREADKEEP_TEST_SEED", time.time_ns() % 1_000_000))
@@ -47,18 +65,7 @@ def test_sigkill_loses_no_acknowledged_write(db_url: str) -> None:
     acked: list[Ack] = []
     for rnd in range(ROUNDS):
         child = Child("loop", db_url, actor.user_id, session_id, f"r{rnd}", "3")
-        try:
-            child.wait_ready()
-            child.wait_output()  # writing in earnest: the first acks are in
-            delay = rng.uniform(0.2, 1.5)
-            time.sleep(delay)
-            alive = child.proc.poll() is None
-            child.proc.send_signal(signal.SIGKILL)
-        finally:
-            rc = child.finish(timeout=30)
-        assert alive and rc == -signal.SIGKILL, (
-            f"seed {seed} round {rnd}: the writer died by itself (rc {rc}):\n{child.stderr}"
-        )
+        delay = kill_while_writing(child, rng, f"seed {seed} round {rnd}")
         got = child.acks()
         acked.extend(got)
         print(f"round {rnd}: killed after {delay:.2f}s, {len(got)} acked")
@@ -127,17 +134,7 @@ def test_sigkill_during_random_writes_of_every_kind_leaves_the_log_and_tables_ag
     for rnd in range(3):
         args = (db_url, me.user_id, other.user_id, sid, str(tmp_path), f"{seed}-{rnd}", "3")
         child = Child("random", *args)
-        try:
-            child.wait_ready()
-            child.wait_output()
-            time.sleep(rng.uniform(0.3, 1.5))
-            alive = child.proc.poll() is None
-            child.proc.send_signal(signal.SIGKILL)
-        finally:
-            rc = child.finish(timeout=30)
-        assert alive and rc == -signal.SIGKILL, (
-            f"seed {seed} round {rnd}: the writer died by itself (rc {rc}):\n{child.stderr}"
-        )
+        kill_while_writing(child, rng, f"seed {seed} round {rnd}")
         print(f"round {rnd}: {len(child.lines)} writes done")
 
     settle_after_kill(db_url)
