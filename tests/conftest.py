@@ -23,6 +23,7 @@ from typing import Any
 import psycopg
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, Phase, settings
 
 from threadkeep import Actor, Threadkeep
 from threadkeep.config import BlobSettings, Limits, load_settings
@@ -314,3 +315,17 @@ def apply_changes(state: dict[str, dict[str, Any]], messages: list[dict[str, Any
                 state[key].update(m["value"])
         else:
             state.pop(key, None)
+
+
+def db_property(max_examples: int) -> settings:
+    """Hypothesis settings for a property whose every example does real
+    database work: no deadline, no example database, and no shrinking (a
+    failure is reported as generated), so that a bug cannot turn the suite
+    into minutes."""
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )

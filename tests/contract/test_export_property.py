@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 
-from conftest import create_pg_database, drop_pg_database
+from conftest import create_pg_database, db_property, drop_pg_database
 from random_writes import STEPS, make_world
 from threadkeep import Actor, Threadkeep
 from threadkeep.exporters import export
@@ -59,14 +59,7 @@ def _exported(tk: Threadkeep, actor: Actor) -> str:
     return buf.getvalue()
 
 
-@settings(
-    max_examples=30,
-    deadline=None,
-    database=None,
-    # Real database work in every example: no shrinking (see test_properties).
-    phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@db_property(max_examples=30)
 @given(steps=STEPS)
 def test_an_export_imported_into_another_store_holds_the_same_rows(
     tk: Threadkeep, second: Threadkeep, tmp_path: Path, steps: list[tuple[str, list[int]]]

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import example, given
 
-from conftest import apply_changes
+from conftest import apply_changes, db_property
 from random_writes import OPS, STEPS, World, make_world, random_steps
 from replay_checks import differences, followed, search_ids, state_of
 from threadkeep import Threadkeep
@@ -54,14 +54,7 @@ def test_every_step_writes_when_its_target_allows(tk: Threadkeep, tmp_path: Path
     assert world.refused == ["stale_update", "other_user"]
 
 
-@settings(
-    max_examples=40,
-    deadline=None,
-    database=None,
-    # Real database work in every example: no shrinking (see test_properties).
-    phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@db_property(max_examples=40)
 @given(steps=STEPS)
 # a trashed fork restored, trashed again and purged by retention, then written to
 @example(

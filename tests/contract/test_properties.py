@@ -6,9 +6,10 @@ from __future__ import annotations
 import itertools
 
 import sqlalchemy as sa
-from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
+from conftest import db_property
 from threadkeep import Actor
 from threadkeep.store import tables
 
@@ -24,15 +25,7 @@ OPS = st.lists(
 )
 
 
-@settings(
-    max_examples=25,
-    deadline=None,
-    database=None,
-    # Every example is real database work: no shrinking (a failure is reported
-    # as generated), so that a bug cannot turn the suite into minutes.
-    phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@db_property(max_examples=25)
 @given(initial=st.integers(min_value=0, max_value=4), ops=OPS)
 # fork of a fork inside the part it inherited
 @example(initial=2, ops=[("fork", 0, 2, 1), ("fork", 1, 1, 1)])
