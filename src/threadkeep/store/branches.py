@@ -74,7 +74,8 @@ def rewind(
         move_after = own_from
         new_fork = to_seq
     # A session's token totals are those of its own messages (appends, streams
-    # and imports add them there): the moved messages take theirs along.
+    # and imports add them there): the moved messages take theirs along. Summed
+    # before the move, since the branch row must exist for them to point at.
     c = messages.c
     moved_in, moved_out = conn.execute(
         sa.select(
