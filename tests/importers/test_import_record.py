@@ -301,3 +301,27 @@ def test_an_exported_record_twice_or_a_second_summary_fails_the_session(
     assert len(report.failed) == 1 and "has a summary already" in report.failed[0][1]
     assert row_counts(tk) == before
     assert tk.get_summary(actor, sid).summary == "second"
+
+
+def test_growth_of_a_transcript_rewound_in_threadkeep_is_refused_clearly(
+    tk: Threadkeep, actor: Actor, tmp_path: Path
+) -> None:
+    """A rewind in threadkeep moved the imported session's later messages to a
+    branch; the transcript's growth would add them again under the same ids.
+    Refused with a reason that names the rewind (it used to be the database's
+    unique-constraint message), and nothing is written."""
+    f = tmp_path / "s.jsonl"
+    f.write_text(
+        "".join(_line(_user(f"u{i}", f"turn {i}", f"u{i - 1}" if i else None)) for i in range(4))
+    )
+    assert run(tk, actor, "claude-code", tmp_path).count("created") == 1
+    (main,) = tk.list_sessions(actor).items
+    tk.rewind_session(actor, main.id, to_seq=2)
+    with f.open("a") as out:
+        out.write(_line(_user("u4", "turn 4", "u3")))
+    before = row_counts(tk)
+    report = run(tk, actor, "claude-code", tmp_path)
+    assert report.count("failed") == 1
+    (error,) = [s.error for s in report.sessions]
+    assert error is not None and "a rewind moved it there" in error, error
+    assert row_counts(tk) == before

@@ -312,6 +312,25 @@ def _missing_reference(
     return None
 
 
+def _check_not_moved(conn: sa.Connection, owner_id: str, session_id: str, ids: list[str]) -> None:
+    """Refuse to add messages the owner holds in another session already: a
+    rewind in threadkeep moved them from the imported session to a branch, and
+    the source's growth would add them again (and fail on their ids)."""
+    c = messages.c
+    moved = conn.execute(
+        sa.select(c.id, c.session_id)
+        .where(c.id.in_(ids), c.owner_id == owner_id, c.session_id != session_id)
+        .limit(1)
+    ).first()
+    if moved is not None:
+        raise InvalidInput(
+            session_id,
+            f"message {moved.id!r} is in session {moved.session_id!r} now (a rewind moved "
+            "it there): the imported session changed since it was imported and cannot be "
+            "added to; purge it and its branches, then import again",
+        )
+
+
 @dataclass
 class _Stored:
     """What an earlier import of the same source wrote for one session."""
@@ -392,6 +411,8 @@ def _write_plan(
     evts: list[dict[str, Any]] = []
 
     def flush() -> None:
+        if stored is not None and msgs:
+            _check_not_moved(tx.conn, owner_id, sid, [r["id"] for r in msgs])
         insert_message_rows(tx, owner_id, sid, msgs)
         insert_tool_event_rows(tx, owner_id, sid, tools)
         insert_timeline_event_rows(tx, owner_id, sid, evts)
