@@ -10,8 +10,9 @@ rolls back, makes a client's copy drift from the server for good.
 So: random sequences of the library's writes, all on one user (sessions,
 appends with retried client ids, streams, tool and timeline events, forks,
 rewinds, trash, restore, purge, every kind of the session record, the todo
-list, the summary, uploads, retention; random_writes.py), with another user
-writing beside it. Then, for every synced table, the follower's state is
+list, the summary, uploads, retention, imports of a growing transcript and of
+other tools' exports; tests/random_writes.py), with another user writing
+beside it. Then, for every synced table, the follower's state is
 compared with the table's snapshot, for the whole user and for one session's
 shape. Writes the sequence makes invalid on purpose (to a trashed session, a
 purge blocked by branches, a stale version) must be refused and, the
