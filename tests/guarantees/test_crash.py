@@ -123,6 +123,7 @@ def test_sigkill_during_random_writes_of_every_kind_leaves_the_log_and_tables_ag
     the first round, rebuilds it; search finds every message with its word;
     every history is seq 1..head; and the store keeps working."""
     seed = int(os.environ.get("THREADKEEP_TEST_SEED", time.time_ns() % 1_000_000))
+    print(f"THREADKEEP_TEST_SEED={seed}")  # shown with a failure: the children's steps
     rng = random.Random(seed)
     with Threadkeep.open(db_url) as tk:
         me, other = (Actor(tk.create_user(n).value.id) for n in ("ada", "bob"))
@@ -145,8 +146,8 @@ def test_sigkill_during_random_writes_of_every_kind_leaves_the_log_and_tables_ag
         messages = tk.shape_snapshot(me, "messages").rows
         assert search_ids(tk, me, "replay") == {
             r["id"] for r in messages if "replay" in (r["content"] or "")
-        }
-        assert all(c.ok for c in tk.check_search_index())
+        }, seed
+        assert all(c.ok for c in tk.check_search_index()), (tk.check_search_index(), seed)
         sessions = {r["session_id"] for r in messages} | {sid}
         for s in sessions:
             history = tk.get_history(me, s) if _exists(tk, me, s) else []
