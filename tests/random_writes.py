@@ -20,6 +20,9 @@ from threadkeep.importers import FORMATS, run_import
 
 T = TypeVar("T")
 
+# The word every message the writes make carries: what search must find.
+WORD = "replay"
+
 # Retention's periods, in days: a billionth of a day, so that every rule deletes
 # all it may (non-starred snapshots, analytics events, the trash).
 NOW = 1e-9
@@ -107,7 +110,7 @@ class World:
     def message(self, client_id: bool = False) -> dict[str, Any]:
         m: dict[str, Any] = {
             "role": self.pick(["user", "assistant", "tool"]),
-            "content": f"words {next(self.names)} about replay",
+            "content": f"words {next(self.names)} about {WORD}",
             "metadata": {"n": self.number(0, 3)},
             "input_tokens": self.number(0, 9) or None,
             "output_tokens": self.number(0, 9),
@@ -270,7 +273,7 @@ class World:
         import creates its session, a later one adds what it gained (or, if
         other steps changed that session meanwhile, is refused)."""
         for _ in range(self.number(1, 4)):
-            self.transcript.append(_transcript_record(len(self.transcript)))
+            self.transcript.append(transcript_record(len(self.transcript)))
         path = self.transcript_path
         path.write_text("".join(json.dumps(r) + "\n" for r in self.transcript), encoding="utf-8")
         self._import("claude-code", path)
@@ -299,7 +302,7 @@ class World:
             self.refused.append(op)
 
 
-def _transcript_record(i: int) -> dict[str, Any]:
+def transcript_record(i: int) -> dict[str, Any]:
     """Record ``i`` of a linear Claude Code transcript: a prompt, an answer
     that calls a tool, the tool's result, and so on."""
     body: dict[str, Any] = {
@@ -310,9 +313,9 @@ def _transcript_record(i: int) -> dict[str, Any]:
     }
     tool = f"toolu_{i - i % 3 + 1}"
     if i % 3 == 0:
-        message: dict[str, Any] = {"role": "user", "content": f"prompt {i} about replay"}
+        message: dict[str, Any] = {"role": "user", "content": f"prompt {i} about {WORD}"}
     elif i % 3 == 1:
-        text = {"type": "text", "text": f"answer {i} about replay"}
+        text = {"type": "text", "text": f"answer {i} about {WORD}"}
         call = {"type": "tool_use", "id": tool, "name": "Bash", "input": {"i": i}}
         message = {"role": "assistant", "id": f"msg{i}", "content": [text, call]}
     else:

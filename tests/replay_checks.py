@@ -1,13 +1,14 @@
 """Checks that the change log and the other views agree with the tables:
 what a sync client following the log holds, and what search finds. Shared by
 the properties that run random writes (contract/test_log_replay.py,
-guarantees/test_crash.py)."""
+guarantees/test_crash.py, test_backup.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from conftest import apply_changes
+from random_writes import WORD
 from threadkeep import Actor, Threadkeep
 from threadkeep.model.sync import ShapeSnapshot
 from threadkeep.sync.shapes import Shape, change_messages, snapshot_messages
@@ -48,7 +49,7 @@ def differences(followed: dict[str, Any], table: dict[str, Any]) -> list[tuple[s
     return out
 
 
-def search_ids(tk: Threadkeep, actor: Actor, word: str) -> set[str]:
+def _search_ids(tk: Threadkeep, actor: Actor, word: str) -> set[str]:
     """The ids of every message search finds for ``word``, trash included."""
     found: set[str] = set()
     offset: int | None = 0
@@ -59,3 +60,27 @@ def search_ids(tk: Threadkeep, actor: Actor, word: str) -> set[str]:
         found |= {hit.id for hit in page.items}
         offset = page.next_offset
     return found
+
+
+def assert_log_rebuilds(
+    tk: Threadkeep, actor: Actor, start: dict[Shape, ShapeSnapshot], context: object = None
+) -> None:
+    """For each of the actor's shapes: its start snapshot plus every change
+    logged since equals the table now."""
+    for shape, snapshot in start.items():
+        want = state_of(shape, tk.shape_snapshot(actor, shape.table).rows)
+        assert differences(followed(tk, actor, shape, snapshot), want) == [], (shape, context)
+
+
+def assert_views_agree(tk: Threadkeep, actor: Actor, context: object = None) -> None:
+    """The other views of the actor's messages agree with the rows: search
+    finds every message written with WORD (none of them streams), the SQLite
+    index matches its tables, and each session's history is seq 1..head."""
+    messages = tk.shape_snapshot(actor, "messages").rows
+    wrote = {r["id"] for r in messages if WORD in (r["content"] or "")}
+    assert _search_ids(tk, actor, WORD) == wrote, context
+    checks = tk.check_search_index()
+    assert all(c.ok for c in checks), (checks, context)
+    for sid in {r["session_id"] for r in messages}:
+        history = tk.get_history(actor, sid)
+        assert [m.seq for m in history] == list(range(1, len(history) + 1)), (sid, context)

@@ -23,7 +23,7 @@ from sync_helpers import (
 )
 
 from conftest import apply_changes, shared_store_fixture
-from random_writes import make_world, random_steps
+from random_writes import make_world, random_steps, transcript_record
 from threadkeep import Threadkeep
 from threadkeep.importers import FORMATS, run_import
 
@@ -155,26 +155,6 @@ def test_live_insert_partial_update_trash_restore_and_purge(
         _no_loop_warnings(p)
 
 
-def _transcript(path: Path, n: int) -> None:
-    """A Claude Code transcript of ``n`` alternating prompts and answers."""
-    lines = []
-    for i in range(n):
-        role = "user" if i % 2 == 0 else "assistant"
-        content: Any = f"line {i}" if role == "user" else [{"type": "text", "text": f"line {i}"}]
-        message = {"role": role, "content": content, **({"id": f"m{i}"} if i % 2 else {})}
-        lines.append(
-            {
-                "type": role,
-                "uuid": f"u{i}",
-                "parentUuid": f"u{i - 1}" if i else None,
-                "sessionId": "grows",
-                "timestamp": f"2025-01-01T00:00:{i:02d}.000Z",
-                "message": message,
-            }
-        )
-    path.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
-
-
 def test_a_transcript_import_that_grows_reaches_the_client_as_one_insert_then_updates(
     store: Threadkeep, server: Serve, tmp_path: Path
 ) -> None:
@@ -189,7 +169,7 @@ def test_a_transcript_import_that_grows_reaches_the_client_as_one_insert_then_up
     path = tmp_path / "grows.jsonl"
 
     def imported(n: int) -> str:
-        _transcript(path, n)
+        path.write_text("".join(json.dumps(transcript_record(i)) + "\n" for i in range(n)))
         items = FORMATS["claude-code"].read(path, me.actor.user_id)
         report = run_import(store, me.actor, items, format="claude-code", path=str(path))
         assert report.failed == []
@@ -200,15 +180,17 @@ def test_a_transcript_import_that_grows_reaches_the_client_as_one_insert_then_up
         p.wait_for(up_to_date)
         assert imported(2) == "created"
         assert imported(6) == "updated"
+        (session,) = store.list_sessions(me.actor).items
+        head = f"{session.head_seq}n"  # as the client decodes an int8
         p.wait_for(
-            lambda e: any(m.get("value", {}).get("head_seq") == "6n" for m in e.get("messages", []))
+            lambda e: any(m.get("value", {}).get("head_seq") == head for m in e.get("messages", []))
         )
         got = [m for b in p.batches() for m in b["messages"] if "key" in m]
         assert [m["headers"]["operation"] for m in got] == ["insert", "update", "update"]
         assert all("deleted_at" not in m["value"] for m in got[1:])
         state: dict[str, dict[str, Any]] = {}
         apply_changes(state, got)
-        assert [v["head_seq"] for v in state.values()] == ["6n"]
+        assert [v["head_seq"] for v in state.values()] == [head]
         _no_loop_warnings(p)
 
 
