@@ -30,7 +30,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from guarantee_helpers import write_messages
+from guarantee_helpers import append_with_ids, write_messages
 
 from threadkeep import Actor, Threadkeep
 from threadkeep.config import BlobSettings
@@ -94,18 +94,7 @@ def cmd_loop(url: str, user: str, session: str, prefix: str, threads: str) -> No
             size = SIZES[(i + t) % len(SIZES)]
             cids = [f"{writer}-{k + j}" for j in range(size)]
             k += size
-            if size == 1:
-                msgs = [
-                    tk.append_message(
-                        actor, session, {"role": "user", "content": "x", "client_id": cids[0]}
-                    ).value
-                ]
-            else:
-                msgs = tk.append_messages(
-                    actor,
-                    session,
-                    [{"role": "assistant", "content": c, "client_id": c} for c in cids],
-                ).value
+            msgs = append_with_ids(tk, actor, session, cids)
             emit(*(f"ack {writer} {m.client_id} {m.seq} {m.id}" for m in msgs))
 
     run_threads(int(threads), run)

@@ -49,6 +49,19 @@ def chunks(n: int) -> Iterator[int]:
         single = not single
 
 
+def append_with_ids(
+    tk: Threadkeep, actor: Actor, session_id: str, client_ids: list[str]
+) -> list[Message]:
+    """One call: a single append for one client id, a batch for several (both
+    paths, as apps use them); each message's content is its client id."""
+    if len(client_ids) == 1:
+        cid = client_ids[0]
+        msg = {"role": "user", "content": cid, "client_id": cid}
+        return [tk.append_message(actor, session_id, msg).value]
+    batch = [{"role": "assistant", "content": c, "client_id": c} for c in client_ids]
+    return tk.append_messages(actor, session_id, batch).value
+
+
 def write_messages(
     tk: Threadkeep, actor: Actor, session_id: str, writer: str, n: int
 ) -> list[list[Ack]]:
@@ -59,18 +72,7 @@ def write_messages(
     for size in chunks(n):
         cids = [f"{writer}-{k + j}" for j in range(size)]
         k += size
-        if size == 1:
-            msgs = [
-                tk.append_message(
-                    actor, session_id, {"role": "user", "content": cids[0], "client_id": cids[0]}
-                ).value
-            ]
-        else:
-            msgs = tk.append_messages(
-                actor,
-                session_id,
-                [{"role": "assistant", "content": c, "client_id": c} for c in cids],
-            ).value
+        msgs = append_with_ids(tk, actor, session_id, cids)
         assert [m.client_id for m in msgs] == cids, (cids, msgs)
         calls.append([Ack(writer, m.client_id, m.seq, m.id) for m in msgs])  # type: ignore[arg-type]
     return calls
