@@ -5,6 +5,7 @@ applicable items of the conformance checklist in ../shared/electric-protocol.md
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from http_world import HttpWorld, Rest
 from sync_helpers import (
     Caller,
     Probe,
@@ -232,6 +234,78 @@ def test_real_clients_following_random_writes_end_with_the_tables(
             assert state == want, table
             _no_loop_warnings(p)
     assert len(world.refused) < 45  # most of the writes did write
+
+
+def _collection_rows(c: Probe) -> dict[str, dict[str, Any]]:
+    """A collection's rows by id, without TanStack DB's virtual ``$`` props."""
+    asked = sum(e["kind"] == "state" for e in c.events)
+    c.send({"state": True})
+    seen = itertools.count(1)
+    state = c.wait_for(lambda e: e["kind"] == "state" and next(seen) > asked)
+    return {r["id"]: {k: v for k, v in r.items() if not k.startswith("$")} for r in state["rows"]}
+
+
+def test_collections_following_random_writes_over_http_resolve_every_txid_and_end_with_the_tables(
+    store: Threadkeep, server: Serve, tmp_path: Path
+) -> None:
+    """What an app does: a TanStack DB electric collection per table follows
+    live while 90 random writes of every kind go through the REST API
+    (tests/sync/http_world.py). Every txid an answer carried must resolve
+    with ``awaitTxId`` on each collection whose table its transaction
+    changed (the log says which), and each collection must come to hold the
+    rows a client starting afterwards gets."""
+    me = new_caller(store)
+    world = make_world(store, tmp_path, me.actor)
+    start = store.last_offset()
+    rest = Rest(server.base, me.token)
+    theirs = Rest(server.base, store.create_token(world.them, "them").value.token)
+    http = HttpWorld(world, rest, theirs)
+    with probes() as ps:
+        collections = {}
+        for table in FOLLOWED:
+            p = Probe(server.shape_url(), me.token, mode="collection", params={"table": table})
+            ps.append(p)
+            collections[table] = p
+        for p in ps:
+            p.wait_for(lambda e: e["kind"] == "ready")
+        for op, numbers in random_steps(random.Random(11), 90):
+            http.run(op, numbers)
+        touched: dict[int, set[str]] = {}
+        after = start
+        while batch := store.read_changes(me.actor, after, limit=1000):
+            for ch in batch:
+                touched.setdefault(ch.txid, set()).add(ch.table)
+            after = batch[-1].offset
+        assert rest.txids, "no write answered"
+        for txid in rest.txids:
+            assert txid in touched, f"txid {txid} was answered but is not in the log"
+            for table in sorted(touched[txid] & set(FOLLOWED)):
+                c = collections[table]
+                c.send({"await": txid, "timeout": 10_000})
+                got = c.wait_for(lambda e, t=txid: e["kind"] == "awaited" and e["txid"] == t)
+                assert got["ok"], (table, got)
+        for table, c in collections.items():
+            ps.append(fresh := Probe(server.shape_url(), me.token, params={"table": table}))
+            fresh.wait_for(up_to_date)
+            want: dict[str, dict[str, Any]] = {}
+            apply_changes(want, fresh.changes())
+            want_rows = {v["id"]: v for v in want.values()}
+            deadline = time.monotonic() + 15
+            while True:  # the library's writes (imports, retention) have no txid awaited
+                rows = _collection_rows(c)
+                if rows == want_rows or time.monotonic() > deadline:
+                    break
+                c.drain(0.2)
+            diff = [
+                (k, col, rows.get(k, {}).get(col), want_rows.get(k, {}).get(col))
+                for k in sorted(set(rows) | set(want_rows))
+                for col in sorted(set(rows.get(k, {})) | set(want_rows.get(k, {})))
+                if rows.get(k, {}).get(col) != want_rows.get(k, {}).get(col)
+            ]
+            assert diff == [], (table, diff[:10])
+    rest.close()
+    theirs.close()
+    assert len(http.refused) < 45  # most of the writes did write
 
 
 def test_a_users_stream_never_holds_another_users_rows_whatever_the_client_asks(
