@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 import httpx
 from http_world import HttpWorld, Rest
 from sync_helpers import (
+    LONG_POLL,
+    POLL,
     Caller,
     Probe,
     Serve,
@@ -245,6 +248,69 @@ def _collection_rows(c: Probe) -> dict[str, dict[str, Any]]:
     return {r["id"]: {k: v for k, v in r.items() if not k.startswith("$")} for r in state["rows"]}
 
 
+def _assert_collections_hold_every_write(
+    store: Threadkeep,
+    server: Serve,
+    me: Caller,
+    start: int,
+    collections: dict[str, Probe],
+    txids: list[int],
+) -> None:
+    """Every txid a write answered is in ``me``'s log after ``start`` and
+    resolves with ``awaitTxId`` on each collection whose table its
+    transaction changed; then each collection holds the rows a client
+    starting now gets."""
+    touched: dict[int, set[str]] = {}
+    after = start
+    while batch := store.read_changes(me.actor, after, limit=1000):
+        for ch in batch:
+            touched.setdefault(ch.txid, set()).add(ch.table)
+        after = batch[-1].offset
+    assert txids, "no write answered"
+    for txid in txids:
+        assert txid in touched, f"txid {txid} was answered but is not in the log"
+        for table in sorted(touched[txid] & set(collections)):
+            c = collections[table]
+            c.send({"await": txid, "timeout": 10_000})
+            got = c.wait_for(lambda e, t=txid: e["kind"] == "awaited" and e["txid"] == t)
+            assert got["ok"], (table, got)
+    for table, c in collections.items():
+        fresh = Probe(server.shape_url(), me.token, params={"table": table})
+        try:
+            fresh.wait_for(up_to_date)
+            want: dict[str, dict[str, Any]] = {}
+            apply_changes(want, fresh.changes())
+        finally:
+            fresh.close()
+        want_rows = {v["id"]: v for v in want.values()}
+        deadline = time.monotonic() + 15
+        while True:  # the library's writes (imports, retention) have no txid awaited
+            rows = _collection_rows(c)
+            if rows == want_rows or time.monotonic() > deadline:
+                break
+            c.drain(0.2)
+        diff = [
+            (k, col, rows.get(k, {}).get(col), want_rows.get(k, {}).get(col))
+            for k in sorted(set(rows) | set(want_rows))
+            for col in sorted(set(rows.get(k, {})) | set(want_rows.get(k, {})))
+            if rows.get(k, {}).get(col) != want_rows.get(k, {}).get(col)
+        ]
+        assert diff == [], (table, diff[:10])
+
+
+def _follow(ps: list[Probe], server: Serve, me: Caller) -> dict[str, Probe]:
+    """A TanStack DB collection per followed table, loaded."""
+    collections = {}
+    for table in FOLLOWED:
+        ps.append(
+            p := Probe(server.shape_url(), me.token, mode="collection", params={"table": table})
+        )
+        collections[table] = p
+    for p in ps:
+        p.wait_for(lambda e: e["kind"] == "ready")
+    return collections
+
+
 def test_collections_following_random_writes_over_http_resolve_every_txid_and_end_with_the_tables(
     store: Threadkeep, server: Serve, tmp_path: Path
 ) -> None:
@@ -261,51 +327,65 @@ def test_collections_following_random_writes_over_http_resolve_every_txid_and_en
     theirs = Rest(server.base, store.create_token(world.them, "them").value.token)
     http = HttpWorld(world, rest, theirs)
     with probes() as ps:
-        collections = {}
-        for table in FOLLOWED:
-            p = Probe(server.shape_url(), me.token, mode="collection", params={"table": table})
-            ps.append(p)
-            collections[table] = p
-        for p in ps:
-            p.wait_for(lambda e: e["kind"] == "ready")
+        collections = _follow(ps, server, me)
         for op, numbers in random_steps(random.Random(11), 90):
             http.run(op, numbers)
-        touched: dict[int, set[str]] = {}
-        after = start
-        while batch := store.read_changes(me.actor, after, limit=1000):
-            for ch in batch:
-                touched.setdefault(ch.txid, set()).add(ch.table)
-            after = batch[-1].offset
-        assert rest.txids, "no write answered"
-        for txid in rest.txids:
-            assert txid in touched, f"txid {txid} was answered but is not in the log"
-            for table in sorted(touched[txid] & set(FOLLOWED)):
-                c = collections[table]
-                c.send({"await": txid, "timeout": 10_000})
-                got = c.wait_for(lambda e, t=txid: e["kind"] == "awaited" and e["txid"] == t)
-                assert got["ok"], (table, got)
-        for table, c in collections.items():
-            ps.append(fresh := Probe(server.shape_url(), me.token, params={"table": table}))
-            fresh.wait_for(up_to_date)
-            want: dict[str, dict[str, Any]] = {}
-            apply_changes(want, fresh.changes())
-            want_rows = {v["id"]: v for v in want.values()}
-            deadline = time.monotonic() + 15
-            while True:  # the library's writes (imports, retention) have no txid awaited
-                rows = _collection_rows(c)
-                if rows == want_rows or time.monotonic() > deadline:
-                    break
-                c.drain(0.2)
-            diff = [
-                (k, col, rows.get(k, {}).get(col), want_rows.get(k, {}).get(col))
-                for k in sorted(set(rows) | set(want_rows))
-                for col in sorted(set(rows.get(k, {})) | set(want_rows.get(k, {})))
-                if rows.get(k, {}).get(col) != want_rows.get(k, {}).get(col)
-            ]
-            assert diff == [], (table, diff[:10])
+        _assert_collections_hold_every_write(store, server, me, start, collections, rest.txids)
     rest.close()
     theirs.close()
     assert len(http.refused) < 45  # most of the writes did write
+
+
+def test_collections_follow_concurrent_writers_on_two_servers(
+    store: Threadkeep, server: Serve, tmp_path: Path
+) -> None:
+    """As above, with four writers at once, two through each of two
+    ``threadkeep serve`` processes on the same database (on SQLite two
+    group-commit leaders contend for the lock; on PostgreSQL concurrent
+    transactions commit out of offset order), while the library's own writes
+    (imports, retention) run in this process. The collections follow the
+    first server. No write may fail with anything but a refusal (4xx)."""
+    me = new_caller(store)
+    first = make_world(store, tmp_path, me.actor)
+    start = store.last_offset()
+    other = Serve(
+        store.engine.url,
+        tmp_path,
+        {"THREADKEEP_SYNC__LONG_POLL_SECONDS": LONG_POLL, "THREADKEEP_SYNC__POLL_SECONDS": POLL},
+    )
+    their_token = store.create_token(first.them, "them").value.token
+    rests = [(Rest(s.base, me.token), Rest(s.base, their_token)) for s in (server, other) * 2]
+    worlds = [HttpWorld(first, mine, theirs) for mine, theirs in rests]
+    rng = random.Random(5)
+    plans = [random_steps(rng, 30) for _ in worlds]
+    failures: list[BaseException] = []
+
+    def write(w: HttpWorld, plan: list[tuple[str, list[int]]]) -> None:
+        try:
+            for op, numbers in plan:
+                w.run(op, numbers)
+        except BaseException as exc:  # anything but a refused write
+            failures.append(exc)
+
+    try:
+        with probes() as ps:
+            collections = _follow(ps, server, me)
+            threads = [
+                threading.Thread(target=write, args=wp) for wp in zip(worlds, plans, strict=True)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert failures == []
+            txids = [t for mine, _ in rests for t in mine.txids]
+            _assert_collections_hold_every_write(store, server, me, start, collections, txids)
+    finally:
+        other.kill()
+        for mine, theirs in rests:
+            mine.close()
+            theirs.close()
+    assert sum(len(w.refused) for w in worlds) < 60  # most of the writes did write
 
 
 def test_a_users_stream_never_holds_another_users_rows_whatever_the_client_asks(
