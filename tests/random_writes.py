@@ -23,8 +23,8 @@ T = TypeVar("T")
 # The word every message the writes make carries: what search must find.
 WORD = "replay"
 
-# Retention's periods, in days: a billionth of a day, so that every rule deletes
-# all it may (non-starred snapshots, analytics events, the trash).
+# Retention's periods (days, hours): a billionth, so that every rule does all
+# it may (non-starred snapshots, analytics events, the trash, open streams).
 NOW = 1e-9
 OPS = [
     "create_session",
@@ -250,7 +250,11 @@ class World:
 
     def retention(self) -> None:
         rules = RetentionSettings(
-            snapshot_days=NOW, analytics_days=NOW, trash_days=NOW, collect_blobs=False
+            snapshot_days=NOW,
+            analytics_days=NOW,
+            trash_days=NOW,
+            stream_hours=NOW,  # the streams left open are finished
+            collect_blobs=False,
         )
         self.tk.apply_retention(rules=rules)
         self.sessions = [s for s in self.sessions if self._exists(s)]

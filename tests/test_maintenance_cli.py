@@ -62,6 +62,11 @@ def test_cleanup_lists_in_a_dry_run_then_deletes(db_url: str) -> None:
         sid = tk.create_session(me).value.id
         snap = old_snapshot(tk, me, sid)
         kept = tk.create_snapshot(me, sid, {"state": {}}).value.id
+        stream = tk.start_message(me, sid, {"role": "assistant", "content": "cut"}).value.id
+        m = tables.messages
+        with tk.engine.sa_engine.begin() as conn:  # its writer died two days ago
+            when = utcnow() - timedelta(days=2)
+            conn.execute(m.update().where(m.c.id == stream).values(created_at=when))
         tk.sync_state()
         before = row_counts(tk)
 
@@ -70,7 +75,9 @@ def test_cleanup_lists_in_a_dry_run_then_deletes(db_url: str) -> None:
     assert dry.exit_code == 0, dry.output
     got = json.loads(dry.stdout)
     assert got["dry_run"] is True and got["snapshots"] == [snap]
+    assert got["streams"] == [stream]
     assert got["counts"] == {
+        "streams": 1,
         "snapshots": 1,
         "analytics_events": 0,
         "sessions": 0,
@@ -85,8 +92,11 @@ def test_cleanup_lists_in_a_dry_run_then_deletes(db_url: str) -> None:
     assert done.exit_code == 0, done.output
     assert "threadkeep cleanup: removed" in done.stdout and snap in done.stdout
     assert "non-starred snapshots after 30 days" in done.stdout
+    assert "streams open after 24 hours finished" in done.stdout and stream in done.stdout
     with Threadkeep.open(db_url) as tk:
         assert [s.id for s in tk.list_snapshots(me, sid)] == [kept]
+        got_stream = tk.get_message(me, stream)
+        assert (got_stream.status, got_stream.content) == ("incomplete", "cut")
 
 
 def test_backup_and_restore_on_the_command_line(

@@ -175,7 +175,9 @@ class AsyncThreadkeep:
         self, *, dry_run: bool = False, rules: RetentionSettings | None = None
     ) -> RetentionResult:
         """Delete what has expired: non-starred snapshots, old analytics events,
-        sessions long in the trash (purged whole), and unused blobs."""
+        sessions long in the trash (purged whole), and unused blobs. First,
+        finish ``incomplete`` the messages left streaming for longer than
+        ``rules.stream_hours`` (their writer died; their text is kept)."""
         return await self._run(self.sync.apply_retention, dry_run=dry_run, rules=rules)
 
     async def authenticate(self, token: str) -> ApiToken:

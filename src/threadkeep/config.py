@@ -167,6 +167,13 @@ class RetentionSettings(BaseModel):
         description="Sessions in the trash for this many days are purged with "
         "everything in them. 0: keep the trash.",
     )
+    stream_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="Messages still streaming this many hours after they started are "
+        "finished `incomplete`, keeping their text: their writer died mid-stream (a killed "
+        "server, a crashed agent). Nothing is deleted. 0: leave them streaming.",
+    )
     collect_blobs: bool = Field(
         default=True,
         description="Also delete the blobs no upload uses any more (after blobs.gc_grace_seconds).",

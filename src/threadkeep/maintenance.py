@@ -49,14 +49,16 @@ class MaintenanceRuntime:
         if done.total or done.kept_with_branches:
             log.info(
                 "retention removed %d snapshots, %d analytics events, %d trashed "
-                "sessions (%d rows in them) and %d blobs",
+                "sessions (%d rows in them) and %d blobs, and finished %d abandoned streams",
                 len(done.snapshots),
                 len(done.analytics_events),
                 len(done.sessions),
                 sum(done.session_rows.values()),
                 len(done.blobs),
+                len(done.streams),
                 extra={
                     "removed": done.counts(),
+                    "streams": done.streams,
                     "sessions": done.sessions,
                     "session_rows": done.session_rows,
                     "kept_with_branches": done.kept_with_branches,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 from conftest import row_counts
 from threadkeep import Actor, Threadkeep
 from threadkeep.config import BlobSettings, RetentionSettings, load_settings
-from threadkeep.errors import InvalidInput
+from threadkeep.errors import InvalidInput, InvalidState
 from threadkeep.model.common import utcnow
 from threadkeep.store import retention as retention_q
 from threadkeep.store import tables
@@ -196,6 +197,7 @@ def test_a_dry_run_writes_nothing_and_names_exactly_what_a_run_deletes(
     for kind in ("snapshots", "analytics_events", "sessions", "session_rows", "blobs"):
         assert getattr(dry, kind) == getattr(real, kind), kind
     assert dry.counts() == {
+        "streams": 0,
         "snapshots": 2,
         "analytics_events": 1,
         "sessions": 1,
@@ -260,3 +262,67 @@ def test_a_row_that_stops_being_expired_between_the_look_and_the_delete_is_kept(
     assert gone == [snaps[1]] and purged is None
     assert [s.id for s in store.list_snapshots(me, sid)] == [snaps[0]]
     assert store.get_session(me, restored).deleted_at is None
+
+
+def test_a_stream_left_open_is_finished_incomplete_with_its_text_and_a_live_one_is_not(
+    store: Threadkeep,
+) -> None:
+    """A writer that died mid-stream never finishes its message: retention
+    finishes it ``incomplete`` once it has streamed longer than
+    ``stream_hours``, keeping the text, logging the update for sync clients
+    and making the text searchable. Streams younger than that, and finished
+    messages however old, are left alone; a dry run only names it."""
+    me = Actor(store.create_user("ada").value.id)
+    sid = store.create_session(me).value.id
+    dead = store.start_message(me, sid, {"role": "assistant", "content": "orphaned"}).value.id
+    store.extend_message(me, dead, " reply")
+    live = store.start_message(me, sid, {"role": "assistant", "content": "still"}).value.id
+    done = store.start_message(me, sid, {"role": "assistant"}).value.id
+    store.finish_message(me, done, content="finished long ago")
+    age(store, "messages", [dead, done], 2, "created_at")  # the rule: 24 hours
+    start = store.last_offset()
+
+    off = store.apply_retention(rules=RetentionSettings(stream_hours=0))
+    assert off.streams == [] and store.get_message(me, dead).status == "streaming"
+    dry = store.apply_retention(dry_run=True)
+    assert dry.streams == [dead] and dry.counts()["streams"] == 1
+    assert store.get_message(me, dead).status == "streaming"
+
+    real = store.apply_retention()
+
+    assert real.streams == [dead] and len(real.txids) == real.transactions == 1
+    got = store.get_message(me, dead)
+    assert (got.status, got.content) == ("incomplete", "orphaned reply")
+    assert store.get_message(me, live).status == "streaming"
+    assert store.get_message(me, done).status == "complete"
+    logged = [c for c in store.read_changes(me, start) if c.key == dead]
+    assert [(c.op, c.txid, c.row["status"]) for c in logged] == [  # type: ignore[index]
+        ("update", real.txids[0], "incomplete")
+    ]
+    assert {h.id for h in store.search(me, "orphaned", kinds=["messages"]).items} == {dead}
+    with pytest.raises(InvalidState):  # the writer, back after all, is told
+        store.extend_message(me, dead, " more")
+    assert store.apply_retention().streams == []  # once
+
+
+def test_the_open_streams_are_found_by_their_index(store: Threadkeep) -> None:
+    """Retention's query for open streams reads the partial index of open
+    streams (revision 0008), not the messages table: a big store pays
+    nothing for the rule when it finds none. The query is the store's own,
+    captured as it runs, explained with its parameters."""
+    me = Actor(store.create_user("ada").value.id)
+    sid = store.create_session(me).value.id
+    store.start_message(me, sid, {"role": "assistant"})
+    ran: list[tuple[str, Any]] = []
+    with store.engine.sa_engine.connect() as conn:
+        sa.event.listen(conn, "before_cursor_execute", lambda *a: ran.append((a[2], a[3])))
+        found = retention_q.abandoned_streams(conn, utcnow(), limit=10, after=None)
+        assert len(found) == 1
+        ((sql, params),) = ran[-1:]
+        if conn.dialect.name == "sqlite":
+            rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params)
+            plan = " ".join(str(r[-1]) for r in rows)
+        else:
+            conn.exec_driver_sql("SET enable_seqscan = off")  # a tiny table: ask if it can
+            plan = " ".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + sql, params))
+    assert "ix_messages_streaming" in plan, plan

@@ -149,6 +149,10 @@ def test_upgrade_from_each_earlier_revision_keeps_the_data(db_url: str, start: s
                     ),
                     {"id": f"m{seq}", "seq": seq, "c": f"old {seq}"},
                 )
+            if conn.dialect.name == "sqlite" and start >= "0007":
+                # From 0007 the store, not a trigger, enters new messages in
+                # the index: as the code of that revision did.
+                search.index_messages(conn.connection.cursor(), ["m1", "m2"])
     finally:
         old.close()
     with Threadkeep.open(db_url) as tk, tk.engine.sa_engine.connect() as conn:

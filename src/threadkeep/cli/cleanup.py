@@ -30,8 +30,14 @@ def _days(days: float, what: str) -> str:
 
 def _rules(rules: RetentionSettings, grace: float) -> str:
     blobs = f"unused blobs after {grace:g} s" if rules.collect_blobs else "blobs not collected"
+    streams = (
+        f"streams open after {rules.stream_hours:g} hours finished"
+        if rules.stream_hours > 0
+        else "open streams left (rule off)"
+    )
     return "; ".join(
         (
+            streams,
             _days(rules.snapshot_days, "non-starred snapshots"),
             _days(rules.analytics_days, "analytics events"),
             _days(rules.trash_days, "sessions in the trash"),
@@ -46,6 +52,7 @@ def render(result: RetentionResult, out: Console) -> None:
     table.add_column("what")
     table.add_column("count", justify="right")
     table.add_column("ids")
+    table.add_row("streams finished", str(len(result.streams)), _ids(result.streams))
     table.add_row("snapshots", str(len(result.snapshots)), _ids(result.snapshots))
     table.add_row(
         "analytics events", str(len(result.analytics_events)), _ids(result.analytics_events)
@@ -78,11 +85,13 @@ def cleanup(
 ) -> None:
     """Apply the retention rules now: delete what has expired.
 
-    Deletes non-starred snapshots, analytics events and sessions long in the
-    trash (purged with everything in them), then the blobs no upload uses.
-    The rules are the \\[retention] settings (THREADKEEP_RETENTION__*): by
-    default 30, 90 and 30 days. Sync clients receive every delete. `threadkeep
-    serve` applies the same rules on a schedule (retention.run_every_seconds).
+    Finishes as incomplete the messages left streaming (by default for 24
+    hours; their text is kept). Deletes non-starred snapshots, analytics
+    events and sessions long in the trash (purged with everything in them),
+    then the blobs no upload uses. The rules are the \\[retention] settings
+    (THREADKEEP_RETENTION__*): by default 30, 90 and 30 days. Sync clients
+    receive every delete. `threadkeep serve` applies the same rules on a
+    schedule (retention.run_every_seconds).
     """
     out = Console(highlight=False, soft_wrap=True)
     with reported_errors():

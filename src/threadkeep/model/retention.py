@@ -15,6 +15,8 @@ class RetentionResult:
     run nothing was deleted and the lists say what a real run would delete now.
 
     Attributes:
+        streams: messages left streaming past ``stream_hours``, finished
+            ``incomplete`` with their text (not deleted).
         snapshots: non-starred snapshots past ``snapshot_days``.
         analytics_events: analytics events past ``analytics_days``.
         sessions: sessions in the trash past ``trash_days``, purged whole.
@@ -29,6 +31,7 @@ class RetentionResult:
 
     dry_run: bool
     started_at: datetime
+    streams: list[str] = field(default_factory=list)
     snapshots: list[str] = field(default_factory=list)
     analytics_events: list[str] = field(default_factory=list)
     sessions: list[str] = field(default_factory=list)
@@ -41,6 +44,7 @@ class RetentionResult:
     def counts(self) -> dict[str, int]:
         """How many of each kind went (or would go)."""
         return {
+            "streams": len(self.streams),
             "snapshots": len(self.snapshots),
             "analytics_events": len(self.analytics_events),
             "sessions": len(self.sessions),
@@ -58,6 +62,7 @@ class RetentionResult:
             "dry_run": self.dry_run,
             "started_at": self.started_at.isoformat(),
             "counts": self.counts(),
+            "streams": self.streams,
             "snapshots": self.snapshots,
             "analytics_events": self.analytics_events,
             "sessions": self.sessions,

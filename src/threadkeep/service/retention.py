@@ -15,11 +15,13 @@ from functools import partial
 import sqlalchemy as sa
 
 from threadkeep.config import RetentionSettings
-from threadkeep.errors import InvalidInput
+from threadkeep.errors import InvalidInput, InvalidState, MessageNotFound
 from threadkeep.model.common import utcnow
+from threadkeep.model.messages import MessageStatus
 from threadkeep.model.retention import RetentionResult
 from threadkeep.service.uploads import UploadOps
 from threadkeep.store import retention as retention_q
+from threadkeep.store import streaming as streaming_q
 from threadkeep.store.tables import analytics_events, snapshots
 
 
@@ -30,7 +32,9 @@ class RetentionOps(UploadOps):
         self, *, dry_run: bool = False, rules: RetentionSettings | None = None
     ) -> RetentionResult:
         """Delete what has expired: non-starred snapshots, old analytics events,
-        sessions long in the trash (purged whole), and unused blobs.
+        sessions long in the trash (purged whole), and unused blobs. First,
+        finish ``incomplete`` the messages left streaming for longer than
+        ``rules.stream_hours`` (their writer died; their text is kept).
 
         Starred snapshots, rows younger than their rule, and sessions that are
         not in the trash are never touched. Deletes go in batches of
@@ -53,6 +57,9 @@ class RetentionOps(UploadOps):
         rules = rules or self.retention_settings
         now = utcnow()
         result = RetentionResult(dry_run=dry_run, started_at=now)
+        if rules.stream_hours > 0:
+            cutoff = now - timedelta(hours=rules.stream_hours)
+            result.streams.extend(self._finish_abandoned_streams(cutoff, rules, result))
         for table, days, found in (
             (snapshots, rules.snapshot_days, result.snapshots),
             (analytics_events, rules.analytics_days, result.analytics_events),
@@ -96,6 +103,49 @@ class RetentionOps(UploadOps):
             out.extend(done.value)
             result.txids.append(done.txid)
             result.transactions += 1
+
+    def _finish_abandoned_streams(
+        self, cutoff: datetime, rules: RetentionSettings, result: RetentionResult
+    ) -> list[str]:
+        """Finish ``incomplete`` the messages streaming since before ``cutoff``,
+        text kept. Each is finished as its writer would have finished it (the
+        same guarded UPDATE, logged, indexed for search), in its own write: a
+        writer still alive that finishes it first wins, and it is skipped."""
+        out: list[str] = []
+        after: tuple[datetime, str] | None = None
+        while True:
+            found = self.engine.read(
+                partial(
+                    retention_q.abandoned_streams,
+                    cutoff=cutoff,
+                    limit=rules.batch_size,
+                    after=after,
+                ),
+                single_statement=True,
+            )
+            if not found:
+                return out
+            after = found[-1][:2]
+            for _, message_id, owner_id in found:
+                if result.dry_run:
+                    out.append(message_id)
+                    continue
+                try:
+                    done = self.engine.write(
+                        partial(
+                            streaming_q.finish,
+                            owner_id=owner_id,
+                            message_id=message_id,
+                            status=MessageStatus.INCOMPLETE,
+                            fields={},
+                            max_bytes=self.limits.max_message_bytes,
+                        )
+                    )
+                except (InvalidState, MessageNotFound):
+                    continue  # finished or purged since the look
+                out.append(message_id)
+                result.txids.append(done.txid)
+                result.transactions += 1
 
     def _purge_trash(self, cutoff: datetime, result: RetentionResult) -> set[str]:
         """Purge the sessions in the trash since before ``cutoff``. A session

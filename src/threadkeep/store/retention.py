@@ -72,6 +72,25 @@ def delete_expired(tx: WriteTx, table: sa.Table, ids: Sequence[str], cutoff: dat
     return [i for i in ids if i in done]
 
 
+def abandoned_streams(
+    conn: sa.Connection, cutoff: datetime, limit: int, after: tuple[datetime, str] | None
+) -> list[tuple[datetime, str, str]]:
+    """Up to ``limit`` messages still streaming that started before ``cutoff``,
+    oldest first and past ``after`` (keyset): (created_at, id, owner_id).
+
+    The status is written out, not bound: only then can either engine tell
+    that the partial index of open streams (revision 0008) answers it."""
+    c = messages.c
+    q = sa.select(c.created_at, c.id, c.owner_id).where(
+        sa.text("messages.status = 'streaming'"), c.created_at < cutoff
+    )
+    if after is not None:
+        at, key = after
+        q = q.where(sa.or_(c.created_at > at, sa.and_(c.created_at == at, c.id > key)))
+    rows = conn.execute(q.order_by(c.created_at, c.id).limit(limit)).all()
+    return [(r.created_at, str(r.id), str(r.owner_id)) for r in rows]
+
+
 def expired_trash(conn: sa.Connection, cutoff: datetime) -> list[str]:
     """Sessions in the trash since before ``cutoff``, oldest first."""
     c = sessions.c

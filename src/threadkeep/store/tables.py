@@ -163,6 +163,16 @@ messages = sa.Table(
         sqlite_where=sa.text("client_id IS NOT NULL"),
         postgresql_where=sa.text("client_id IS NOT NULL"),
     ),
+    # The streams still open, oldest first: retention finishes those whose
+    # writer died mid-stream (revision 0008). Partial, so a finished message,
+    # the common case, costs nothing here.
+    sa.Index(
+        "ix_messages_streaming",
+        "created_at",
+        "id",
+        sqlite_where=sa.text("status = 'streaming'"),
+        postgresql_where=sa.text("status = 'streaming'"),
+    ),
     sa.CheckConstraint("seq >= 1", name="seq"),
     sa.CheckConstraint(_in("role", ROLES), name="role"),
     sa.CheckConstraint(_in("status", MESSAGE_STATUSES), name="status"),
