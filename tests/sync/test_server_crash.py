@@ -2,6 +2,8 @@
 SIGKILL while clients write through it loses nothing it answered 2xx for,
 leaves no request half-written, and, once restarted, takes the retries of
 the requests it never answered exactly once (their client ids dedupe them).
+The replies it was streaming in stay ``streaming`` until retention finishes
+them ``incomplete``, with their text.
 
 tests/guarantees/test_crash.py kills a process using the library; this is
 the same promise as an app sees it, through the API's thread pool, group
@@ -22,6 +24,7 @@ from sync_helpers import Serve
 from random_writes import WORD
 from replay_checks import assert_log_rebuilds, assert_views_agree
 from threadkeep import Actor, Threadkeep
+from threadkeep.config import RetentionSettings
 from threadkeep.store.tables import SYNCED_TABLES
 from threadkeep.sync.shapes import Shape
 
@@ -77,8 +80,27 @@ class Writers:
 
 
 def _held(tk: Threadkeep, actor: Actor, sid: str) -> dict[str, Any]:
-    """The session's own messages by client id."""
-    return {m.client_id: m for m in tk.get_messages(actor, sid) if m.session_id == sid}
+    """The session's own appended messages by client id (streams have none)."""
+    own = tk.get_messages(actor, sid)
+    return {m.client_id: m for m in own if m.session_id == sid and m.client_id is not None}
+
+
+def _stream(base: str, token: str, sid: str) -> None:
+    """Stream a reply into ``sid`` that never ends: a first line, then a
+    word every 20 ms, until the server dies under it."""
+
+    def body() -> Any:
+        yield b'{"role": "assistant", "content": "cut"}\n'
+        while True:
+            time.sleep(0.02)
+            yield b'{"delta": " word"}\n'
+
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
+    try:
+        httpx.post(f"{base}/v1/sessions/{sid}/messages/stream", content=body(), headers=headers)
+    except httpx.TransportError:
+        return
+    raise AssertionError("the stream ended though the server was killed")
 
 
 @pytest.mark.slow
@@ -100,10 +122,13 @@ def test_sigkill_of_the_server_loses_no_answered_write_and_retries_land_once(
             for round_no in range(ROUNDS):
                 where = f"seed {seed}, round {round_no}"
                 writers = Writers(server.base, token, sessions, round_no)
+                streamer = threading.Thread(target=_stream, args=(server.base, token, sessions[0]))
                 writers.start()
+                streamer.start()
                 time.sleep(rng.uniform(0.3, 1.2))
                 server.kill()
                 writers.join()
+                streamer.join(30)
                 assert writers.failures == [], (where, writers.failures)
                 assert writers.answered, f"{where}: nothing was answered before the kill"
                 answered |= writers.answered
@@ -121,7 +146,8 @@ def test_sigkill_of_the_server_loses_no_answered_write_and_retries_land_once(
                     assert len(set(there)) == 1, f"{where}: half of a request landed: {there}"
                     landed_unanswered += there[0]
                 for sid in sessions:
-                    seqs = sorted(m.seq for m in held[sid].values())
+                    own = tk.get_messages(actor, sid)
+                    seqs = sorted(m.seq for m in own if m.session_id == sid)
                     assert seqs == list(range(1, len(seqs) + 1)), f"{where}: seq gaps in {sid}"
 
                 # Restarted, the server takes the retries once each.
@@ -146,6 +172,19 @@ def test_sigkill_of_the_server_loses_no_answered_write_and_retries_land_once(
         )
         total = sum(len(_held(tk, actor, sid)) for sid in sessions)
         assert total == len(answered), f"seed {seed}: messages nobody asked for"
+
+        # The killed server left one reply per round streaming; nothing else
+        # would ever finish them. Retention does, keeping their text.
+        cut = [m for m in tk.get_messages(actor, sessions[0]) if m.status == "streaming"]
+        assert len(cut) == ROUNDS, (seed, [m.status for m in cut])
+        rules = RetentionSettings(
+            stream_hours=1e-9, snapshot_days=0, analytics_days=0, trash_days=0
+        )
+        assert sorted(tk.apply_retention(rules=rules).streams) == sorted(m.id for m in cut)
+        for m in cut:
+            got = tk.get_message(actor, m.id)
+            assert got.status == "incomplete" and got.content.startswith("cut"), got
+            assert got.content.replace(" word", "") == "cut", got.content  # whole deltas only
         assert_log_rebuilds(tk, actor, start, seed)
         assert_views_agree(tk, actor, seed)
     finally:
