@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from threadkeep.config import BlobSettings, RetentionSettings
 from threadkeep.importers import FORMATS, run_import
 
 T = TypeVar("T")
+Plan = list[tuple[str, list[int]]]  # (operation, its numbers) a step
 
 # The word every message the writes make carries: what search must find.
 WORD = "replay"
@@ -126,7 +128,8 @@ class World:
         s = self.tk.create_session(self.me, title=title, tags=["t"]).value
         self.sessions.append(s.id)
 
-    def update_session(self) -> None:
+    def session_changes(self) -> dict[str, Any]:
+        """Some of a session's fields, changed (maybe none of them)."""
         every = {
             "title": self.pick([None, "renamed", "again"]),
             "tags": self.pick([[], ["a"], ["a", "b"]]),
@@ -135,8 +138,10 @@ class World:
             "archived": self.flag(),
             "metadata": {"k": self.number(0, 9)},
         }
-        some = {k: v for k, v in every.items() if self.flag()}
-        self.tk.update_session(self.me, self.session(), **some)
+        return {k: v for k, v in every.items() if self.flag()}
+
+    def update_session(self) -> None:
+        self.tk.update_session(self.me, self.session(), **self.session_changes())
 
     def stale_update(self) -> None:
         sid = self.session()
@@ -304,6 +309,34 @@ class World:
             getattr(self, op)()
         except ThreadkeepError:
             self.refused.append(op)
+
+
+class AtOnce:
+    """Each world's plan run in a thread of its own, all started at once."""
+
+    def __init__(self, worlds: Sequence[World], plans: Sequence[Plan]) -> None:
+        self.failures: list[BaseException] = []  # anything but a refused write
+        self.threads = [
+            threading.Thread(target=self._write, args=wp) for wp in zip(worlds, plans, strict=True)
+        ]
+        for t in self.threads:
+            t.start()
+
+    def _write(self, world: World, plan: Plan) -> None:
+        try:
+            for op, numbers in plan:
+                world.run(op, numbers)
+        except BaseException as exc:
+            self.failures.append(exc)
+
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self.threads)
+
+    def join(self) -> list[BaseException]:
+        """Wait for every plan; what they raised (``World.run`` keeps refusals)."""
+        for t in self.threads:
+            t.join()
+        return self.failures
 
 
 def transcript_record(i: int) -> dict[str, Any]:

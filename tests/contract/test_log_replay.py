@@ -25,7 +25,6 @@ messages'.
 from __future__ import annotations
 
 import random
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ import pytest
 from hypothesis import example, given
 
 from conftest import apply_changes, db_property
-from random_writes import OPS, STEPS, World, make_world, random_steps
+from random_writes import OPS, STEPS, AtOnce, World, make_world, random_steps
 from replay_checks import assert_views_agree, differences, followed, state_of
 from threadkeep import Threadkeep
 from threadkeep.store.tables import SYNCED_TABLES
@@ -144,14 +143,6 @@ def test_a_live_follower_of_concurrent_writers_ends_with_the_tables(
     snaps = {s: tk.shape_snapshot(me, s.table) for s in shapes}
     states = {s: state_of(s, snaps[s].rows) for s in shapes}
     after = {s: snaps[s].offset for s in shapes}
-    failures: list[BaseException] = []
-
-    def write(w: World, plan: list[tuple[str, list[int]]]) -> None:
-        try:
-            for op, numbers in plan:
-                w.run(op, numbers)
-        except BaseException as exc:  # anything but a refused write
-            failures.append(exc)
 
     def catch_up() -> None:
         for s in shapes:
@@ -163,13 +154,10 @@ def test_a_live_follower_of_concurrent_writers_ends_with_the_tables(
                 if got.complete:
                     break
 
-    threads = [threading.Thread(target=write, args=wp) for wp in zip(worlds, plans, strict=True)]
-    for t in threads:
-        t.start()
-    while any(t.is_alive() for t in threads):
+    writers = AtOnce(worlds, plans)
+    while writers.running():
         catch_up()
-    for t in threads:
-        t.join()
+    failures = writers.join()
     catch_up()
     if second is not tk:
         second.close()

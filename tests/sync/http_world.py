@@ -104,16 +104,7 @@ class HttpWorld(World):
         self.sessions.append(s["id"])
 
     def update_session(self) -> None:
-        every = {
-            "title": self.pick([None, "renamed", "again"]),
-            "tags": self.pick([[], ["a"], ["a", "b"]]),
-            "starred": self.flag(),
-            "pinned": self.flag(),
-            "archived": self.flag(),
-            "metadata": {"k": self.number(0, 9)},
-        }
-        some = {k: v for k, v in every.items() if self.flag()}
-        self.rest("PATCH", f"/v1/sessions/{self.session()}", json=some)
+        self.rest("PATCH", f"/v1/sessions/{self.session()}", json=self.session_changes())
 
     def stale_update(self) -> None:
         sid = self.session()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 import json
 import random
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from sync_helpers import (
 )
 
 from conftest import apply_changes, shared_store_fixture
-from random_writes import make_world, random_steps, transcript_record
+from random_writes import AtOnce, make_world, random_steps, transcript_record
 from threadkeep import Threadkeep
 from threadkeep.importers import FORMATS, run_import
 
@@ -358,26 +357,10 @@ def test_collections_follow_concurrent_writers_on_two_servers(
     worlds = [HttpWorld(first, mine, theirs) for mine, theirs in rests]
     rng = random.Random(5)
     plans = [random_steps(rng, 30) for _ in worlds]
-    failures: list[BaseException] = []
-
-    def write(w: HttpWorld, plan: list[tuple[str, list[int]]]) -> None:
-        try:
-            for op, numbers in plan:
-                w.run(op, numbers)
-        except BaseException as exc:  # anything but a refused write
-            failures.append(exc)
-
     try:
         with probes() as ps:
             collections = _follow(ps, server, me)
-            threads = [
-                threading.Thread(target=write, args=wp) for wp in zip(worlds, plans, strict=True)
-            ]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            assert failures == []
+            assert AtOnce(worlds, plans).join() == []
             txids = [t for mine, _ in rests for t in mine.txids]
             _assert_collections_hold_every_write(store, server, me, start, collections, txids)
     finally:
