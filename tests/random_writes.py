@@ -230,14 +230,18 @@ class World:
             i, c, key = self._a_record()
             KINDS[i].delete(c, key)
 
-    def todos(self) -> None:
-        sid = self.session()
+    def todo_list(self, sid: str) -> list[dict[str, Any]]:
+        """A new todo list for ``sid``: some of its items kept, one added."""
         keep = [t.id for t in self.tk.list_todos(self.me, sid)][: self.number(0, 2)]
         todos: list[dict[str, Any]] = [
             {"id": k, "content": "kept", "status": "completed"} for k in keep
         ]
         todos.append({"content": f"new {next(self.names)}"})
-        self.tk.replace_todos(self.me, sid, todos)
+        return todos
+
+    def todos(self) -> None:
+        sid = self.session()
+        self.tk.replace_todos(self.me, sid, self.todo_list(sid))
 
     def summary(self) -> None:
         sid = self.session()

@@ -215,12 +215,7 @@ class HttpWorld(World):
 
     def todos(self) -> None:
         sid = self.session()
-        keep = [t.id for t in self.tk.list_todos(self.me, sid)][: self.number(0, 2)]
-        todos: list[dict[str, Any]] = [
-            {"id": k, "content": "kept", "status": "completed"} for k in keep
-        ]
-        todos.append({"content": f"new {next(self.names)}"})
-        self.rest("PUT", f"/v1/sessions/{sid}/todos", json={"todos": todos})
+        self.rest("PUT", f"/v1/sessions/{sid}/todos", json={"todos": self.todo_list(sid)})
 
     def summary(self) -> None:
         path = f"/v1/sessions/{self.session()}/summary"
