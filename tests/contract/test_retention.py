@@ -4,11 +4,13 @@ sessions stay; a dry run writes nothing and names exactly what a run deletes."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg.sql
 import pytest
 import sqlalchemy as sa
 
@@ -309,7 +311,10 @@ def test_the_open_streams_are_found_by_their_index(store: Threadkeep) -> None:
     """Retention's query for open streams reads the partial index of open
     streams (revision 0008), not the messages table: a big store pays
     nothing for the rule when it finds none. The query is the store's own,
-    captured as it runs, explained with its parameters."""
+    captured as it runs. On PostgreSQL it is explained as a prepared
+    statement under its generic plan, which knows no bound value: what a
+    pooled connection runs once psycopg prepares it (a bound status fails
+    here)."""
     me = Actor(store.create_user("ada").value.id)
     sid = store.create_session(me).value.id
     store.start_message(me, sid, {"role": "assistant"})
@@ -323,6 +328,23 @@ def test_the_open_streams_are_found_by_their_index(store: Threadkeep) -> None:
             rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params)
             plan = " ".join(str(r[-1]) for r in rows)
         else:
-            conn.exec_driver_sql("SET enable_seqscan = off")  # a tiny table: ask if it can
-            plan = " ".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + sql, params))
+            plan = _generic_plan(conn, sql, params)
     assert "ix_messages_streaming" in plan, plan
+
+
+def _generic_plan(conn: sa.Connection, sql: str, params: dict[str, Any]) -> str:
+    """PostgreSQL's generic plan of ``sql`` (psycopg's ``%(name)s`` style)."""
+    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", sql)))
+    for i, name in enumerate(names, 1):
+        sql = sql.replace(f"%({name})s", f"${i}")
+    raw = conn.connection.driver_connection
+    args = ", ".join(psycopg.sql.Literal(params[n]).as_string(raw) for n in names)
+    conn.exec_driver_sql("SET enable_seqscan = off")  # a tiny table: ask if it can
+    conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+    conn.exec_driver_sql("PREPARE open_streams AS " + sql)
+    try:
+        rows = conn.exec_driver_sql(f"EXPLAIN EXECUTE open_streams({args})")
+        return " ".join(r[0] for r in rows)
+    finally:
+        conn.exec_driver_sql("DEALLOCATE open_streams")
+        conn.exec_driver_sql("RESET ALL")  # the pooled connection goes back as it came

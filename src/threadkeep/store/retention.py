@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from threadkeep.store import sessions as session_q
 from threadkeep.store.contract import WriteTx
 from threadkeep.store.tables import (
+    OPEN_STREAMS,
     SESSION_RECORD_TABLES,
     messages,
     sessions,
@@ -78,11 +79,13 @@ def abandoned_streams(
     """Up to ``limit`` messages still streaming that started before ``cutoff``,
     oldest first and past ``after`` (keyset): (created_at, id, owner_id).
 
-    The status is written out, not bound: only then can either engine tell
-    that the partial index of open streams (revision 0008) answers it."""
+    The status is written out, not bound: PostgreSQL's generic plan for a
+    prepared statement (psycopg prepares a query it has run five times on a
+    connection) cannot know a bound value, so it could not use the partial
+    index of open streams (revision 0008) and would scan the messages."""
     c = messages.c
     q = sa.select(c.created_at, c.id, c.owner_id).where(
-        sa.text("messages.status = 'streaming'"), c.created_at < cutoff
+        sa.text(OPEN_STREAMS), c.created_at < cutoff
     )
     if after is not None:
         at, key = after

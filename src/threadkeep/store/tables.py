@@ -128,6 +128,10 @@ def _session_fk() -> sa.ForeignKeyConstraint:
     return sa.ForeignKeyConstraint(["session_id", "owner_id"], ["sessions.id", "sessions.owner_id"])
 
 
+# The condition of the partial index of open streams, as SQL text. A query
+# meant to use that index states it in these words (store/retention.py).
+OPEN_STREAMS = "status = 'streaming'"
+
 messages = sa.Table(
     "messages",
     metadata,
@@ -170,8 +174,8 @@ messages = sa.Table(
         "ix_messages_streaming",
         "created_at",
         "id",
-        sqlite_where=sa.text("status = 'streaming'"),
-        postgresql_where=sa.text("status = 'streaming'"),
+        sqlite_where=sa.text(OPEN_STREAMS),
+        postgresql_where=sa.text(OPEN_STREAMS),
     ),
     sa.CheckConstraint("seq >= 1", name="seq"),
     sa.CheckConstraint(_in("role", ROLES), name="role"),
