@@ -28,6 +28,7 @@ from sync_helpers import (
 
 from conftest import apply_changes, shared_store_fixture
 from random_writes import AtOnce, make_world, random_steps, transcript_record
+from replay_checks import differences
 from threadkeep import Threadkeep
 from threadkeep.importers import FORMATS, run_import
 
@@ -288,13 +289,7 @@ def _assert_collections_hold_every_write(
             if rows == want_rows or time.monotonic() > deadline:
                 break
             c.drain(0.2)
-        diff = [
-            (k, col, rows.get(k, {}).get(col), want_rows.get(k, {}).get(col))
-            for k in sorted(set(rows) | set(want_rows))
-            for col in sorted(set(rows.get(k, {})) | set(want_rows.get(k, {})))
-            if rows.get(k, {}).get(col) != want_rows.get(k, {}).get(col)
-        ]
-        assert diff == [], (table, diff[:10])
+        assert differences(rows, want_rows)[:10] == [], table
 
 
 def _follow(ps: list[Probe], server: Serve, me: Caller) -> dict[str, Probe]:
