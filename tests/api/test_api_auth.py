@@ -115,12 +115,14 @@ def test_a_read_only_token_cannot_write(api: Api, store: Threadkeep) -> None:
     )
 
     assert api.get(f"/v1/sessions/{sid}", headers=reader.headers).status_code == 200
+    streaming = store.start_message(writer.actor, sid, {"role": "assistant"}).value.id
     with writes_nothing(store):
         for method, url, body in [
             ("POST", "/v1/sessions", {}),
             ("PATCH", f"/v1/sessions/{sid}", {"title": "x"}),
             ("POST", f"/v1/sessions/{sid}/messages", {"messages": [{"role": "user"}]}),
             ("DELETE", f"/v1/sessions/{sid}", None),
+            ("POST", f"/v1/messages/{streaming}/finish", {"status": "incomplete"}),
         ]:
             r = api.request(method, url, json=body, headers=reader.headers)
             problem = assert_problem(r, 403)
@@ -200,7 +202,9 @@ def _victim(api: Api, store: Threadkeep) -> tuple[Caller, dict[str, str]]:
     ).json()
     api.post(f"/v1/sessions/{sid}/fork", json={"at_seq": 1}, headers=owner.headers)
     token = store.create_token(owner.actor, "victim's").value
-    me, mid = owner.actor, appended["messages"][0]["id"]
+    me = owner.actor
+    # Still streaming, so that finishing it would succeed for its owner.
+    mid = store.start_message(me, sid, {"role": "assistant", "content": "secret"}).value.id
     store.set_summary(me, sid, {"summary": "secret"})
     upload = store.upload(owner.actor, sid, [b"private file"], filename="secret.txt").value
     return owner, {
@@ -242,6 +246,7 @@ FOREIGN: dict[tuple[str, str], Any] = {
     ("GET", "/v1/sessions/{session_id}/messages"): None,
     ("GET", "/v1/sessions/{session_id}/history"): None,
     ("GET", "/v1/messages/{message_id}"): None,
+    ("POST", "/v1/messages/{message_id}/finish"): {"status": "incomplete"},
     ("POST", "/v1/sessions/{session_id}/fork"): {"at_seq": 1},
     ("POST", "/v1/sessions/{session_id}/rewind"): {"to_seq": 0},
     ("GET", "/v1/sessions/{session_id}/branches"): None,

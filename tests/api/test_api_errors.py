@@ -402,6 +402,7 @@ def test_openapi_lists_every_route_with_its_error_problems(schema: dict[str, Any
         ("POST", "/v1/sessions/{session_id}/messages/stream"),
         ("GET", "/v1/sessions/{session_id}/history"),
         ("GET", "/v1/messages/{message_id}"),
+        ("POST", "/v1/messages/{message_id}/finish"),
         ("POST", "/v1/sessions/{session_id}/fork"),
         ("POST", "/v1/sessions/{session_id}/rewind"),
         ("GET", "/v1/sessions/{session_id}/branches"),

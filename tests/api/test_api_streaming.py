@@ -23,10 +23,11 @@ from api_helpers import (
     api_store_fixture,
     assert_problem,
     new_caller,
+    raw_post,
     writes_nothing,
 )
 
-from threadkeep import MessageStatus, Threadkeep
+from threadkeep import InvalidState, MessageStatus, Threadkeep
 from threadkeep.api import ApiSettings, create_app
 
 store = api_store_fixture()
@@ -209,6 +210,128 @@ def test_a_trashed_session_refuses_a_stream(api: Api, me: Caller) -> None:
     assert_problem(stream(api, me, sid, ndjson({"role": "assistant"})), 409)
 
 
+# --- finishing a stream whose writer is gone ---------------------------------------
+
+
+def orphan(store: Threadkeep, me: Caller, sid: str) -> str:
+    """A message left streaming, as a writer that died mid-reply leaves it."""
+    mid = store.start_message(me.actor, sid, {"role": "assistant", "content": "half a "}).value.id
+    store.extend_message(me.actor, mid, "reply")
+    return mid
+
+
+def finish(api: Api, caller: Caller, mid: str, body: Any) -> httpx.Response:
+    return api.post(f"/v1/messages/{mid}/finish", json=body, headers=caller.headers)
+
+
+def test_an_app_finishes_a_stream_left_open_keeping_its_text(
+    store: Threadkeep, api: Api, me: Caller
+) -> None:
+    sid = session(api, me)
+    mid = orphan(store, me, sid)
+    start = store.last_offset()
+
+    r = finish(api, me, mid, {"status": "incomplete"})
+
+    assert r.status_code == 200, r.text
+    done = r.json()
+    txid = done.pop("txid")
+    assert (done["id"], done["status"], done["content"]) == (mid, "incomplete", "half a reply")
+    assert api.get(f"/v1/messages/{mid}", headers=me.headers).json() == done
+    logged = [c for c in store.read_changes(me.actor, start) if c.key == mid]
+    assert [(c.op, c.txid, c.row["status"]) for c in logged] == [  # type: ignore[index]
+        ("update", txid, "incomplete")
+    ]
+    assert {h.id for h in store.search(me.actor, "reply", kinds=["messages"]).items} == {mid}
+    with pytest.raises(InvalidState):  # the writer, back after all, is told
+        store.extend_message(me.actor, mid, " more")
+    with writes_nothing(store):  # and so is a second finish: the first one stands
+        assert_problem(finish(api, me, mid, {"status": "complete"}), 409)
+    assert store.get_message(me.actor, mid).status is MessageStatus.INCOMPLETE
+
+
+def test_a_finish_sets_the_fields_it_gives_as_the_done_line_does(
+    store: Threadkeep, api: Api, me: Caller
+) -> None:
+    sid = session(api, me)
+    mid = orphan(store, me, sid)
+    before = api.get(f"/v1/sessions/{sid}", headers=me.headers).json()
+    body = {
+        "content": "the exact reply",
+        "input_tokens": 3,
+        "output_tokens": 5,
+        "model": "m-1",
+        "metadata": {"stop": "length"},
+    }
+
+    done = finish(api, me, mid, body).json()
+
+    assert done["status"] == "complete"  # the default, as for the done line
+    assert {k: done[k] for k in body} == body
+    after = api.get(f"/v1/sessions/{sid}", headers=me.headers).json()
+    assert after["input_tokens"] - before["input_tokens"] == 3
+    assert after["output_tokens"] - before["output_tokens"] == 5
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"status": "streaming"}, 422),
+        ({"status": "done"}, 422),
+        ({"content": "a\u0000b"}, 422),
+        (b'{"content": "\\ud800"}', 422),  # a lone surrogate, escaped as JSON sends it
+        ({"content": "x" * 5001}, 413),  # over the limit the test sets
+        ({"input_tokens": -1}, 422),
+        ({"output_tokens": 2**63}, 422),
+        ({"model": "m" * 201}, 422),
+        ({"metadata": ["not", "an", "object"]}, 422),
+        ({"metadata": {"k": "\u0000"}}, 422),
+        ({"surprise": True}, 422),
+        (b"{nope", 400),
+        (b"[]", 422),
+    ],
+)
+def test_a_bad_finish_is_refused_and_the_stream_stays_open_as_it_was(
+    store: Threadkeep, api: Api, me: Caller, body: Any, status: int
+) -> None:
+    sid = session(api, me)
+    mid = orphan(store, me, sid)
+    old = store.limits
+    store.limits = old.model_copy(update={"max_message_bytes": 5000})
+    try:
+        with writes_nothing(store):
+            if isinstance(body, bytes):
+                r = raw_post(api, f"/v1/messages/{mid}/finish", body, me.headers)
+            else:
+                r = finish(api, me, mid, body)
+            assert_problem(r, status)
+    finally:
+        store.limits = old
+    got = store.get_message(me.actor, mid)
+    assert (got.status, got.content) == (MessageStatus.STREAMING, "half a reply")
+
+
+def test_only_the_owner_with_a_write_token_finishes_a_stream(
+    store: Threadkeep, api: Api, me: Caller
+) -> None:
+    sid = session(api, me)
+    mid = orphan(store, me, sid)
+    other = new_caller(store)
+    reader = Caller(
+        me.actor,
+        token := store.create_token(me.actor, "ro", scopes=["read"]).value.token,
+        {"Authorization": f"Bearer {token}"},
+    )
+    body = {"status": "incomplete"}
+    with writes_nothing(store):
+        foreign = assert_problem(finish(api, other, mid, body), 404)
+        missing = assert_problem(finish(api, me, "no-such-message", body), 404)
+        assert foreign["title"] == missing["title"]  # no hint that it exists
+        assert_problem(finish(api, reader, mid, body), 403)
+        assert_problem(api.post(f"/v1/messages/{mid}/finish", json=body), 401)
+    assert store.get_message(me.actor, mid).status is MessageStatus.STREAMING
+
+
 # --- a real server, a real disconnect --------------------------------------------
 
 
@@ -305,3 +428,40 @@ def test_a_real_stream_gets_its_events_as_the_deltas_arrive(
     assert seen == ["started", "appended", "appended", "finished"]
     final = store.get_messages(me.actor, sid)[0]
     assert (final.status, final.content) == (MessageStatus.COMPLETE, "ab")
+
+
+def test_a_finish_cuts_off_a_stream_still_live_and_the_stream_says_so(
+    store: Threadkeep, me: Caller, served: tuple[str, int]
+) -> None:
+    """An app that finishes a message while its stream still runs has chosen
+    to stop it: the stream's next piece is refused (an ``error`` event, 409)
+    and the message stays as the finish left it."""
+    host, port = served
+    sid = store.create_session(me.actor).value.id
+    base = f"http://{host}:{port}"
+
+    def body() -> Iterator[bytes]:
+        yield ndjson({"role": "assistant"}, {"delta": "kept"})
+        deadline = time.monotonic() + 5
+        while [m.content for m in store.get_messages(me.actor, sid)] != ["kept"]:
+            assert time.monotonic() < deadline, "the first delta was not written"
+            time.sleep(0.01)
+        mid = store.get_messages(me.actor, sid)[0].id
+        with httpx.Client(base_url=base, headers=me.headers, timeout=10) as app:
+            r = app.post(f"/v1/messages/{mid}/finish", json={"status": "incomplete"})
+            assert r.status_code == 200, r.text
+        yield ndjson({"delta": " lost"}, {"done": True})
+
+    with (
+        httpx.Client(base_url=base, headers=me.headers, timeout=10) as client,
+        client.stream(
+            "POST", f"/v1/sessions/{sid}/messages/stream", content=body(), headers=NDJSON
+        ) as r,
+    ):
+        assert r.status_code == 200
+        lines = list(r.iter_lines())
+    seen = [line[7:] for line in lines if line.startswith("event: ")]
+    assert seen == ["started", "appended", "error"], lines
+    assert '"status":409' in "".join(lines)
+    final = store.get_messages(me.actor, sid)[0]
+    assert (final.status, final.content) == (MessageStatus.INCOMPLETE, "kept")

@@ -8,7 +8,7 @@ the ``txid`` that every write answers with, which sync clients wait for.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -82,6 +82,29 @@ class AppendResult(BaseModel):
 
 class MessageList(BaseModel):
     items: list[Message]
+
+
+class MessageWritten(Message):
+    """A message as a write left it."""
+
+    txid: int = _TXID
+
+
+class FinishMessage(_Body):
+    """The end of a streaming message: the fields of the NDJSON stream's
+    ``done`` line. ``incomplete`` is how an app closes a stream whose writer
+    it knows is gone, keeping the text that arrived."""
+
+    status: Literal["complete", "incomplete"] = "complete"
+    content: str | None = Field(
+        default=None, description="Replaces the text gathered so far (e.g. the exact reply)."
+    )
+    input_tokens: int | None = Field(default=None, ge=0, le=MAX_INT)
+    output_tokens: int | None = Field(default=None, ge=0, le=MAX_INT)
+    model: str | None = Field(default=None, max_length=200)
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="Replaces the message's metadata."
+    )
 
 
 # --- branches --------------------------------------------------------------------

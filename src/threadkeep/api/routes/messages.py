@@ -1,4 +1,5 @@
-"""Messages: append (one or a batch, idempotent by client id), page, last N."""
+"""Messages: append (one or a batch, idempotent by client id), page, last N,
+and finish a stream whose writer is gone."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ from threadkeep.api.auth import TK, Reader, Writer
 from threadkeep.api.encoded import encoded
 from threadkeep.api.problems import ApiProblem, error_responses
 from threadkeep.api.routes._params import MessageId, SessionId
-from threadkeep.api.schemas import MAX_INT, AppendRequest, AppendResult, MessageList
+from threadkeep.api.schemas import (
+    MAX_INT,
+    AppendRequest,
+    AppendResult,
+    FinishMessage,
+    MessageList,
+    MessageWritten,
+)
 from threadkeep.model.messages import Message, NewMessage
 
 router = APIRouter(tags=["messages"])
@@ -137,3 +145,25 @@ def get_history(session_id: SessionId, principal: Reader, tk: TK) -> MessageList
 @router.get("/v1/messages/{message_id}", summary="Get a message", responses=error_responses(404))
 def get_message(message_id: MessageId, principal: Reader, tk: TK) -> Message:
     return tk.get_message(principal.actor, message_id)
+
+
+@router.post(
+    "/v1/messages/{message_id}/finish",
+    summary="Finish a streaming message",
+    responses=error_responses(404, 409, body=True),
+)
+def finish_message(
+    message_id: MessageId, body: FinishMessage, principal: Writer, tk: TK
+) -> MessageWritten:
+    """Finish a message that is still ``streaming``, atomically, the way the
+    stream's ``done`` line would: its status, and any of the fields given.
+
+    The stream route finishes its message itself, whatever ends it. This is
+    for the message whose writer died first (a killed server, a crashed agent
+    holding a library stream): the app can close it at once, usually as
+    ``incomplete`` with the text already stored, rather than wait for
+    retention to. A message that is no longer streaming answers 409 and is
+    left as it is, so a writer that finished first wins; a stream still live
+    when this call lands is cut off there (its next piece answers 409)."""
+    done = tk.finish_message(principal.actor, message_id, **body.model_dump(exclude_none=True))
+    return MessageWritten.model_construct(**dict(done.value), txid=done.txid)
