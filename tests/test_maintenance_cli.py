@@ -166,6 +166,35 @@ def test_the_server_applies_the_retention_rules_on_its_schedule(
     assert removed and removed[0].removed["snapshots"] == 1  # type: ignore[attr-defined]
 
 
+def test_the_first_run_comes_soon_after_start_up_not_an_interval_later(tmp_path: Path) -> None:
+    """A server restarted more often than the interval must still apply the
+    rules: the first run comes ``first_run_after`` the start (a minute by
+    default), then every interval."""
+    with Threadkeep.open(f"sqlite:///{tmp_path / 'tk.db'}") as tk:
+        me = Actor(tk.create_user("ada").value.id)
+        sid = tk.create_session(me).value.id
+        old_snapshot(tk, me, sid)
+        hourly = RetentionSettings(run_every_seconds=3600)
+        assert MaintenanceRuntime(tk, hourly).first_run_after == 60
+        often = RetentionSettings(run_every_seconds=5)
+        assert MaintenanceRuntime(tk, often).first_run_after == 5  # never later than the interval
+        runtime = MaintenanceRuntime(tk, hourly, first_run_after=0.05)
+
+        async def start_and_wait() -> None:
+            runtime.start()
+            try:
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    if not tk.list_snapshots(me, sid):
+                        return
+                    await asyncio.sleep(0.05)
+            finally:
+                await runtime.stop()
+
+        asyncio.run(start_and_wait())
+        assert tk.list_snapshots(me, sid) == []
+
+
 def test_a_zero_interval_turns_the_schedule_off(tmp_path: Path) -> None:
     with Threadkeep.open(f"sqlite:///{tmp_path / 'tk.db'}") as tk:
         runtime = MaintenanceRuntime(tk, RetentionSettings(run_every_seconds=0))

@@ -1,5 +1,12 @@
 """Scheduled maintenance inside ``threadkeep serve``: the retention rules
-(docs/retention.md), applied every ``retention.run_every_seconds``.
+(docs/retention.md), applied every ``retention.run_every_seconds``, and
+first a minute after the server starts.
+
+The first run comes early because a server that restarts more often than the
+interval (deploys, autoscaling, a crash loop) would otherwise never apply the
+rules at all, and because a start after a crash is when abandoned streams are
+most likely; it waits a minute so that a start-up, or a process that lives
+for seconds, does not pay for it.
 
 It runs next to the sync runtime's pruner (sync/runtime.py) and like it: a
 task on the server's event loop that hands the work to a thread, logs what it
@@ -20,11 +27,16 @@ from threadkeep.model.retention import RetentionResult
 
 log = logging.getLogger(__name__)
 
+FIRST_RUN_SECONDS = 60.0  # after start-up (see the module's docstring)
+
 
 class MaintenanceRuntime:
-    def __init__(self, tk: Threadkeep, rules: RetentionSettings) -> None:
+    def __init__(
+        self, tk: Threadkeep, rules: RetentionSettings, first_run_after: float = FIRST_RUN_SECONDS
+    ) -> None:
         self.tk = tk
         self.rules = rules
+        self.first_run_after = min(first_run_after, rules.run_every_seconds)
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -68,8 +80,10 @@ class MaintenanceRuntime:
         return done
 
     async def _loop(self) -> None:
+        wait = self.first_run_after
         while True:
-            await asyncio.sleep(self.rules.run_every_seconds)
+            await asyncio.sleep(wait)
+            wait = self.rules.run_every_seconds
             try:
                 await self.run_now()
             except Exception as exc:
