@@ -111,3 +111,12 @@ def test_check_text_refuses_nul_and_lone_surrogates() -> None:
         check_text("f", "a\x00")
     with pytest.raises(InvalidText, match="surrogate at position 2"):
         check_text("f", "ab\udc80")
+
+
+@pytest.mark.parametrize("value", [2**63, -(2**63)])
+def test_an_integer_out_of_range_is_named_with_the_range_refused(value: int) -> None:
+    """-2**63 fits a signed 64-bit column but is refused to keep the range
+    symmetric; the message must not claim it is beyond 64 bits."""
+    for where in ({"x": value}, [value], value):
+        with pytest.raises(InvalidText, match=r"outside ±\(2\*\*63 - 1\)"):
+            check_json("metadata", where)

@@ -30,6 +30,9 @@ def check_text(field: str, value: str) -> str:
 
 
 _MAX_INT = 2**63 - 1
+# Symmetric, so -2**63 (which a signed 64-bit column holds) is refused too:
+# the message says so rather than "beyond 64 bits".
+_BEYOND_INT = "holds an integer outside ±(2**63 - 1)"
 _MAX_FLOAT = float(2**63)
 
 
@@ -53,7 +56,7 @@ def check_json(field: str, value: Any, depth: int = 0) -> Any:
                 check_text(field, v)
         elif t is int:
             if v > _MAX_INT or v < -_MAX_INT:
-                raise InvalidText(field, "holds an integer beyond 64 bits")
+                raise InvalidText(field, _BEYOND_INT)
         elif t is dict or (t is not list and isinstance(v, dict)):
             for k, x in v.items():
                 if type(k) is not str and not isinstance(k, str):
@@ -69,7 +72,7 @@ def check_json(field: str, value: Any, depth: int = 0) -> Any:
                         check_text(field, x)
                 elif tx is int:
                     if x > _MAX_INT or x < -_MAX_INT:
-                        raise InvalidText(field, "holds an integer beyond 64 bits")
+                        raise InvalidText(field, _BEYOND_INT)
                 elif x is not None and tx is not bool:
                     push((x, d + 1))
         elif t is list or t is tuple or isinstance(v, list | tuple):
@@ -94,7 +97,7 @@ def _check_scalar(field: str, value: Any) -> None:
             raise InvalidText(field, "holds a number beyond the 64-bit range")
     elif isinstance(value, int):
         if not isinstance(value, bool) and abs(value) > _MAX_INT:
-            raise InvalidText(field, "holds an integer beyond 64 bits")
+            raise InvalidText(field, _BEYOND_INT)
     else:
         raise InvalidText(field, f"holds a {type(value).__name__}, which is not JSON")
 
