@@ -36,6 +36,7 @@ OPS = [
     "append",
     "append_with_events",
     "stream",
+    "finish_stream",
     "tool_event",
     "timeline",
     "fork",
@@ -79,6 +80,7 @@ class World:
         self.records: list[tuple[int, str, str]] = []  # (kind index, session, id)
         self.uploads: list[str] = []
         self.tool_events: list[str] = []
+        self.streams: list[str] = []  # messages left streaming, as a dead writer leaves them
         self.client_ids = itertools.cycle(["c1", "c2", "c3", "c4", "c5"])
         self.names = itertools.count()
         self.refused: list[str] = []  # the steps that raised, in order
@@ -171,6 +173,26 @@ class World:
         if self.flag():  # or left streaming
             status = self.pick(["complete", "incomplete"])
             self.tk.finish_message(self.me, m.id, status=status, output_tokens=3)
+        else:
+            self.streams.append(m.id)
+
+    def finish_stream(self) -> None:
+        """What an app does for a stream whose writer died: finish it now
+        rather than wait for retention. One that is finished already (by an
+        earlier step or by retention) or purged is refused."""
+        mid = self.open_stream()
+        status = self.pick(["complete", "incomplete"])
+        content = f"final {WORD}" if self.flag() else None
+        self.tk.finish_message(self.me, mid, status=status, content=content)
+
+    def open_stream(self) -> str:
+        """A stream left open earlier, or one started now by a writer that
+        dies at once."""
+        if self.streams and self.flag():
+            return self.pick(self.streams)
+        m = self.tk.start_message(self.me, self.session(), {"role": "assistant", "content": "cut"})
+        self.streams.append(m.value.id)
+        return m.value.id
 
     def tool_event(self) -> None:
         if self.tool_events and self.flag():

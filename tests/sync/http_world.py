@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from random_writes import World
+from random_writes import WORD, World
 from record_kinds import KINDS, Ctx
 from threadkeep import ThreadkeepError
 
@@ -146,6 +146,14 @@ class HttpWorld(World):
             content=body,
             headers={"Content-Type": "application/x-ndjson"},
         )
+
+    def finish_stream(self) -> None:
+        """The app finishes, over HTTP, a stream whose writer (an agent on
+        the library) died; sometimes one finished already (409)."""
+        body: dict[str, Any] = {"status": self.pick(["complete", "incomplete"])}
+        if self.flag():
+            body["content"] = f"final {WORD}"
+        self.rest("POST", f"/v1/messages/{self.open_stream()}/finish", json=body)
 
     def tool_event(self) -> None:
         if self.tool_events and self.flag():
