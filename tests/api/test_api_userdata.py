@@ -82,3 +82,47 @@ def test_delete_me_needs_admin_and_the_confirmation(api: Api, store: Threadkeep)
     # the token went with the user
     assert_problem(api.get("/v1/me", headers=me.headers), 401)
     assert_problem(api.get("/v1/me/export", headers=me.headers), 401)
+
+
+def test_delete_me_does_not_tell_whether_another_user_uploaded_the_same_bytes(
+    api: Api, store: Threadkeep
+) -> None:
+    # Blobs are content-addressed and shared: an erasure keeps the bytes another
+    # user's upload also holds. Which of the erased user's blobs were kept is
+    # therefore a fact about other users, and the answer must not carry it:
+    # otherwise anyone can learn whether someone else has a given file by
+    # uploading it and erasing their own (throwaway) account.
+    victim, prober, control = (new_caller(store) for _ in range(3))
+    secret, unknown = b"the victim's contract, v3", b"a file nobody else has"
+    answers = []
+    for caller, probe in ((prober, secret), (control, unknown)):
+        if caller is prober:
+            vsid = api.post("/v1/sessions", json={}, headers=victim.headers).json()["id"]
+            r = api.post(
+                f"/v1/sessions/{vsid}/uploads",
+                content=secret,
+                params={"filename": "contract.txt"},
+                headers=victim.headers,
+            )
+            assert r.status_code == 201, r.text
+        sid = api.post("/v1/sessions", json={}, headers=caller.headers).json()["id"]
+        r = api.post(
+            f"/v1/sessions/{sid}/uploads",
+            content=probe,
+            params={"filename": "guess.txt"},
+            headers=caller.headers,
+        )
+        assert r.status_code == 201, r.text
+        confirm = {"confirm": caller.actor.user_id}
+        done = api.delete("/v1/me", params=confirm, headers=caller.headers)
+        assert done.status_code == 200, done.text
+        body = done.json()
+        answers.append({k: v for k, v in body.items() if k not in ("user_id", "txid")})
+    # The same account, the same kind of upload: the same answer, whoever else
+    # holds the bytes.
+    assert answers[0] == answers[1]
+    assert answers[0]["blobs"] == 1
+    # The victim's file is intact.
+    (upload,) = store.list_uploads(victim.actor, vsid)
+    got = api.get(f"/v1/uploads/{upload.id}/content", headers=victim.headers)
+    assert got.status_code == 200 and got.content == secret

@@ -13,15 +13,28 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
 
 from threadkeep.api.auth import TK, Admin, Reader
 from threadkeep.api.problems import ApiProblem, error_responses
-from threadkeep.model.userdata import UserErasure
 
 router = APIRouter(tags=["users"])
 
 
-class UserErased(UserErasure):
+class UserErased(BaseModel):
+    """What an erasure over HTTP deleted. Unlike the operator's
+    :class:`~threadkeep.model.userdata.UserErasure`, it does not say which blobs
+    were deleted and which were kept: a blob is kept because another user's
+    upload holds the same bytes, and that is a fact about other users."""
+
+    user_id: str
+    rows: dict[str, int] = Field(description="Rows deleted per table.")
+    blobs: int = Field(
+        description="Distinct files (by content) of the user's uploads, released. "
+        "Bytes that another user's upload also holds stay theirs; which those "
+        "are is not said."
+    )
+    changes_scrubbed: int
     txid: int
 
 
@@ -74,4 +87,11 @@ def erase_me(
             "pass the user's own id as ?confirm= to erase it; nothing was erased",
         )
     done = tk.erase_user(user_id)
-    return UserErased(**done.value.model_dump(), txid=done.txid)
+    erased = done.value
+    return UserErased(
+        user_id=erased.user_id,
+        rows=erased.rows,
+        blobs=len(erased.blobs_deleted) + len(erased.blobs_kept),
+        changes_scrubbed=erased.changes_scrubbed,
+        txid=done.txid,
+    )
