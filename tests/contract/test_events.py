@@ -8,6 +8,7 @@ import pytest
 from contract_helpers import missing_id, new_session, with_messages, writes_nothing
 
 from threadkeep import (
+    AlreadyExists,
     InvalidInput,
     MessageNotFound,
     SessionNotFound,
@@ -289,3 +290,32 @@ def test_concurrent_timeline_appends_get_unique_contiguous_seqs(tk, actor):
     for t in threads:
         t.join()
     assert [e.seq for e in tk.list_timeline_events(actor, s.id)] == list(range(1, 37))
+
+
+def test_a_chosen_event_id_that_is_taken_raises_already_exists_and_writes_nothing(
+    tk, actor, other_actor
+):
+    """Ids are one namespace for all users: an id another user's event holds
+    is not available. The caller is told so as for every other kind
+    (AlreadyExists, 409), not with the engine's constraint text."""
+    theirs = new_session(tk, other_actor)
+    tool = tk.start_tool_event(other_actor, theirs.id, {"id": "tool-1", "name": "x"}).value
+    tk.append(other_actor, theirs.id, [], timeline_events=[{"id": "tl-1", "kind": "k"}])
+    mine = new_session(tk, actor)
+    with writes_nothing(tk):
+        with pytest.raises(AlreadyExists, match="tool-1"):
+            tk.start_tool_event(actor, mine.id, {"id": "tool-1", "name": "y"})
+        with pytest.raises(AlreadyExists, match="tool-1"):
+            tk.record_tool_events(actor, mine.id, [{"name": "a"}, {"id": "tool-1", "name": "b"}])
+        with pytest.raises(AlreadyExists, match="tl-1"):
+            tk.append(
+                actor,
+                mine.id,
+                [{"role": "user", "content": "kept only if all is"}],
+                timeline_events=[{"id": "tl-1", "kind": "k"}],
+            )
+        with pytest.raises(InvalidInput, match="twice"):
+            tk.record_tool_events(
+                actor, mine.id, [{"id": "t2", "name": "a"}, {"id": "t2", "name": "b"}]
+            )
+    assert tk.get_tool_event(other_actor, tool.id).name == "x"

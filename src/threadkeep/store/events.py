@@ -19,6 +19,7 @@ from threadkeep.model.events import (
 )
 from threadkeep.model.ids import new_id
 from threadkeep.store.changes import row_json
+from threadkeep.store.chosen_ids import check_free
 from threadkeep.store.contract import WriteTx
 from threadkeep.store.sessions import get_row
 from threadkeep.store.tables import timeline_events, tool_events
@@ -80,6 +81,7 @@ def insert_tool_event_rows(
 def insert_tool_events(
     tx: WriteTx, owner_id: str, session_id: str, events: Sequence[NewToolEvent]
 ) -> list[ToolEvent]:
+    check_free(tx.conn, tool_events, "tool event", [e.id for e in events])
     rows = [tool_event_row(e, owner_id, session_id, tx.now) for e in events]
     insert_tool_event_rows(tx, owner_id, session_id, rows)
     return [to_tool_event(r) for r in rows]
@@ -144,6 +146,7 @@ def insert_timeline_events(
     events: Sequence[NewTimelineEvent],
     base_seq: int,
 ) -> list[TimelineEvent]:
+    check_free(tx.conn, timeline_events, "timeline event", [e.id for e in events])
     rows = timeline_event_rows(events, owner_id, session_id, tx.now, base_seq)
     insert_timeline_event_rows(tx, owner_id, session_id, rows)
     return [to_timeline_event(r) for r in rows]

@@ -16,13 +16,14 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-from threadkeep.errors import AlreadyExists, InvalidInput, MessageNotFound, SessionNotFound
+from threadkeep.errors import InvalidInput, MessageNotFound, SessionNotFound
 from threadkeep.model.common import Committed, utcnow
 from threadkeep.model.events import NewTimelineEvent, NewToolEvent
 from threadkeep.model.ids import new_id
 from threadkeep.model.messages import Appended, Message, MessageStatus, NewMessage, Role
 from threadkeep.model.trusted import trusted
 from threadkeep.store import sessions as session_q
+from threadkeep.store.chosen_ids import check_free
 from threadkeep.store.contract import StoreEngine, WriteTx
 from threadkeep.store.events import insert_timeline_events, insert_tool_events
 from threadkeep.store.prepared import RowDecoder, cursor, custom_decoder, decoder, prepared
@@ -268,15 +269,6 @@ def _by_client_id_statement() -> sa.Executable:
     )
 
 
-def _check_ids_free(conn: sa.Connection, ids: list[str]) -> None:
-    if len(set(ids)) != len(ids):
-        raise InvalidInput("id", "the same message id appears twice in one batch")
-    taken = conn.execute(sa.select(messages.c.id).where(messages.c.id.in_(ids))).scalars().first()
-    if taken is not None:
-        # Whoever holds it: the id is simply not available.
-        raise AlreadyExists("message", taken)
-
-
 def check_linked_messages(
     conn: sa.Connection, owner_id: str, session_id: str, ids: set[str]
 ) -> None:
@@ -327,7 +319,7 @@ def append(
 
     chosen = [m.id for m in fresh if m.id is not None]
     if chosen:
-        _check_ids_free(conn, chosen)
+        check_free(conn, messages, "message", chosen)
     n = len(fresh)
     dialect = conn.dialect
     cur = cursor(conn)

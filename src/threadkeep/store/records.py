@@ -17,12 +17,13 @@ from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 
-from threadkeep.errors import AlreadyExists, InvalidInput, NotFound, ToolEventNotFound
+from threadkeep.errors import InvalidInput, NotFound, ToolEventNotFound
 from threadkeep.model.ids import new_id
 from threadkeep.model.record import RecordRow
 from threadkeep.model.trusted import trusted
 from threadkeep.store import sessions as session_q
 from threadkeep.store.changes import row_json
+from threadkeep.store.chosen_ids import check_free
 from threadkeep.store.contract import WriteTx
 from threadkeep.store.messages import check_linked_messages
 from threadkeep.store.tables import tool_events
@@ -62,16 +63,7 @@ def live_session(tx: WriteTx, owner_id: str, session_id: str, *, lock: bool = Fa
 
 
 def check_ids_free(conn: sa.Connection, kind: Kind[Any], ids: Iterable[str | None]) -> None:
-    chosen = [i for i in ids if i is not None]
-    if not chosen:
-        return
-    if len(set(chosen)) != len(chosen):
-        raise InvalidInput("id", f"the same {kind.name} id appears twice in one call")
-    c = kind.table.c
-    taken = conn.execute(sa.select(c.id).where(c.id.in_(chosen))).scalars().first()
-    if taken is not None:
-        # Whoever holds it: the id is simply not available.
-        raise AlreadyExists(kind.name, taken)
+    check_free(conn, kind.table, kind.name, ids)
 
 
 def check_refs(
