@@ -130,3 +130,33 @@ def test_a_lone_surrogate_in_the_url_is_not_a_500(api: Api, me: Caller) -> None:
     # %ED%B3%BF is a UTF-8-encoded lone surrogate: not valid UTF-8.
     r = api.get("/v1/search?q=%ED%B3%BF", headers=me.headers)
     assert r.status_code < 500, r.text
+
+
+def test_my_scores_and_order_do_not_depend_on_other_users_rows(
+    api: Api, me: Caller, store: Threadkeep, request: pytest.FixtureRequest
+) -> None:
+    """A rank computed from statistics over every user's rows tells a caller
+    how often *other* users wrote a word: search for it in a message of your
+    own, watch the score move. The ranking must depend on the caller's rows
+    alone. PostgreSQL's ts_rank(..., 1) does. SQLite FTS5's bm25 does not (it
+    weighs each word by how many rows of the whole index hold it): a known
+    leak, documented in docs/privacy.md, marked here so that it stays in
+    sight and the mark must go when it is fixed (strict)."""
+    if store.engine.sa_engine.dialect.name == "sqlite":
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True, reason="SQLite's bm25 weighs words over every user's rows"
+            )
+        )
+    seed(api, me, "notes", "osprey osprey heron", "osprey heron heron", "filler text only")
+    seed(api, me, "more", *(f"unrelated line {i}" for i in range(6)))
+
+    def ranking() -> list[tuple[str, float]]:
+        items = search(api, me, q="osprey heron")["items"]
+        return [(h["id"], h["score"]) for h in items]
+
+    before = ranking()
+    assert len(before) == 2
+    other = new_caller(store)
+    seed(api, other, "theirs", *(f"osprey sighting {i}" for i in range(8)))
+    assert ranking() == before
