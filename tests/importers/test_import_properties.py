@@ -415,3 +415,57 @@ def test_a_source_that_changed_otherwise_is_refused_and_nothing_written(
     assert report.count("created") == 0 and len(report.failed) == 1
     assert "changed since it was imported" in report.failed[0][1]
     assert row_counts(tk) == before
+
+
+def _webui_chat(path: Path, answer: str, done: bool) -> None:
+    messages = {
+        "q": {"id": "q", "parentId": None, "childrenIds": ["a"], "role": "user", "content": "q?"},
+        "a": {
+            "id": "a",
+            "parentId": "q",
+            "childrenIds": [],
+            "role": "assistant",
+            "content": answer,
+            "done": done,
+            "timestamp": 1700000005,
+        },
+    }
+    row = {"id": "c1", "title": "T", "chat": {"history": {"currentId": "a", "messages": messages}}}
+    path.write_text(json.dumps([row]))
+
+
+def test_a_stored_message_whose_source_changed_is_refused_not_kept_stale(
+    tk: Threadkeep, actor: Actor, tmp_path: Path
+) -> None:
+    """An Open WebUI export taken while a reply was streaming holds it cut
+    short (``done: false``); the next export holds it whole, under the same
+    id. A re-import that compares only ids called that ``unchanged`` (and
+    verified it) while the database kept the cut-off reply: the rest of the
+    answer was lost without a word. A stored message that differs from the
+    source is a source that changed: refused, named, nothing written."""
+    path = tmp_path / "chat-export-1.json"
+    _webui_chat(path, "The answer is", done=False)
+    first = run_import(
+        tk,
+        actor,
+        FORMATS["open-webui"].read(path, actor.user_id),
+        format="open-webui",
+        path=str(path),
+    )
+    assert first.count("created") == 1
+    (sid,) = [s.session_id for s in first.sessions]
+    _webui_chat(path, "The answer is 42, and here is why: ...", done=True)
+    before = row_counts(tk)
+    again = run_import(
+        tk,
+        actor,
+        FORMATS["open-webui"].read(path, actor.user_id),
+        format="open-webui",
+        path=str(path),
+        verify=True,
+    )
+    assert again.count("unchanged") == 0 and len(again.failed) == 1
+    assert "changed since it was imported" in again.failed[0][1]
+    assert "message a" in again.failed[0][1] or "message a" in again.failed[0][0]
+    assert row_counts(tk) == before
+    assert [m.content for m in tk.get_history(actor, sid)] == ["q?", "The answer is"]

@@ -331,6 +331,42 @@ def _check_not_moved(conn: sa.Connection, owner_id: str, session_id: str, ids: l
         )
 
 
+def _check_unchanged(
+    conn: sa.Connection, owner_id: str, session_id: str, items: list[MessageItem]
+) -> None:
+    """Refuse source messages that an earlier import stored under the same id
+    with other text: a reply exported while it was still streaming and whole
+    the next time, an answer regenerated in place. Keeping the stored one
+    would drop what the source holds now without a word."""
+    if not items:
+        return
+    c = messages.c
+    stored = {
+        r.id: r
+        for r in conn.execute(
+            sa.select(c.id, c.role, c.content, c.parts, c.tool_calls).where(
+                c.id.in_([i.message.id for i in items]),
+                c.owner_id == owner_id,
+                c.session_id == session_id,
+            )
+        )
+    }
+    for item in items:
+        m, r = item.message, stored.get(item.message.id)
+        if r is None or (r.role, r.content, r.parts, r.tool_calls) != (
+            m.role.value,
+            m.content,
+            m.parts,
+            m.tool_calls,
+        ):
+            raise InvalidInput(
+                item.where or "message",
+                f"the source changed since it was imported (message {m.id!r} is stored "
+                "with other content): it cannot be added to; delete the imported "
+                "session first",
+            )
+
+
 @dataclass
 class _Stored:
     """What an earlier import of the same source wrote for one session."""
@@ -409,6 +445,11 @@ def _write_plan(
     msgs: list[dict[str, Any]] = []
     tools: list[dict[str, Any]] = []
     evts: list[dict[str, Any]] = []
+    held: list[MessageItem] = []  # stored by the earlier import: compared in chunks
+
+    def compare() -> None:
+        _check_unchanged(tx.conn, owner_id, sid, held)
+        held.clear()
 
     def flush() -> None:
         if stored is not None and msgs:
@@ -468,6 +509,9 @@ def _write_plan(
                     "imported session first",
                 )
             known.add(m.id)
+            held.append(item)
+            if len(held) >= CHUNK:
+                compare()
             add_tools(item.tool_events, item.created_at or tx.now, item.where)
             add_events(item.events, item.where)
             continue
@@ -483,6 +527,7 @@ def _write_plan(
         add_events(item.events, item.where)
         if len(msgs) >= CHUNK or len(evts) >= CHUNK or len(tools) >= CHUNK:
             flush()
+    compare()
     add_tools(plan.tool_events, tx.now, None)
     add_events(plan.events, None)
     if position < len(old):
