@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -325,3 +327,52 @@ def test_growth_of_a_transcript_rewound_in_threadkeep_is_refused_clearly(
     (error,) = [s.error for s in report.sessions]
     assert error is not None and "a rewind moved it there" in error, error
     assert row_counts(tk) == before
+
+
+def _age_blob(tk: Threadkeep, sha256: str) -> None:
+    """Make a blob look stored two hours ago (blobs copied with their times)."""
+    old = datetime.now(UTC) - timedelta(hours=2)
+    if tk.blobs.name == "fs":
+        os.utime(tk.blobs.path(sha256), (old.timestamp(), old.timestamp()))
+    else:
+        b = tables.blobs.c
+        with tk.engine.sa_engine.begin() as conn:
+            conn.execute(tables.blobs.update().where(b.sha256 == sha256).values(touched_at=old))
+
+
+def test_garbage_collection_while_an_import_runs_keeps_the_bytes_of_its_uploads(
+    tk: Threadkeep, actor: Actor, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """An exported upload is imported when the blob store holds its bytes (the
+    operator copied the blobs beside the export, docs/blobs.md). The import
+    only asked ``exists`` while it read the source; a garbage collection
+    between that and the import's commit (``serve`` runs one on its own) saw
+    the bytes unreferenced and old, and deleted them: the upload row was
+    stored, counted and reported imported, naming bytes that were gone. The
+    import now stores the bytes again, which touches them: the protection
+    the blob contract gives an upload whose row is not written yet."""
+    data = b"the bytes of an upload\n"
+    sid = tk.create_session(actor, id="moved").value.id
+    tk.append_message(actor, sid, {"role": "user", "content": "x"})
+    sha = tk.upload(actor, sid, [data], filename="mine.txt").value.sha256
+    lines = _export(tk, actor)
+    tk.delete_session(actor, sid)
+    tk.purge_session(actor, sid)  # as if the export came from another store,
+    tk.blobs.put([data], max_bytes=1 << 20)  # and its blobs were copied beside it
+    _age_blob(tk, sha)
+    f = _write(tmp_path / "e.jsonl", lines)
+
+    from threadkeep.service.imports import ImportOps
+
+    plans = ImportOps._plans
+
+    def plans_then_collect(self: Any, *args: Any) -> Any:
+        out = plans(self, *args)
+        tk.collect_garbage()  # the default grace: an hour
+        return out
+
+    monkeypatch.setattr(ImportOps, "_plans", plans_then_collect)
+    report = run(tk, actor, "threadkeep", f)
+    assert report.failed == [] and report.totals("created").uploads == 1
+    (upload,) = tk.list_uploads(actor, sid)
+    assert b"".join(tk.open_upload(actor, upload.id).chunks) == data

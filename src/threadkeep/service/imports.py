@@ -11,7 +11,7 @@ import pydantic
 import sqlalchemy as sa
 
 from threadkeep.blobs.contract import check_sha256
-from threadkeep.errors import InvalidInput
+from threadkeep.errors import BlobMissing, InvalidInput
 from threadkeep.model.common import Actor
 from threadkeep.model.events import NewTimelineEvent, NewToolEvent
 from threadkeep.model.imports import (
@@ -345,7 +345,7 @@ class ImportOps(ServiceBase):
         row["filename"] = _at(r.where, lambda: check_filename(row["filename"]))
         row["media_type"] = _at(r.where, lambda: check_media_type(row["media_type"]))
         row["sha256"] = check_sha256(f"{r.where}.sha256", row["sha256"])
-        if not isinstance(self, UploadOps) or not self.blobs.exists(row["sha256"]):
+        if not isinstance(self, UploadOps) or not self._touch_blob(row["sha256"], row["size"]):
             skipped.append(
                 (
                     r.where,
@@ -356,6 +356,18 @@ class ImportOps(ServiceBase):
             )
             return None
         return row
+
+    def _touch_blob(self: UploadOps, sha256: str, size: int) -> bool:
+        """Whether the blob store holds ``sha256``, storing its bytes again when
+        it does: that touches the blob (blobs/contract.py), so garbage
+        collection and an erasure that start before this import commits its
+        upload row spare the bytes, as they do for an upload in flight. Asking
+        ``exists`` alone left them to be deleted in between."""
+        try:
+            self.blobs.put(self.blobs.open(sha256), max_bytes=max(size, 1), expected_sha256=sha256)
+        except BlobMissing:
+            return False
+        return True
 
     def export_records(self, actor: Actor, session_id: str) -> list[tuple[str, dict[str, Any]]]:
         """Every session-record row (todos, repo bindings, summaries, snapshots,
