@@ -340,6 +340,33 @@ def _age_blob(tk: Threadkeep, sha256: str) -> None:
             conn.execute(tables.blobs.update().where(b.sha256 == sha256).values(touched_at=old))
 
 
+def test_an_exported_upload_whose_size_is_not_its_blobs_is_reported_not_stored(
+    tk: Threadkeep, actor: Actor, tmp_path: Path
+) -> None:
+    """A row that names bytes the blob store holds, with another size (an
+    edited or corrupted export), would serve more or fewer bytes than it
+    says: it is reported, not stored."""
+    sid = tk.create_session(actor, id="u").value.id
+    tk.append_message(actor, sid, {"role": "user", "content": "x"})
+    lines = _export(tk, actor)
+    sha = tk.blobs.put([b"abc"], max_bytes=1 << 20).sha256
+    row = {
+        "id": "up-1",
+        "filename": "short.bin",
+        "media_type": "application/octet-stream",
+        "size": 5,
+        "sha256": sha,
+        "created_at": "2025-01-01T00:00:00+00:00",
+    }
+    lines.append({"type": "record", "table": "uploads", "data": row})
+    tk.delete_session(actor, sid)
+    tk.purge_session(actor, sid)
+    report = run(tk, actor, "threadkeep", _write(tmp_path / "e.jsonl", lines))
+    assert report.count("created") == 1 and report.failed == []
+    assert any("up-1 (short.bin): the export gives it 5 bytes" in r for _, r in report.skipped)
+    assert tk.list_uploads(actor, sid) == []
+
+
 def test_garbage_collection_while_an_import_runs_keeps_the_bytes_of_its_uploads(
     tk: Threadkeep, actor: Actor, tmp_path: Path, monkeypatch: Any
 ) -> None:

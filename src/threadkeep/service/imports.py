@@ -345,7 +345,8 @@ class ImportOps(ServiceBase):
         row["filename"] = _at(r.where, lambda: check_filename(row["filename"]))
         row["media_type"] = _at(r.where, lambda: check_media_type(row["media_type"]))
         row["sha256"] = check_sha256(f"{r.where}.sha256", row["sha256"])
-        if not isinstance(self, UploadOps) or not self._touch_blob(row["sha256"], row["size"]):
+        size = _touch_blob(self, row["sha256"]) if isinstance(self, UploadOps) else None
+        if size is None:
             skipped.append(
                 (
                     r.where,
@@ -355,19 +356,16 @@ class ImportOps(ServiceBase):
                 )
             )
             return None
+        if size != row["size"]:
+            skipped.append(
+                (
+                    r.where,
+                    f"upload {row['id']} ({row['filename']}): the export gives it "
+                    f"{row['size']} bytes but its blob holds {size}, so it is not imported",
+                )
+            )
+            return None
         return row
-
-    def _touch_blob(self: UploadOps, sha256: str, size: int) -> bool:
-        """Whether the blob store holds ``sha256``, storing its bytes again when
-        it does: that touches the blob (blobs/contract.py), so garbage
-        collection and an erasure that start before this import commits its
-        upload row spare the bytes, as they do for an upload in flight. Asking
-        ``exists`` alone left them to be deleted in between."""
-        try:
-            self.blobs.put(self.blobs.open(sha256), max_bytes=max(size, 1), expected_sha256=sha256)
-        except BlobMissing:
-            return False
-        return True
 
     def export_records(self, actor: Actor, session_id: str) -> list[tuple[str, dict[str, Any]]]:
         """Every session-record row (todos, repo bindings, summaries, snapshots,
@@ -488,3 +486,17 @@ def _row_problem(table: str, row: dict[str, Any]) -> str | None:
     if table == "misalignments" and row["resolution"] is not None and row["resolved_at"] is None:
         return "a resolution needs resolved_at"
     return None
+
+
+def _touch_blob(ops: UploadOps, sha256: str) -> int | None:
+    """The size of blob ``sha256``, or None when the blob store lacks it.
+    Its bytes are stored again, which touches the blob (blobs/contract.py),
+    so garbage collection and an erasure that start before this import
+    commits its upload row spare them, as they do for an upload in flight.
+    Asking ``exists`` alone left them to be deleted in between."""
+    try:
+        chunks = ops.blobs.open(sha256)
+    except BlobMissing:
+        return None
+    info = ops.blobs.put(chunks, max_bytes=ops.limits.max_upload_bytes, expected_sha256=sha256)
+    return info.size
