@@ -310,6 +310,7 @@ class World:
         for _ in range(self.number(1, 4)):
             self.transcript.append(transcript_record(len(self.transcript)))
         path = self.transcript_path
+        path.parent.mkdir(parents=True, exist_ok=True)  # the blob store makes it lazily
         path.write_text("".join(json.dumps(r) + "\n" for r in self.transcript), encoding="utf-8")
         self._import("claude-code", path)
 
