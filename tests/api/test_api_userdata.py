@@ -9,6 +9,7 @@ import zipfile
 import orjson
 from api_helpers import (
     Api,
+    Caller,
     api_client_fixture,
     api_store_fixture,
     assert_problem,
@@ -94,25 +95,22 @@ def test_delete_me_does_not_tell_whether_another_user_uploaded_the_same_bytes(
     # uploading it and erasing their own (throwaway) account.
     victim, prober, control = (new_caller(store) for _ in range(3))
     secret, unknown = b"the victim's contract, v3", b"a file nobody else has"
-    answers = []
-    for caller, probe in ((prober, secret), (control, unknown)):
-        if caller is prober:
-            vsid = api.post("/v1/sessions", json={}, headers=victim.headers).json()["id"]
-            r = api.post(
-                f"/v1/sessions/{vsid}/uploads",
-                content=secret,
-                params={"filename": "contract.txt"},
-                headers=victim.headers,
-            )
-            assert r.status_code == 201, r.text
-        sid = api.post("/v1/sessions", json={}, headers=caller.headers).json()["id"]
+
+    def upload(caller: Caller, data: bytes) -> str:
+        sid: str = api.post("/v1/sessions", json={}, headers=caller.headers).json()["id"]
         r = api.post(
             f"/v1/sessions/{sid}/uploads",
-            content=probe,
-            params={"filename": "guess.txt"},
+            content=data,
+            params={"filename": "f.txt"},
             headers=caller.headers,
         )
         assert r.status_code == 201, r.text
+        return sid
+
+    vsid = upload(victim, secret)
+    answers = []
+    for caller, probe in ((prober, secret), (control, unknown)):
+        upload(caller, probe)
         confirm = {"confirm": caller.actor.user_id}
         done = api.delete("/v1/me", params=confirm, headers=caller.headers)
         assert done.status_code == 200, done.text

@@ -444,26 +444,18 @@ def test_a_stored_message_whose_source_changed_is_refused_not_kept_stale(
     answer was lost without a word. A stored message that differs from the
     source is a source that changed: refused, named, nothing written."""
     path = tmp_path / "chat-export-1.json"
+
+    def webui_import() -> Any:
+        source = FORMATS["open-webui"].read(path, actor.user_id)
+        return run_import(tk, actor, source, format="open-webui", path=str(path), verify=True)
+
     _webui_chat(path, "The answer is", done=False)
-    first = run_import(
-        tk,
-        actor,
-        FORMATS["open-webui"].read(path, actor.user_id),
-        format="open-webui",
-        path=str(path),
-    )
+    first = webui_import()
     assert first.count("created") == 1
     (sid,) = [s.session_id for s in first.sessions]
     _webui_chat(path, "The answer is 42, and here is why: ...", done=True)
     before = row_counts(tk)
-    again = run_import(
-        tk,
-        actor,
-        FORMATS["open-webui"].read(path, actor.user_id),
-        format="open-webui",
-        path=str(path),
-        verify=True,
-    )
+    again = webui_import()
     assert again.count("unchanged") == 0 and len(again.failed) == 1
     assert "changed since it was imported" in again.failed[0][1]
     assert "message a" in again.failed[0][1] or "message a" in again.failed[0][0]

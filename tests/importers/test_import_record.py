@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -387,22 +388,8 @@ def test_garbage_collection_while_an_import_runs_keeps_the_bytes_of_its_uploads(
     tk.purge_session(actor, sid)  # as if the export came from another store,
     tk.blobs.put([data], max_bytes=1 << 20)  # and its blobs were copied beside it
     _age_blob(tk, sha)
-    f = _write(tmp_path / "e.jsonl", lines)
-
-    from threadkeep.service.imports import ImportOps
-
-    plans = ImportOps._plans
-
-    def plans_then_collect(self: Any, *args: Any) -> Any:
-        out = plans(self, *args)
-        tk.collect_garbage()  # the default grace: an hour
-        return out
-
-    monkeypatch.setattr(ImportOps, "_plans", plans_then_collect)
-    report = run(tk, actor, "threadkeep", f)
-    assert report.failed == [] and report.totals("created").uploads == 1
-    (upload,) = tk.list_uploads(actor, sid)
-    assert b"".join(tk.open_upload(actor, upload.id).chunks) == data
+    _between_reading_and_writing(monkeypatch, tk.collect_garbage)  # the default grace: an hour
+    _imported_with_its_bytes(tk, actor, sid, _write(tmp_path / "e.jsonl", lines), data)
 
 
 @pytest.mark.xfail(
@@ -427,19 +414,29 @@ def test_an_erasure_while_an_import_runs_keeps_the_bytes_of_its_uploads(
     tk.delete_session(actor, sid)
     tk.purge_session(actor, sid)
     assert tk.blobs.exists(sha)
-    f = _write(tmp_path / "e.jsonl", lines)
+    _between_reading_and_writing(monkeypatch, lambda: tk.erase_user(other_actor.user_id))
+    _imported_with_its_bytes(tk, actor, sid, _write(tmp_path / "e.jsonl", lines), data)
 
+
+def _between_reading_and_writing(monkeypatch: Any, action: Callable[[], object]) -> None:
+    """Run ``action`` once the import has read its source (and touched the
+    blobs its uploads name) and before it writes anything."""
     from threadkeep.service.imports import ImportOps
 
     plans = ImportOps._plans
 
-    def plans_then_erase(self: Any, *args: Any) -> Any:
+    def plans_then_act(self: Any, *args: Any) -> Any:
         out = plans(self, *args)
-        tk.erase_user(other_actor.user_id)
+        action()
         return out
 
-    monkeypatch.setattr(ImportOps, "_plans", plans_then_erase)
-    report = run(tk, actor, "threadkeep", f)
+    monkeypatch.setattr(ImportOps, "_plans", plans_then_act)
+
+
+def _imported_with_its_bytes(
+    tk: Threadkeep, actor: Actor, sid: str, export: Path, data: bytes
+) -> None:
+    report = run(tk, actor, "threadkeep", export)
     assert report.failed == [] and report.totals("created").uploads == 1
     (upload,) = tk.list_uploads(actor, sid)
     assert b"".join(tk.open_upload(actor, upload.id).chunks) == data
