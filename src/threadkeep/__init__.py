@@ -4,6 +4,7 @@ from threadkeep.aio import AsyncThreadkeep
 from threadkeep.errors import (
     AlreadyExists,
     AnalyticsEventNotFound,
+    BlobGone,
     BlobMissing,
     CheckpointNotFound,
     ChecksumMismatch,
@@ -110,6 +111,7 @@ __all__ = [
     "AnalyticsEventUpdate",
     "Appended",
     "AsyncThreadkeep",
+    "BlobGone",
     "BlobMissing",
     "Change",
     "Checkpoint",

@@ -226,6 +226,20 @@ class BlobMissing(StoreError):
         )
 
 
+class BlobGone(Conflict):
+    """An upload's bytes were deleted between storing them and writing its row
+    (an erasure of another user with the same file). Nothing was written;
+    sending the bytes again stores them anew."""
+
+    def __init__(self, sha256: str) -> None:
+        self.sha256 = sha256
+        super().__init__(
+            f"the bytes of blob {sha256} were deleted while they were being stored "
+            "(another user with the same file was erased); nothing was written: send "
+            "them again"
+        )
+
+
 class StoreClosed(StoreError):
     """The store was closed; open a new one."""
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import row_counts
-from threadkeep import Actor, InvalidInput, SessionNotFound, Threadkeep, UserNotFound
+from threadkeep import Actor, BlobGone, InvalidInput, SessionNotFound, Threadkeep, UserNotFound
 from threadkeep.service import userdata as userdata_ops
 from threadkeep.service.tokens import InvalidToken
 from threadkeep.store import tables
@@ -463,3 +465,81 @@ def test_an_export_that_fails_half_way_closes_its_archive(
     assert failed == "disk full"
     del stream
     gc.collect()
+
+
+def test_an_upload_whose_bytes_an_erasure_deletes_in_flight_is_refused_not_stored(
+    tk: Threadkeep, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two users hold the same file. One uploads it again; between storing the
+    bytes and writing the row, the other user is erased. The erasure finds no
+    committed row using the blob, and deletes it. The upload then writes its
+    row under the blob's lock, finds the bytes gone and is refused (BlobGone,
+    409): never a row that names bytes that are not there."""
+    me = Actor(tk.create_user("uploader").value.id)
+    gone = Actor(tk.create_user("leaving").value.id)
+    data = b"a file both users have\n"
+    tk.upload(gone, tk.create_session(gone).value.id, [data], filename="a.txt")
+    sid = tk.create_session(me).value.id
+    put = tk.blobs.put
+
+    def put_then_erase(*args: Any, **kwargs: Any) -> Any:
+        out = put(*args, **kwargs)
+        tk.erase_user(gone.user_id)
+        return out
+
+    monkeypatch.setattr(tk.blobs, "put", put_then_erase)
+    with pytest.raises(BlobGone, match="send them again"):
+        tk.upload(me, sid, [data], filename="a.txt")
+    monkeypatch.setattr(tk.blobs, "put", put)
+    assert tk.list_uploads(me, sid) == []
+    # Sent again, it is stored anew.
+    again = tk.upload(me, sid, [data], filename="a.txt").value
+    assert b"".join(tk.open_upload(me, again.id).chunks) == data
+
+
+def test_an_erasure_waits_for_an_upload_writing_its_row_and_keeps_its_bytes(
+    tk: Threadkeep, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other order: the upload is inside its row's transaction when the
+    other holder of the same file is erased. The erasure's check that no row
+    uses the blob waits for that transaction (PostgreSQL: the blob's advisory
+    lock, seen waiting in pg_locks; SQLite: the one writer), then finds the
+    new row and keeps the bytes. Without the lock, PostgreSQL's erasure
+    reads no committed row and deletes them under the upload."""
+    me = Actor(tk.create_user("uploader").value.id)
+    gone = Actor(tk.create_user("leaving").value.id)
+    data = b"a file both users have, again\n"
+    sha = tk.upload(gone, tk.create_session(gone).value.id, [data], filename="a").value.sha256
+    sid = tk.create_session(me).value.id
+    engine = tk.engine.sa_engine
+    exists = tk.blobs.exists
+    erasing: list[threading.Thread] = []
+
+    def erasure_waiting_on_the_lock() -> bool:
+        with engine.connect() as conn:
+            waiting = conn.execute(
+                sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+            ).scalar_one()
+        return bool(waiting)
+
+    def exists_while_erasing(sha256: str) -> bool:
+        if not erasing:  # the upload's row is written, not committed
+            erasing.append(threading.Thread(target=tk.erase_user, args=(gone.user_id,)))
+            erasing[0].start()
+            deadline = time.monotonic() + 20
+            if engine.dialect.name == "postgresql":
+                while not erasure_waiting_on_the_lock():
+                    assert time.monotonic() < deadline, "the erasure never waited"
+                    time.sleep(0.01)
+            else:
+                time.sleep(0.3)  # it queues behind this write
+        return exists(sha256)
+
+    monkeypatch.setattr(tk.blobs, "exists", exists_while_erasing)
+    up = tk.upload(me, sid, [data], filename="a").value
+    erasing[0].join(30)
+    assert not erasing[0].is_alive()
+    with pytest.raises(UserNotFound):
+        tk.get_user(gone.user_id)
+    assert exists(sha)
+    assert b"".join(tk.open_upload(me, up.id).chunks) == data

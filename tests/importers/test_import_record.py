@@ -392,18 +392,14 @@ def test_garbage_collection_while_an_import_runs_keeps_the_bytes_of_its_uploads(
     _imported_with_its_bytes(tk, actor, sid, _write(tmp_path / "e.jsonl", lines), data)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="erase_user deletes blobs touched before it started (no grace): the bytes of "
-    "an upload whose row is not committed yet (an import in flight) go; not fixed here",
-)
-def test_an_erasure_while_an_import_runs_keeps_the_bytes_of_its_uploads(
+def test_an_erasure_while_an_import_runs_refuses_the_import_rather_than_lose_its_bytes(
     tk: Threadkeep, actor: Actor, other_actor: Actor, tmp_path: Path, monkeypatch: Any
 ) -> None:
-    """Another user holds the same bytes; the import has touched them; an
-    erasure of that other user starts before the import commits. The erasure's
-    cutoff is the moment it starts, so a blob touched a moment before is old
-    to it, and unreferenced until the import commits: deleted."""
+    """Another user holds the same bytes; the import has touched them; that
+    user is erased before the import writes. The erasure's cutoff is the
+    moment it starts, so the blob is old to it, and no committed row uses it:
+    it goes. The import then writes its rows under the blob's lock, finds
+    the bytes gone, and is refused: no upload row without its bytes."""
     data = b"the bytes both users hold\n"
     theirs = tk.create_session(other_actor).value.id
     sha = tk.upload(other_actor, theirs, [data], filename="theirs.txt").value.sha256
@@ -415,7 +411,16 @@ def test_an_erasure_while_an_import_runs_keeps_the_bytes_of_its_uploads(
     tk.purge_session(actor, sid)
     assert tk.blobs.exists(sha)
     _between_reading_and_writing(monkeypatch, lambda: tk.erase_user(other_actor.user_id))
-    _imported_with_its_bytes(tk, actor, sid, _write(tmp_path / "e.jsonl", lines), data)
+
+    report = run(tk, actor, "threadkeep", _write(tmp_path / "e.jsonl", lines))
+
+    assert len(report.failed) == 1 and "were deleted while" in report.failed[0][1]
+    assert not tk.blobs.exists(sha)
+    # Nothing of the session was written: no row names bytes that are gone.
+    with pytest.raises(SessionNotFound):
+        tk.get_session(actor, sid)
+    counts = tk.user_row_counts(actor.user_id)
+    assert counts.get("uploads", 0) == counts.get("sessions", 0) == 0
 
 
 def _between_reading_and_writing(monkeypatch: Any, action: Callable[[], object]) -> None:

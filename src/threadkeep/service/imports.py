@@ -11,7 +11,7 @@ import pydantic
 import sqlalchemy as sa
 
 from threadkeep.blobs.contract import check_sha256
-from threadkeep.errors import BlobMissing, InvalidInput
+from threadkeep.errors import BlobGone, BlobMissing, InvalidInput
 from threadkeep.model.common import Actor
 from threadkeep.model.events import NewTimelineEvent, NewToolEvent
 from threadkeep.model.imports import (
@@ -43,6 +43,7 @@ from threadkeep.service.base import ServiceBase, check_actor, coerce
 from threadkeep.service.uploads import UploadOps
 from threadkeep.store import imports as import_q
 from threadkeep.store import sessions as session_q
+from threadkeep.store import uploads as upload_q
 from threadkeep.store.changes import row_json
 from threadkeep.store.contract import WriteTx
 from threadkeep.store.tables import uploads as uploads_table
@@ -422,8 +423,20 @@ class ImportOps(ServiceBase):
                 return ImportOutcome(plans[0].id, "unchanged", ImportCounts(), skipped)
             return ImportOutcome(plans[0].id, "would_create", _dry_counts(plans), skipped)
 
+        shas = sorted({row["sha256"] for plan in plans for row in plan.uploads})
+
         def op(tx: WriteTx) -> tuple[str, ImportCounts]:
-            return import_q.import_plans(tx, owner, plans)
+            # The blobs first, before any change row (store/changes.py), in
+            # one order; then the rows; then, under the locks, the bytes must
+            # still be there (store/uploads.py lock_blob).
+            for sha in shas:
+                upload_q.lock_blob(tx.conn, sha)
+            out = import_q.import_plans(tx, owner, plans)
+            if isinstance(self, UploadOps):
+                for sha in shas:
+                    if not self.blobs.exists(sha):
+                        raise BlobGone(sha)
+            return out
 
         done = self.engine.write(op)
         status, counts = done.value

@@ -16,7 +16,7 @@ from threadkeep.blobs import BlobStore, check_sha256, open_blob_store
 from threadkeep.blobs.contract import Source as Source  # re-exported for aio.py
 from threadkeep.blobs.contract import check_source
 from threadkeep.config import BlobSettings
-from threadkeep.errors import InvalidInput
+from threadkeep.errors import BlobGone, InvalidInput
 from threadkeep.model.common import Actor, Committed, utcnow
 from threadkeep.model.ids import new_id
 from threadkeep.model.uploads import (
@@ -30,6 +30,7 @@ from threadkeep.service import args
 from threadkeep.service.base import ServiceBase, check_actor
 from threadkeep.store import sessions as session_q
 from threadkeep.store import uploads as upload_q
+from threadkeep.store.contract import WriteTx
 
 
 class UploadOps(ServiceBase):
@@ -92,7 +93,18 @@ class UploadOps(ServiceBase):
             "size": blob.size,
             "sha256": blob.sha256,
         }
-        return self.engine.write(lambda tx: upload_q.insert_upload(tx, owner, session_id, fields))
+
+        def insert(tx: WriteTx) -> Upload:
+            # Under the blob's lock the bytes must still be there: an erasure
+            # of another user with the same file may have deleted them since
+            # the put (store/uploads.py lock_blob).
+            upload_q.lock_blob(tx.conn, blob.sha256)
+            row = upload_q.insert_upload(tx, owner, session_id, fields)
+            if not self.blobs.exists(blob.sha256):
+                raise BlobGone(blob.sha256)
+            return row
+
+        return self.engine.write(insert)
 
     def get_upload(self, actor: Actor, upload_id: str) -> Upload:
         """An upload's metadata."""

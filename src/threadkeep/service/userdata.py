@@ -460,14 +460,17 @@ class UserDataOps(UploadOps):
     def _erase_blobs(
         self, shas: set[str], cutoff: datetime, progress: Progress | None
     ) -> list[str]:
-        def referenced(sha256: str) -> bool:
-            return self.engine.read(
-                lambda c: upload_q.is_referenced(c, sha256), single_statement=True
-            )
+        def discard(tx: WriteTx, sha256: str) -> bool:
+            # Under the blob's lock, no upload row for it can commit between
+            # the check that none uses it and the delete; a writer that stored
+            # the bytes before, and writes its row after, finds them gone and
+            # is refused (store/uploads.py lock_blob).
+            upload_q.lock_blob(tx.conn, sha256)
+            return self.blobs.discard(sha256, lambda s: upload_q.is_referenced(tx.conn, s), cutoff)
 
         deleted = []
         for sha256 in sorted(shas):
-            if self.blobs.discard(sha256, referenced, cutoff):
+            if self.engine.write(partial(discard, sha256=sha256)).value:
                 deleted.append(sha256)
                 _tick(progress, "blobs", 1)
         return deleted

@@ -19,6 +19,18 @@ def to_upload(row: Any) -> Upload:
     return Upload.model_construct(**m)
 
 
+def lock_blob(conn: sa.Connection, sha256: str) -> None:
+    """Serialise, per blob, what makes it referenced (a transaction writing an
+    upload row for it) with what deletes it when it is not (an erasure's check
+    and delete). Each side checks the other under the lock: the writer that
+    the blob is still there, the erasure that no committed row uses it.
+    PostgreSQL runs them concurrently, hence the advisory lock, held to the
+    end of the transaction; SQLite's one writer serialises them already."""
+    if conn.dialect.name == "postgresql":
+        key = sa.func.hashtextextended(sa.literal(sha256, sa.Text), 0)
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+
+
 def insert_upload(tx: WriteTx, owner_id: str, session_id: str, fields: dict[str, Any]) -> Upload:
     """Insert an upload row whose bytes are already stored."""
     get_live_row(tx.conn, owner_id, session_id)  # SessionNotFound, InvalidState
