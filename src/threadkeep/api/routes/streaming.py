@@ -46,6 +46,7 @@ from threadkeep.api.auth import TK, Writer
 from threadkeep.api.middleware import json_shape_problem
 from threadkeep.api.problems import ApiProblem, error_responses, problem_body, problem_for
 from threadkeep.api.routes._params import SessionId
+from threadkeep.api.schemas import FinishMessage
 from threadkeep.errors import InvalidState, ThreadkeepError
 from threadkeep.library import Threadkeep
 from threadkeep.model.common import Actor, Committed
@@ -63,9 +64,8 @@ NDJSON = frozenset({"application/x-ndjson", "application/ndjson", "application/j
 FLUSH_SECONDS = 0.05  # text waits at most this long before it is written...
 FLUSH_BYTES = 4096  # ...or until this much of it has gathered
 IDLE_SECONDS = 300.0  # a stream that sends nothing for this long is cut off
-DONE_FIELDS = frozenset(
-    {"done", "content", "input_tokens", "output_tokens", "model", "metadata", "status"}
-)
+# The "done" line carries what POST /v1/messages/{id}/finish takes: one list.
+DONE_FIELDS = frozenset({"done", *FinishMessage.model_fields})
 
 T = TypeVar("T")
 _TIMEOUT = object()
