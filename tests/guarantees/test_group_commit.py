@@ -104,6 +104,72 @@ def test_a_request_the_batch_forgot_is_answered_with_an_error() -> None:
     q.close()
 
 
+def _timed_queue(seconds: float, sizes: list[int]) -> GroupCommitQueue:
+    """A queue whose every batch takes ``seconds``, as a commit's fsync does
+    (the sleep lets the other threads run, as the fsync does)."""
+
+    def run_batch(batch: list[Request]) -> None:
+        sizes.append(len(batch))
+        time.sleep(seconds)
+        for r in batch:
+            r.finish(result=r.fn)
+
+    return GroupCommitQueue(run_batch)
+
+
+def test_steady_writers_share_every_commit_instead_of_alternating() -> None:
+    """Four threads appending in a loop: the callers a commit wakes re-submit
+    one by one. Without the leader's gathering wait the first of them leads
+    alone, and the batches alternate 1, 3, 1, 3 (two commits per round);
+    with it, nearly every commit carries all four."""
+    sizes: list[int] = []
+    q = _timed_queue(0.01, sizes)
+    rounds = 30
+
+    def writer(i: int) -> list[Any]:
+        return [q.submit((i, k)) for k in range(rounds)]
+
+    started = [_start(lambda i=i: writer(i)) for i in range(4)]
+    for t, _ in started:
+        t.join(30)
+    assert [out["value"] for _, out in started] == [
+        [(i, k) for k in range(rounds)] for i in range(4)
+    ]
+    assert sum(sizes) == 4 * rounds
+    # Alternating would take about 2 * rounds commits; all full, rounds + 1.
+    assert len(sizes) <= rounds * 1.3, sizes
+    q.close()
+
+
+def test_a_lone_writer_never_waits_to_gather() -> None:
+    """The gathering wait is for callers the last batch says are coming: a
+    single writer's last batch was its own, so it never waits; after a burst
+    it waits once, briefly, and then expects nobody."""
+    sizes: list[int] = []
+    q = _timed_queue(0.001, sizes)
+    waits: list[float | None] = []
+    wait_for = q._arrived.wait_for
+
+    def counting(predicate: Callable[[], bool], timeout: float | None = None) -> bool:
+        waits.append(timeout)
+        return wait_for(predicate, timeout)
+
+    q._arrived.wait_for = counting  # type: ignore[method-assign]
+    for k in range(20):
+        assert q.submit(k) == k
+    assert sizes == [1] * 20 and waits == []
+
+    burst = [_start(lambda i=i: q.submit(i)) for i in range(4)]
+    for t, _ in burst:
+        t.join(10)
+    waits.clear()
+    for k in range(5):
+        assert q.submit(("after", k)) == ("after", k)
+    assert len(waits) <= 1  # at most once, right after the burst
+    assert all(w is not None and w <= 0.005 for w in waits)
+    q.close()
+
+
 # --- the SQLite store ----------------------------------------------------------
 
 
