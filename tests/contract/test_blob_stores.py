@@ -164,6 +164,25 @@ def test_storing_bytes_again_makes_the_blob_young(store: BlobStore) -> None:
     assert read(store, key) == b"shared"
 
 
+def test_touching_a_blob_makes_it_young_without_its_bytes(store: BlobStore) -> None:
+    """What an import of an upload row does: the bytes are already stored, so
+    it refreshes their age (a collection with an earlier cutoff spares them)
+    and learns their size, without sending them again."""
+    key = store.put([b"imported"], max_bytes=BIG).sha256
+    time.sleep(0.05)
+    cutoff = now()
+    time.sleep(0.05)
+    assert store.touch(key) == len(b"imported")
+    assert store.collect(lambda s: False, cutoff) == []
+    assert read(store, key) == b"imported"
+    # Untouched, the same collection takes it: the touch is what spared it.
+    assert store.collect(lambda s: False, now() + timedelta(seconds=1)) == [key]
+    assert store.touch(key) is None
+    assert store.touch("0" * 64) is None
+    assert not store.exists("0" * 64)  # a touch stores nothing
+    assert [s for s, _ in store.list_blobs()] == []
+
+
 def test_collect_rechecks_references_at_the_last_moment(store: BlobStore) -> None:
     """A row that commits between the listing and the delete saves the blob."""
     key = store.put([b"late row"], max_bytes=BIG).sha256

@@ -377,8 +377,8 @@ def test_garbage_collection_while_an_import_runs_keeps_the_bytes_of_its_uploads(
     between that and the import's commit (``serve`` runs one on its own) saw
     the bytes unreferenced and old, and deleted them: the upload row was
     stored, counted and reported imported, naming bytes that were gone. The
-    import now stores the bytes again, which touches them: the protection
-    the blob contract gives an upload whose row is not written yet."""
+    import now touches the bytes (``BlobStore.touch``): the protection the
+    blob contract gives an upload whose row is not written yet."""
     data = b"the bytes of an upload\n"
     sid = tk.create_session(actor, id="moved").value.id
     tk.append_message(actor, sid, {"role": "user", "content": "x"})

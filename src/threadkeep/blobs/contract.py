@@ -155,6 +155,16 @@ class BlobStore(abc.ABC):
         """Whether the blob is stored."""
 
     @abc.abstractmethod
+    def touch(self, sha256: str) -> int | None:
+        """Refresh the blob's age, as storing its bytes again would, without
+        sending them; return its size, or None when it is not stored.
+
+        For a row about to name bytes that are already stored (an import of
+        an upload row): garbage collection and erasure then spare them as
+        they spare an upload in flight, at the cost of one small request
+        instead of a copy of the bytes."""
+
+    @abc.abstractmethod
     def list_blobs(self) -> Iterator[tuple[str, datetime]]:
         """Every stored blob: (sha256, when it was last stored or touched)."""
 

@@ -50,6 +50,9 @@ class PostgresBlobStore(BlobStore):
     def exists(self, sha256: str) -> bool:
         return blob_q.blob_exists(self.engine, sha256)
 
+    def touch(self, sha256: str) -> int | None:
+        return blob_q.touch_blob(self.engine, sha256)
+
     def list_blobs(self) -> Iterator[tuple[str, datetime]]:
         return iter(blob_q.list_blobs(self.engine))
 

@@ -152,6 +152,16 @@ class S3BlobStore(BlobStore):
     def exists(self, sha256: str) -> bool:
         return self._age(self.key(sha256)) is not None
 
+    def touch(self, sha256: str) -> int | None:
+        key = self.key(sha256)
+        try:
+            size = int(self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+        except self.client.exceptions.ClientError as exc:
+            if _not_found(exc):
+                return None
+            raise
+        return size if self._touch(key) else None
+
     def _age(self, key: str) -> datetime | None:
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=key)

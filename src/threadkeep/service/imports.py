@@ -11,7 +11,7 @@ import pydantic
 import sqlalchemy as sa
 
 from threadkeep.blobs.contract import check_sha256
-from threadkeep.errors import BlobGone, BlobMissing, InvalidInput
+from threadkeep.errors import BlobGone, InvalidInput
 from threadkeep.model.common import Actor
 from threadkeep.model.events import NewTimelineEvent, NewToolEvent
 from threadkeep.model.imports import (
@@ -346,7 +346,9 @@ class ImportOps(ServiceBase):
         row["filename"] = _at(r.where, lambda: check_filename(row["filename"]))
         row["media_type"] = _at(r.where, lambda: check_media_type(row["media_type"]))
         row["sha256"] = check_sha256(f"{r.where}.sha256", row["sha256"])
-        size = _touch_blob(self, row["sha256"]) if isinstance(self, UploadOps) else None
+        # Touched, not just looked up: a collection or an erasure before
+        # this import commits then spares the bytes (blobs/contract.py).
+        size = self.blobs.touch(row["sha256"]) if isinstance(self, UploadOps) else None
         if size is None:
             skipped.append(
                 (
@@ -499,17 +501,3 @@ def _row_problem(table: str, row: dict[str, Any]) -> str | None:
     if table == "misalignments" and row["resolution"] is not None and row["resolved_at"] is None:
         return "a resolution needs resolved_at"
     return None
-
-
-def _touch_blob(ops: UploadOps, sha256: str) -> int | None:
-    """The size of blob ``sha256``, or None when the blob store lacks it.
-    Its bytes are stored again, which touches the blob (blobs/contract.py),
-    so garbage collection and an erasure that start before this import
-    commits its upload row spare them, as they do for an upload in flight.
-    Asking ``exists`` alone left them to be deleted in between."""
-    try:
-        chunks = ops.blobs.open(sha256)
-    except BlobMissing:
-        return None
-    info = ops.blobs.put(chunks, max_bytes=ops.limits.max_upload_bytes, expected_sha256=sha256)
-    return info.size

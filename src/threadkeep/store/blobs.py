@@ -91,6 +91,19 @@ def blob_exists(engine: sa.Engine, sha256: str) -> bool:
         return conn.execute(q).first() is not None
 
 
+def touch_blob(engine: sa.Engine, sha256: str) -> int | None:
+    """Make the blob young; its size, or None when there is none. One
+    statement, so a concurrent ``delete_blob_if_older`` either deleted it
+    first or finds it young."""
+    with engine.connect() as conn, conn.begin():
+        return conn.execute(
+            blobs.update()
+            .where(blobs.c.sha256 == sha256)
+            .values(touched_at=utcnow())
+            .returning(blobs.c.size)
+        ).scalar()
+
+
 def list_blobs(engine: sa.Engine) -> list[tuple[str, datetime]]:
     with engine.connect() as conn:
         q = sa.select(blobs.c.sha256, blobs.c.touched_at).order_by(blobs.c.sha256)
