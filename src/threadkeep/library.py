@@ -48,10 +48,10 @@ class Threadkeep(
     SnapshotOps,
     ActivityOps,
     SyncOps,
-    RetentionOps,  # before UploadOps, which it builds on
+    RetentionOps,  # these three before UploadOps, which they build on
     UserDataOps,
-    UploadOps,
     ImportOps,
+    UploadOps,
     SearchOps,
 ):
     """A durable store of chat and agent sessions.

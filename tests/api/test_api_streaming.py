@@ -27,7 +27,7 @@ from api_helpers import (
     writes_nothing,
 )
 
-from threadkeep import InvalidState, MessageStatus, Threadkeep
+from threadkeep import InvalidState, Message, MessageStatus, Threadkeep
 from threadkeep.api import ApiSettings, create_app
 
 store = api_store_fixture()
@@ -397,6 +397,16 @@ def test_a_client_that_disconnects_mid_stream_leaves_an_incomplete_message(
     assert messages[0].content == "the first tokens"
 
 
+def _stored_text(store: Threadkeep, me: Caller, sid: str, text: str) -> Message:
+    """The session's one message once the server has stored ``text`` in it
+    (a live stream's first delta), waiting up to 5 s."""
+    deadline = time.monotonic() + 5
+    while [m.content for m in store.get_messages(me.actor, sid)] != [text]:
+        assert time.monotonic() < deadline, f"{text!r} was not written"
+        time.sleep(0.01)
+    return store.get_messages(me.actor, sid)[0]
+
+
 def test_a_real_stream_gets_its_events_as_the_deltas_arrive(
     store: Threadkeep, me: Caller, served: tuple[str, int]
 ) -> None:
@@ -406,13 +416,9 @@ def test_a_real_stream_gets_its_events_as_the_deltas_arrive(
 
     def body() -> Iterator[bytes]:
         yield ndjson({"role": "assistant"}, {"delta": "a"})
-        # Wait until the server has stored the first batch (within ~50 ms) before
-        # sending more: the text is durable while the stream is still open.
-        deadline = time.monotonic() + 5
-        while [m.content for m in store.get_messages(me.actor, sid)] != ["a"]:
-            assert time.monotonic() < deadline, "the first delta was not written"
-            time.sleep(0.01)
-        assert store.get_messages(me.actor, sid)[0].status is MessageStatus.STREAMING
+        # The server stores the first batch (within ~50 ms) before more is
+        # sent: the text is durable while the stream is still open.
+        assert _stored_text(store, me, sid, "a").status is MessageStatus.STREAMING
         yield ndjson({"delta": "b"}, {"done": True})
 
     with (
@@ -442,11 +448,7 @@ def test_a_finish_cuts_off_a_stream_still_live_and_the_stream_says_so(
 
     def body() -> Iterator[bytes]:
         yield ndjson({"role": "assistant"}, {"delta": "kept"})
-        deadline = time.monotonic() + 5
-        while [m.content for m in store.get_messages(me.actor, sid)] != ["kept"]:
-            assert time.monotonic() < deadline, "the first delta was not written"
-            time.sleep(0.01)
-        mid = store.get_messages(me.actor, sid)[0].id
+        mid = _stored_text(store, me, sid, "kept").id
         with httpx.Client(base_url=base, headers=me.headers, timeout=10) as app:
             r = app.post(f"/v1/messages/{mid}/finish", json={"status": "incomplete"})
             assert r.status_code == 200, r.text

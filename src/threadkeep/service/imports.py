@@ -11,7 +11,7 @@ import pydantic
 import sqlalchemy as sa
 
 from threadkeep.blobs.contract import check_sha256
-from threadkeep.errors import BlobGone, InvalidInput
+from threadkeep.errors import InvalidInput
 from threadkeep.model.common import Actor
 from threadkeep.model.events import NewTimelineEvent, NewToolEvent
 from threadkeep.model.imports import (
@@ -39,11 +39,10 @@ from threadkeep.model.text import (
 from threadkeep.model.todos import NewTodo
 from threadkeep.model.uploads import check_filename, check_media_type
 from threadkeep.service import args
-from threadkeep.service.base import ServiceBase, check_actor, coerce
+from threadkeep.service.base import check_actor, coerce
 from threadkeep.service.uploads import UploadOps
 from threadkeep.store import imports as import_q
 from threadkeep.store import sessions as session_q
-from threadkeep.store import uploads as upload_q
 from threadkeep.store.changes import row_json
 from threadkeep.store.contract import WriteTx
 from threadkeep.store.tables import uploads as uploads_table
@@ -89,7 +88,7 @@ class _Validated:
             yield self.ops._message_item(m, m.where or f"{self.s.source} message {i + 1}")
 
 
-class ImportOps(ServiceBase):
+class ImportOps(UploadOps):
     def _message_item(self, m: ImportedMessage, where: str) -> import_q.MessageItem:
         fields = {
             "id": m.id,
@@ -348,7 +347,7 @@ class ImportOps(ServiceBase):
         row["sha256"] = check_sha256(f"{r.where}.sha256", row["sha256"])
         # Touched, not just looked up: a collection or an erasure before
         # this import commits then spares the bytes (blobs/contract.py).
-        size = self.blobs.touch(row["sha256"]) if isinstance(self, UploadOps) else None
+        size = self.blobs.touch(row["sha256"])
         if size is None:
             skipped.append(
                 (
@@ -425,20 +424,11 @@ class ImportOps(ServiceBase):
                 return ImportOutcome(plans[0].id, "unchanged", ImportCounts(), skipped)
             return ImportOutcome(plans[0].id, "would_create", _dry_counts(plans), skipped)
 
-        shas = sorted({row["sha256"] for plan in plans for row in plan.uploads})
+        shas = list({row["sha256"] for plan in plans for row in plan.uploads})
 
         def op(tx: WriteTx) -> tuple[str, ImportCounts]:
-            # The blobs first, before any change row (store/changes.py), in
-            # one order; then the rows; then, under the locks, the bytes must
-            # still be there (store/uploads.py lock_blob).
-            for sha in shas:
-                upload_q.lock_blob(tx.conn, sha)
-            out = import_q.import_plans(tx, owner, plans)
-            if isinstance(self, UploadOps):
-                for sha in shas:
-                    if not self.blobs.exists(sha):
-                        raise BlobGone(sha)
-            return out
+            self._hold_blobs(tx, shas)
+            return import_q.import_plans(tx, owner, plans)
 
         done = self.engine.write(op)
         status, counts = done.value

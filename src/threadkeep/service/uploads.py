@@ -95,16 +95,29 @@ class UploadOps(ServiceBase):
         }
 
         def insert(tx: WriteTx) -> Upload:
-            # Under the blob's lock the bytes must still be there: an erasure
-            # of another user with the same file may have deleted them since
-            # the put (store/uploads.py lock_blob).
-            upload_q.lock_blob(tx.conn, blob.sha256)
-            row = upload_q.insert_upload(tx, owner, session_id, fields)
-            if not self.blobs.exists(blob.sha256):
-                raise BlobGone(blob.sha256)
-            return row
+            self._hold_blobs(tx, [blob.sha256])
+            return upload_q.insert_upload(tx, owner, session_id, fields)
 
         return self.engine.write(insert)
+
+    def _hold_blobs(self, tx: WriteTx, shas: list[str]) -> None:
+        """Keep these blobs until ``tx`` ends, or refuse it: called before
+        ``tx`` writes any row naming them (and before any change row, which
+        the log's order needs of a lock; store/changes.py).
+
+        An erasure of another user with the same file may have deleted the
+        bytes since they were stored. Under each blob's lock (taken in one
+        order) the bytes are either still there, and stay until the rows
+        commit, or gone, and nothing is written (store/uploads.py lock_blob).
+
+        Raises:
+            BlobGone: a blob was deleted meanwhile; send its bytes again.
+        """
+        for sha in sorted(shas):
+            upload_q.lock_blob(tx.conn, sha)
+        for sha in shas:
+            if not self.blobs.exists(sha):
+                raise BlobGone(sha)
 
     def get_upload(self, actor: Actor, upload_id: str) -> Upload:
         """An upload's metadata."""

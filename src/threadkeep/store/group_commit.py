@@ -149,7 +149,7 @@ class GroupCommitQueue:
     def _gather(self) -> None:
         """Wait (the mutex released meanwhile) for the callers the last batch
         suggests are coming; see the module doc."""
-        expected = min(self._last_size, self._max_batch)
+        expected = self._last_size  # a batch is never over max_batch
         if expected <= 1 or len(self._queue) >= expected or self._closed:
             return
         self._expected = expected
