@@ -71,6 +71,9 @@ def _schema(url: str) -> dict[str, Any]:
                     (f["name"] or "", tuple(f["constrained_columns"]), f["referred_table"])
                     for f in insp.get_foreign_keys(t)
                 ),
+                "checks": sorted(
+                    (c["name"] or "", c["sqltext"]) for c in insp.get_check_constraints(t)
+                ),
             }
         with eng.connect() as conn:
             out["alembic_version"] = sorted(
@@ -91,6 +94,41 @@ def _diffs(conn: sa.Connection) -> list[Any]:
         },
     )
     return list(compare_metadata(ctx, tables.metadata))
+
+
+_DESCRIBED: dict[str, dict[str, Any]] = {}
+
+
+def _checks(url: str) -> dict[str, Any]:
+    """Each table's CHECK constraints (name and text, as the database reports
+    them): Alembic's comparison does not look at these."""
+    eng = _sa_engine(url)
+    try:
+        insp = sa.inspect(eng)
+        return {
+            t: sorted((c["name"] or "", c["sqltext"]) for c in insp.get_check_constraints(t))
+            for t in tables.metadata.tables
+        }
+    finally:
+        eng.dispose()
+
+
+def _described_checks(engine_name: str, tmp_path: Path) -> dict[str, Any]:
+    """The CHECK constraints of a database made straight from tables.py
+    (``create_all``, no migration): what every migrated database must hold."""
+    if engine_name not in _DESCRIBED:
+        with _fresh_url(engine_name, tmp_path / "described.db") as url:
+            eng = _sa_engine(url)
+            try:
+                tables.metadata.create_all(eng)
+            finally:
+                eng.dispose()
+            _DESCRIBED[engine_name] = _checks(url)
+    return _DESCRIBED[engine_name]
+
+
+def _engine_of(url: str) -> str:
+    return "sqlite" if url.startswith("sqlite") else "postgres"
 
 
 def test_upgrade_from_empty_reaches_the_code_head(db_url: str) -> None:
@@ -117,7 +155,9 @@ def _revisions() -> list[str]:
 
 
 @pytest.mark.parametrize("start", _revisions()[:-1])
-def test_upgrade_from_each_earlier_revision_keeps_the_data(db_url: str, start: str) -> None:
+def test_upgrade_from_each_earlier_revision_keeps_the_data(
+    db_url: str, start: str, tmp_path: Path
+) -> None:
     """A database left at an older revision, with data written by that schema,
     upgrades to the head on open and reads back whole."""
     old = open_engine(db_url, migrate=False)
@@ -186,6 +226,7 @@ def test_upgrade_from_each_earlier_revision_keeps_the_data(db_url: str, start: s
         assert {h.id for h in tk.search(me, "kept").items} == {"s1"}
         assert [h.id for h in tk.search(me, "new").items] == [appended.value.id]
         assert _diffs(conn) == []
+    assert _checks(db_url) == _described_checks(_engine_of(db_url), tmp_path)
 
 
 UPLOADS_REVISION = "0004"  # the revision that adds uploads (wherever the head is)
@@ -471,3 +512,114 @@ def test_the_message_indexing_revision_downgrades_and_upgrades_again(tmp_path: P
         assert "search_messages_insert" not in triggers()
     finally:
         eng.dispose()
+
+
+def test_a_new_database_has_the_checks_the_tables_describe(db_url: str, tmp_path: Path) -> None:
+    """Migrations, not ``create_all``, make a store's schema; the CHECK
+    constraints they leave are those of tables.py, name and text."""
+    Threadkeep.open(db_url).close()
+    checks = _checks(db_url)
+    assert checks == _described_checks(_engine_of(db_url), tmp_path)
+    # Revision 0002 had named it ck_messages_ck_messages_status; 0009 renames it.
+    assert "ck_messages_status" in {name for name, _ in checks["messages"]}
+
+
+def test_no_check_constraint_is_an_in_list() -> None:
+    """SQLite builds a temporary b-tree for ``col IN ('a', 'b')`` in a CHECK
+    each time it checks a row (about 9 µs per row on the append path), so the
+    tables spell closed sets as chains of equalities (tables.one_of)."""
+    for table in tables.metadata.sorted_tables:
+        for c in table.constraints:
+            if isinstance(c, sa.CheckConstraint):
+                assert " IN (" not in str(c.sqltext).upper(), (table.name, c.name)
+
+
+CHECKS_REVISION = "0009"
+
+
+def _bad_role_is_refused(url: str) -> None:
+    """The database itself refuses a role outside the set, and a known one passes."""
+    eng = _sa_engine(url)
+    try:
+        for role, ok in (("wizard", False), ("tool", True)):
+            with eng.connect() as conn:
+                insert = tables.messages.insert().values(
+                    id=f"m-{role}", owner_id="u1", session_id="s1", seq=9, role=role,
+                    content="x", metadata={}, created_at=sa.func.current_timestamp(),
+                )  # fmt: skip
+                if ok:
+                    conn.execute(insert)
+                    conn.rollback()
+                else:
+                    with pytest.raises(sa.exc.IntegrityError, match="ck_messages_role"):
+                        conn.execute(insert)
+    finally:
+        eng.dispose()
+
+
+def test_the_checks_revision_downgrades_and_upgrades_again(db_url: str, tmp_path: Path) -> None:
+    """0009 rewrites the IN-list checks as chains (on SQLite by editing the
+    schema text in place, so rowids and the search index stay as they were);
+    down to 0008 brings the lists back; both forms refuse the same values, and
+    every row and search hit survives the round trip."""
+    with Threadkeep.open(db_url) as tk:
+        tk.create_user("ada", id="u1")
+        me = Actor("u1")
+        tk.create_session(me, id="s1", title="kept")
+        tk.append_messages(me, "s1", [{"role": "user", "content": f"pebble {i}"} for i in range(5)])
+        counts = row_counts(tk)
+        before = {h.id for h in tk.search(me, "pebble").items}
+    assert len(before) == 5
+    eng = _sa_engine(db_url)
+    try:
+        with eng.begin() as conn:
+            alembic.command.downgrade(migrate.alembic_config(conn), "0008")
+    finally:
+        eng.dispose()
+    listed = _checks(db_url)
+    assert listed != _described_checks(_engine_of(db_url), tmp_path)
+    assert any(" IN " in t.upper() or "ANY" in t.upper() for _, t in listed["messages"])
+    _bad_role_is_refused(db_url)
+    with Threadkeep.open(db_url) as tk, tk.engine.sa_engine.connect() as conn:
+        assert migrate.database_revision(conn) == migrate.code_head()
+        assert row_counts(tk) == counts
+        assert {h.id for h in tk.search(me, "pebble").items} == before
+        assert [m.content for m in tk.get_history(me, "s1")] == [f"pebble {i}" for i in range(5)]
+        if conn.dialect.name == "sqlite":
+            assert conn.exec_driver_sql("PRAGMA integrity_check").scalar_one() == "ok"
+    assert _checks(db_url) == _described_checks(_engine_of(db_url), tmp_path)
+    _bad_role_is_refused(db_url)
+
+
+def test_sqlite_that_refuses_schema_edits_keeps_its_list_checks(tmp_path: Path) -> None:
+    """Where SQLite may not write its schema table (defensive mode; here an
+    authorizer that denies it, the same refusal), revision 0009 leaves the
+    IN-list checks, which are equivalent, and the store opens and works."""
+    url = f"sqlite:///{tmp_path / 'tk.db'}"
+    old = open_engine(url, migrate=False)
+    try:
+        migrate.upgrade(old.sa_engine, "0008")
+    finally:
+        old.close()
+
+    def deny_schema_writes(action: int, arg1: str | None, *_: Any) -> int:
+        if action == sqlite3.SQLITE_UPDATE and arg1 == "sqlite_master":
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+    eng = _sa_engine(url)
+    sa.event.listen(
+        eng, "connect", lambda dbapi_conn, _: dbapi_conn.set_authorizer(deny_schema_writes)
+    )
+    try:
+        assert migrate.upgrade(eng) == "0008"
+        with eng.connect() as conn:
+            assert migrate.database_revision(conn) == migrate.code_head()
+    finally:
+        eng.dispose()
+    assert any(" IN (" in t for _, t in _checks(url)["messages"])
+    with Threadkeep.open(url) as tk:
+        me = Actor(tk.create_user("ada", id="u1").value.id)
+        tk.create_session(me, id="s1")
+        assert tk.append_message(me, "s1", {"role": "user", "content": "fine"}).value.seq == 1
+    _bad_role_is_refused(url)
