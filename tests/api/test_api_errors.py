@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import sqlalchemy as sa
@@ -377,6 +377,33 @@ def _refs(node: Any) -> Iterator[str]:
     elif isinstance(node, list):
         for v in node:
             yield from _refs(v)
+
+
+def test_flat_routes_document_the_api_that_included_routers_would() -> None:
+    """create_app adds every module's routes to the app's own router
+    (app.add_routes: FastAPI walks an included router on every request).
+    Nothing a route module declares may be lost on the way: the OpenAPI
+    document is the one ``include_router`` gives, and the route list is flat."""
+    from fastapi import FastAPI
+    from fastapi.openapi.utils import get_openapi
+    from fastapi.routing import APIRoute
+
+    from threadkeep.api import create_app
+    from threadkeep.api.app import ROUTE_MODULES
+
+    app = create_app(cast(Threadkeep, None))
+    reference = FastAPI()
+    modules = list(ROUTE_MODULES)
+    for module in modules:
+        reference.include_router(module.router)
+
+    def document(routes: Any) -> dict[str, Any]:
+        return get_openapi(title="t", version="1", routes=routes)
+
+    ours = [r for r in app.router.routes if isinstance(r, APIRoute)]
+    assert len(ours) == sum(len(m.router.routes) for m in modules)
+    assert document(ours) == document(reference.routes)
+    assert all(type(r).__name__ != "_IncludedRouter" for r in app.router.routes)
 
 
 def test_openapi_lists_every_route_with_its_error_problems(schema: dict[str, Any]) -> None:

@@ -11,13 +11,15 @@ owner (``threadkeep serve``, a test) does, after the server has stopped.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 
 from threadkeep import __version__
 from threadkeep.api import problems
@@ -76,6 +78,27 @@ TAGS = [
 ]
 
 
+# Every route module, in the order their routes are matched.
+ROUTE_MODULES = (
+    sessions,
+    messages,
+    streaming,
+    branches,
+    events,
+    todos,
+    oversight,
+    repos,
+    snapshots,
+    activity,
+    uploads,
+    search,
+    shape,
+    tokens,
+    userdata,
+    health,
+)
+
+
 def create_app(
     tk: Threadkeep, settings: Settings | None = None, *, api: ApiSettings | None = None
 ) -> FastAPI:
@@ -129,25 +152,8 @@ def create_app(
     # no store, an app built only for its OpenAPI schema).
     app.state.maintenance = MaintenanceRuntime(tk, settings.retention)
     problems.install(app)
-    for module in (
-        sessions,
-        messages,
-        streaming,
-        branches,
-        events,
-        todos,
-        oversight,
-        repos,
-        snapshots,
-        activity,
-        uploads,
-        search,
-        shape,
-        tokens,
-        userdata,
-        health,
-    ):
-        app.include_router(module.router)
+    for module in ROUTE_MODULES:
+        add_routes(app, module.router)
     # add_middleware puts each new one outside the previous: RequestContext is
     # outermost, so even BodyGuard's refusals get a request id and a log line.
     app.add_middleware(
@@ -184,6 +190,32 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+# What add_api_route takes, each also an attribute of the APIRoute it made
+# (route_class_override aside: every route here is a plain APIRoute).
+_ROUTE_FIELDS = tuple(
+    name
+    for name in inspect.signature(APIRouter.add_api_route).parameters
+    if name not in ("self", "path", "endpoint", "route_class_override")
+)
+
+
+def add_routes(app: FastAPI, router: APIRouter) -> None:
+    """Add ``router``'s routes to the app's own router, each as its module
+    declared it, rather than ``app.include_router(router)``.
+
+    Since 0.137 FastAPI keeps an included router as a node of the route tree
+    and walks it on every request, route by route, with bookkeeping in the
+    scope; with sixteen route modules, finding a late route cost about 0.2 ms
+    of CPU per request (measured on ``/healthz``: 1.10 ms, 0.86 ms flat). A
+    flat list is what routes declared on the app itself get. A test checks
+    that the OpenAPI document is the same either way."""
+    for route in router.routes:
+        if not isinstance(route, APIRoute):
+            raise TypeError(f"{route!r} is not an APIRoute; add it to the app another way")
+        fields = {name: getattr(route, name) for name in _ROUTE_FIELDS}
+        app.router.add_api_route(route.path, route.endpoint, **fields)
 
 
 def _problem_schema(schema: dict[str, Any]) -> dict[str, Any]:
