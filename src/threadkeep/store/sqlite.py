@@ -90,6 +90,15 @@ class SqliteStore(StoreEngine):
         event.listen(self._engine, "connect", self._on_connect)
         self._writer = self._engine.connect()
         self._queue = GroupCommitQueue(self._run_batch)
+        # Reads in one process take turns. Python's sqlite3 lets go of the
+        # GIL for every row it steps to, so threads reading at once hand the
+        # GIL back and forth at every row: reading the last 50 messages, one
+        # thread did 1,631 reads/s, two threads together 836, sixteen 448
+        # (CPU per read 613 µs, then 1,414 and 3,118). Taking turns keeps a
+        # read at its single-thread cost whatever the number of readers.
+        # Reentrant, so a read may run inside another on the same thread.
+        # Not the writer's: a commit never waits for a read.
+        self._read_lock = threading.RLock()
         self._closed = False
         self._close_lock = threading.Lock()
 
@@ -337,7 +346,7 @@ class SqliteStore(StoreEngine):
         # runs in one transaction, so every statement sees the same data.
         if self._closed:
             raise StoreClosed()
-        with self._engine.connect() as conn, translate_errors():
+        with self._read_lock, self._engine.connect() as conn, translate_errors():
             if single_statement:
                 return fn(conn)
             cur = cursor(conn)
