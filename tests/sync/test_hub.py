@@ -13,6 +13,11 @@ from threadkeep.sync.shapes import Shape
 POLL = 0.4
 
 
+async def _append(tk: Threadkeep, actor: Actor, session: str, text: str) -> None:
+    """Append from a worker thread, as a server's route does."""
+    await asyncio.to_thread(tk.append_message, actor, session, {"role": "user", "content": text})
+
+
 def test_an_idle_hub_reads_the_head_once_per_interval_not_once_per_commit(
     tk: Threadkeep, actor: Actor
 ) -> None:
@@ -37,9 +42,7 @@ def test_an_idle_hub_reads_the_head_once_per_interval_not_once_per_commit(
         try:
             started = time.monotonic()
             for i in range(60):
-                await asyncio.to_thread(
-                    tk.append_message, actor, session, {"role": "user", "content": f"m{i}"}
-                )
+                await _append(tk, actor, session, f"m{i}")
                 await asyncio.sleep(0)  # let the hub see each poke
             elapsed = time.monotonic() - started
             # One read at start, then at most one per interval (plus one for
@@ -51,9 +54,7 @@ def test_an_idle_hub_reads_the_head_once_per_interval_not_once_per_commit(
             # A reader that comes now is woken by the next write to its shape.
             w = hub.register(Shape("messages", actor.user_id, session), hub.head)
             try:
-                await asyncio.to_thread(
-                    tk.append_message, actor, session, {"role": "user", "content": "after"}
-                )
+                await _append(tk, actor, session, "after")
                 await asyncio.wait_for(w.woken.wait(), 5)
             finally:
                 hub.unregister(w)
@@ -77,21 +78,15 @@ def test_a_reader_that_comes_while_the_head_is_behind_is_woken(
         await hub.start()
         try:
             for i in range(5):
-                await asyncio.to_thread(
-                    tk.append_message, actor, session, {"role": "user", "content": f"m{i}"}
-                )
+                await _append(tk, actor, session, f"m{i}")
             await asyncio.sleep(0.05)
             last = tk.sync_state().last_offset
             w = hub.register(Shape("messages", actor.user_id, session), last)
             try:
-                await asyncio.to_thread(
-                    tk.append_message, actor, other, {"role": "user", "content": "elsewhere"}
-                )
+                await _append(tk, actor, other, "elsewhere")
                 await asyncio.sleep(0.3)
                 assert not w.woken.is_set()  # the old writes and another shape's are not news
-                await asyncio.to_thread(
-                    tk.append_message, actor, session, {"role": "user", "content": "news"}
-                )
+                await _append(tk, actor, session, "news")
                 await asyncio.wait_for(w.woken.wait(), 5)
             finally:
                 hub.unregister(w)

@@ -130,35 +130,29 @@ REWRITES = (
 
 
 def upgrade() -> None:
-    pairs = [
-        (
-            f"CONSTRAINT {r.old_name} CHECK ({r.as_list()})",
-            f"CONSTRAINT {r.name} CHECK ({r.as_chain()})",
-        )
-        for r in REWRITES
-    ]
-    if op.get_bind().dialect.name == "sqlite":
-        _edit_sqlite_schema(pairs)
-        return
-    for r in REWRITES:
-        op.drop_constraint(op.f(r.old_name), r.table, type_="check")
-        op.create_check_constraint(op.f(r.name), r.table, r.as_chain())
+    _replace([((r.old_name, r.as_list()), (r.name, r.as_chain())) for r in REWRITES])
 
 
 def downgrade() -> None:
-    pairs = [
-        (
-            f"CONSTRAINT {r.name} CHECK ({r.as_chain()})",
-            f"CONSTRAINT {r.old_name} CHECK ({r.as_list()})",
-        )
-        for r in REWRITES
-    ]
+    _replace([((r.name, r.as_chain()), (r.old_name, r.as_list())) for r in REWRITES])
+
+
+Check = tuple[str, str]  # (name, expression)
+
+
+def _replace(steps: list[tuple[Check, Check]]) -> None:
+    """Replace each constraint by its counterpart, in the order of REWRITES."""
     if op.get_bind().dialect.name == "sqlite":
-        _edit_sqlite_schema(pairs)
+        _edit_sqlite_schema(
+            [
+                (f"CONSTRAINT {a} CHECK ({x})", f"CONSTRAINT {b} CHECK ({y})")
+                for (a, x), (b, y) in steps
+            ]
+        )
         return
-    for r in REWRITES:
-        op.drop_constraint(op.f(r.name), r.table, type_="check")
-        op.create_check_constraint(op.f(r.old_name), r.table, r.as_list())
+    for r, ((old, _), (new, expression)) in zip(REWRITES, steps, strict=True):
+        op.drop_constraint(op.f(old), r.table, type_="check")
+        op.create_check_constraint(op.f(new), r.table, expression)
 
 
 def _edit_sqlite_schema(pairs: list[tuple[str, str]]) -> None:
