@@ -297,14 +297,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-# The threadkeep-only benchmarks of later issues: each prints its own Markdown
-# section (sync) or a few lines of figures (import), appended to RESULTS.md.
+# The benchmarks of later issues: each prints its own Markdown section (sync)
+# or a few lines of figures (import), appended to RESULTS.md. ``readers``
+# drives the peers' adapters too, so it runs in the peers' virtualenv.
 FEATURES = (
     ("floor", ["-m", "benchmarks.floor"], True),
+    ("readers", ["-m", "benchmarks.readers"], True),
     ("sync", ["-m", "benchmarks.sync"], True),
     ("import", ["-m", "benchmarks.importers"], False),
     ("search", ["-m", "benchmarks.search"], False),
 )
+IN_PEERS_VENV = {"readers"}
 
 
 def run_features(rdir: str, env: dict[str, str], pg_ok: bool) -> list[str]:
@@ -312,7 +315,7 @@ def run_features(rdir: str, env: dict[str, str], pg_ok: bool) -> list[str]:
     for name, args, markdown in FEATURES:
         if not os.path.exists(os.path.join(REPO, "benchmarks", args[-1].split(".")[-1] + ".py")):
             continue
-        cmd = [sys.executable, *args]
+        cmd = [PY if name in IN_PEERS_VENV else sys.executable, *args]
         if not pg_ok:
             cmd += ["--engines", "sqlite"]
         log("running: " + " ".join(cmd))
