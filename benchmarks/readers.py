@@ -31,6 +31,7 @@ from typing import Any
 from peersbench.adapters import load_adapter
 from peersbench.messages import make_messages
 from peersbench.worker import Ctx
+from peersbench.workloads import call
 
 ADAPTERS = {
     "sqlite": ("threadkeep-sqlite", "raw-sqlite-wal-full", "oai-sqlitesession"),
@@ -39,10 +40,6 @@ ADAPTERS = {
 READERS = (1, 4, 16)
 SESSION = "readers-s1"
 X = "\u00d7"  # multiplication sign
-
-
-async def _call(x: Any) -> Any:
-    return await x if asyncio.iscoroutine(x) else x
 
 
 def _reads_per_second(ad: Any, n: int, seconds: float) -> float:
@@ -54,7 +51,7 @@ def _reads_per_second(ad: Any, n: int, seconds: float) -> float:
             async def reader() -> int:
                 done = 0
                 while time.monotonic() < stop:
-                    got = await _call(ad.load(SESSION, 50))
+                    got = await call(ad.load(SESSION, 50))
                     assert len(got) == 50
                     done += 1
                 return done
@@ -85,14 +82,14 @@ def measure(names: list[str], rounds: int, seconds: float) -> dict[str, dict[int
         for name in names:
             ad = load_adapter(name)
             ctx = Ctx(root, ad, "readers")
-            asyncio.run(_call(ad.setup(ctx)))
+            asyncio.run(call(ad.setup(ctx)))
             try:
                 for k in range(20):
-                    asyncio.run(_call(ad.append_many(SESSION, make_messages(100, start=100 * k))))
+                    asyncio.run(call(ad.append_many(SESSION, make_messages(100, start=100 * k))))
                 for n in READERS:
                     samples[name][n].append(_reads_per_second(ad, n, seconds))
             finally:
-                asyncio.run(_call(ad.teardown()))
+                asyncio.run(call(ad.teardown()))
                 ctx.cleanup()
     return {a: {n: statistics.median(v) for n, v in by_n.items()} for a, by_n in samples.items()}
 

@@ -4,13 +4,25 @@ the first reader to come (both engines, the real store)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Iterator
 
 from threadkeep import Actor, Threadkeep
-from threadkeep.sync.hub import LiveHub
+from threadkeep.sync.hub import LiveHub, _Waiter
 from threadkeep.sync.shapes import Shape
 
 POLL = 0.4
+
+
+@contextlib.contextmanager
+def _waiting(hub: LiveHub, actor: Actor, session: str, after: int) -> Iterator[_Waiter]:
+    """A held reader of ``session``'s messages, waiting for changes after ``after``."""
+    w = hub.register(Shape("messages", actor.user_id, session), after)
+    try:
+        yield w
+    finally:
+        hub.unregister(w)
 
 
 async def _append(tk: Threadkeep, actor: Actor, session: str, text: str) -> None:
@@ -52,12 +64,9 @@ def test_an_idle_hub_reads_the_head_once_per_interval_not_once_per_commit(
             assert hub.head == state().last_offset
 
             # A reader that comes now is woken by the next write to its shape.
-            w = hub.register(Shape("messages", actor.user_id, session), hub.head)
-            try:
+            with _waiting(hub, actor, session, hub.head) as w:
                 await _append(tk, actor, session, "after")
                 await asyncio.wait_for(w.woken.wait(), 5)
-            finally:
-                hub.unregister(w)
         finally:
             await hub.stop()
 
@@ -81,15 +90,12 @@ def test_a_reader_that_comes_while_the_head_is_behind_is_woken(
                 await _append(tk, actor, session, f"m{i}")
             await asyncio.sleep(0.05)
             last = tk.sync_state().last_offset
-            w = hub.register(Shape("messages", actor.user_id, session), last)
-            try:
+            with _waiting(hub, actor, session, last) as w:
                 await _append(tk, actor, other, "elsewhere")
                 await asyncio.sleep(0.3)
                 assert not w.woken.is_set()  # the old writes and another shape's are not news
                 await _append(tk, actor, session, "news")
                 await asyncio.wait_for(w.woken.wait(), 5)
-            finally:
-                hub.unregister(w)
         finally:
             await hub.stop()
 

@@ -51,126 +51,99 @@ log = logging.getLogger("threadkeep.store.migrate")
 
 class Rewrite(NamedTuple):
     table: str
-    old_name: str
     name: str
     column: str
     values: tuple[str, ...]
+    old_name: str | None = None  # where revision 0002's name differs
 
-    def as_list(self) -> str:
-        return f"{self.column} IN ({', '.join(repr(v) for v in self.values)})"
+    def listed(self) -> tuple[str, str]:
+        """The constraint before this revision: (name, expression)."""
+        values = ", ".join(repr(v) for v in self.values)
+        return self.old_name or self.name, f"{self.column} IN ({values})"
 
-    def as_chain(self) -> str:
-        return " OR ".join(f"{self.column} = {v!r}" for v in self.values)
+    def chained(self) -> tuple[str, str]:
+        """The constraint after it."""
+        return self.name, " OR ".join(f"{self.column} = {v!r}" for v in self.values)
 
 
 # Spelled out rather than taken from tables.py: a revision must keep meaning
 # what it meant when it was written.
 REWRITES = (
-    Rewrite("changes", "ck_changes_op", "ck_changes_op", "op", ("insert", "update", "delete")),
+    Rewrite("changes", "ck_changes_op", "op", ("insert", "update", "delete")),
     Rewrite(
-        "messages",
-        "ck_messages_role",
-        "ck_messages_role",
-        "role",
-        ("system", "developer", "user", "assistant", "tool"),
+        "messages", "ck_messages_role", "role", ("system", "developer", "user", "assistant", "tool")
     ),
     Rewrite(
         "messages",
-        "ck_messages_ck_messages_status",
         "ck_messages_status",
         "status",
         ("complete", "streaming", "incomplete"),
+        old_name="ck_messages_ck_messages_status",
     ),
     Rewrite(
         "tool_events",
         "ck_tool_events_status",
-        "ck_tool_events_status",
         "status",
         ("started", "running", "succeeded", "failed", "cancelled"),
     ),
-    Rewrite(
-        "todos",
-        "ck_todos_status",
-        "ck_todos_status",
-        "status",
-        ("pending", "in_progress", "completed"),
-    ),
+    Rewrite("todos", "ck_todos_status", "status", ("pending", "in_progress", "completed")),
     Rewrite(
         "misalignments",
-        "ck_misalignments_severity",
         "ck_misalignments_severity",
         "severity",
         ("low", "medium", "high", "critical"),
     ),
     Rewrite(
-        "hookify_decisions",
-        "ck_hookify_decisions_event",
-        "ck_hookify_decisions_event",
-        "event",
-        ("tool_call", "prompt", "stop"),
+        "hookify_decisions", "ck_hookify_decisions_event", "event", ("tool_call", "prompt", "stop")
     ),
     Rewrite(
-        "hookify_decisions",
-        "ck_hookify_decisions_decision",
-        "ck_hookify_decisions_decision",
-        "decision",
-        ("allow", "warn", "block"),
+        "hookify_decisions", "ck_hookify_decisions_decision", "decision", ("allow", "warn", "block")
     ),
+    Rewrite("snapshots", "ck_snapshots_kind", "kind", ("auto", "manual", "system")),
     Rewrite(
-        "snapshots", "ck_snapshots_kind", "ck_snapshots_kind", "kind", ("auto", "manual", "system")
-    ),
-    Rewrite(
-        "file_changes",
-        "ck_file_changes_kind",
-        "ck_file_changes_kind",
-        "kind",
-        ("create", "modify", "delete", "rename"),
+        "file_changes", "ck_file_changes_kind", "kind", ("create", "modify", "delete", "rename")
     ),
 )
 
 
 def upgrade() -> None:
-    _replace([((r.old_name, r.as_list()), (r.name, r.as_chain())) for r in REWRITES])
+    _replace([(r.table, r.listed(), r.chained()) for r in REWRITES])
 
 
 def downgrade() -> None:
-    _replace([((r.name, r.as_chain()), (r.old_name, r.as_list())) for r in REWRITES])
+    _replace([(r.table, r.chained(), r.listed()) for r in REWRITES])
 
 
-Check = tuple[str, str]  # (name, expression)
-
-
-def _replace(steps: list[tuple[Check, Check]]) -> None:
-    """Replace each constraint by its counterpart, in the order of REWRITES."""
+def _replace(steps: list[tuple[str, tuple[str, str], tuple[str, str]]]) -> None:
+    """In each table, replace the constraint ``(name, expression)`` by another."""
     if op.get_bind().dialect.name == "sqlite":
         _edit_sqlite_schema(
             [
-                (f"CONSTRAINT {a} CHECK ({x})", f"CONSTRAINT {b} CHECK ({y})")
-                for (a, x), (b, y) in steps
+                (table, f"CONSTRAINT {a} CHECK ({x})", f"CONSTRAINT {b} CHECK ({y})")
+                for table, (a, x), (b, y) in steps
             ]
         )
         return
-    for r, ((old, _), (new, expression)) in zip(REWRITES, steps, strict=True):
-        op.drop_constraint(op.f(old), r.table, type_="check")
-        op.create_check_constraint(op.f(new), r.table, expression)
+    for table, (old, _), (new, expression) in steps:
+        op.drop_constraint(op.f(old), table, type_="check")
+        op.create_check_constraint(op.f(new), table, expression)
 
 
-def _edit_sqlite_schema(pairs: list[tuple[str, str]]) -> None:
-    """Replace each ``old`` constraint text by ``new`` in the CREATE TABLE
-    statements SQLite keeps, inside the migration's transaction. A text found
-    in neither form means the table is not as threadkeep made it: refuse
-    rather than guess."""
+def _edit_sqlite_schema(edits: list[tuple[str, str, str]]) -> None:
+    """In each ``(table, old, new)``, replace the constraint text ``old`` by
+    ``new`` in the CREATE TABLE statement SQLite keeps, inside the migration's
+    transaction. A table holding neither text is not as threadkeep made it:
+    refuse rather than guess."""
     conn = op.get_bind()
     query = "SELECT name, sql FROM sqlite_master WHERE type = 'table'"
     tables: dict[str, str] = {row[0]: row[1] for row in conn.exec_driver_sql(query)}
     edited: dict[str, str] = {}
-    for old, new in pairs:
-        table = next((t for t, sql in tables.items() if old in sql or new in sql), None)
-        if table is None:
-            raise RuntimeError(f"revision 0009: no table has the constraint {old!r}")
+    for table, old, new in edits:
         sql = edited.get(table, tables[table])
         if old in sql:
             edited[table] = sql.replace(old, new)
+        elif new not in sql:
+            raise RuntimeError(f"revision 0009: {table} has neither {old!r} nor {new!r}")
     if not edited:
         return
     # The steps of SQLite's procedure, in its order; a savepoint so that a
