@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,17 @@ def _stream(base: str, token: str, sid: str, failures: list[str]) -> None:
     failures.append(f"the stream was answered though the server was killed: {r.status_code}")
 
 
+def _streaming(tk: Threadkeep, actor: Actor, sid: str) -> int:
+    return sum(m.status == "streaming" for m in tk.get_messages(actor, sid))
+
+
+def _wait_for(ready: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline, f"no {what} within {timeout:.0f}s"
+        time.sleep(0.02)
+
+
 @pytest.mark.slow
 def test_sigkill_of_the_server_loses_no_answered_write_and_retries_land_once(
     db_url: str, tmp_path: Path
@@ -128,7 +140,14 @@ def test_sigkill_of_the_server_loses_no_answered_write_and_retries_land_once(
                 )
                 writers.start()
                 streamer.start()
-                time.sleep(rng.uniform(0.3, 1.2))
+                # Kill at a random moment once both are under way: a loaded
+                # machine can take longer than any fixed sleep to answer once.
+                _wait_for(lambda w=writers: bool(w.answered), f"{where}: a first answer")
+                _wait_for(
+                    lambda n=round_no: _streaming(tk, actor, sessions[0]) > n,
+                    f"{where}: the stream's first line",
+                )
+                time.sleep(rng.uniform(0.0, 0.9))
                 server.kill()
                 writers.join()
                 streamer.join(30)
