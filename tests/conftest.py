@@ -2,7 +2,9 @@
 
 ``db_url`` (and everything built on it: ``tk``, ``actor``...) is parametrised
 over both engines, so every test that uses it runs on SQLite and on
-PostgreSQL, each with a fresh, empty database.
+PostgreSQL, each with a fresh database (migrated once per worker and
+copied or wiped for each test where the test opens a store on it anyway:
+tests/db_pool.py).
 
 PostgreSQL: ``THREADKEEP_TEST_PG_URL`` (default
 ``postgresql://postgres@127.0.0.1:5432/test``) names a database we may connect
@@ -25,6 +27,7 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, Phase, settings
 
+from db_pool import PostgresPool, SqliteTemplate
 from threadkeep import Actor, Threadkeep
 from threadkeep.config import BlobSettings, Limits, load_settings
 from threadkeep.store import tables
@@ -84,11 +87,41 @@ def engine_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> SqliteTemplate:
+    return SqliteTemplate(tmp_path_factory.mktemp("template"))
+
+
+@pytest.fixture(scope="session")
+def _pg_pool() -> Iterator[PostgresPool]:
+    pool = PostgresPool(create_pg_database, drop_pg_database, PG_ADMIN_URL)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
 @pytest.fixture
-def db_url(engine_name: str, tmp_path: Any) -> Iterator[str]:
-    """A URL of a fresh, empty database on the engine under test."""
+def db_url(engine_name: str, tmp_path: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A URL of a fresh database on the engine under test: empty, unless the
+    test also uses ``tk``, whose opening would migrate it anyway; then it is
+    already migrated (tests/db_pool.py), which saves a migration per test."""
+    migrated = "tk" in request.fixturenames
     if engine_name == "sqlite":
-        yield f"sqlite:///{tmp_path / 'threadkeep.db'}"
+        path = tmp_path / "threadkeep.db"
+        if migrated:
+            yield request.getfixturevalue("_sqlite_template").copy_to(path)
+        else:
+            yield f"sqlite:///{path}"
+        return
+    if migrated:
+        require_pg()
+        pool: PostgresPool = request.getfixturevalue("_pg_pool")
+        url = pool.take()
+        try:
+            yield url
+        finally:
+            pool.give_back(url)
         return
     url = create_pg_database()
     try:
@@ -127,17 +160,21 @@ def shared_store_fixture(prefix: str = "shared") -> Any:
     def _store(
         request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     ) -> Iterator[Threadkeep]:
+        pool: PostgresPool | None = None
         if request.param == "sqlite":
-            url = f"sqlite:///{tmp_path_factory.mktemp(prefix) / 'threadkeep.db'}"
+            template: SqliteTemplate = request.getfixturevalue("_sqlite_template")
+            url = template.copy_to(tmp_path_factory.mktemp(prefix) / "threadkeep.db")
         else:
-            url = create_pg_database()
+            require_pg()
+            pool = request.getfixturevalue("_pg_pool")
+            url = pool.take()
         store = Threadkeep.open(url)
         try:
             yield store
         finally:
             store.close()
-            if request.param != "sqlite":
-                drop_pg_database(url)
+            if pool is not None:
+                pool.give_back(url)
 
     return _store
 
@@ -238,11 +275,13 @@ def blob_settings_for(backend: str, tmp_path: Path, request: pytest.FixtureReque
 @pytest.fixture(params=UPLOAD_PAIRS, ids=[f"{e}-{b}" for e, b in UPLOAD_PAIRS])
 def bench(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Bench]:
     engine_name, backend = request.param
-    url = (
-        f"sqlite:///{tmp_path / 'threadkeep.db'}"
-        if engine_name == "sqlite"
-        else create_pg_database()
-    )
+    pool: PostgresPool | None = None
+    if engine_name == "sqlite":
+        url = request.getfixturevalue("_sqlite_template").copy_to(tmp_path / "threadkeep.db")
+    else:
+        require_pg()
+        pool = request.getfixturevalue("_pg_pool")
+        url = pool.take()
     blobs = blob_settings_for(backend, tmp_path, request)
     b = Bench(
         Threadkeep.open(url, settings=load_settings(blobs=blobs)), url, blobs, engine_name, backend
@@ -251,8 +290,8 @@ def bench(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Bench]:
         yield b
     finally:
         b.tk.close()
-        if engine_name != "sqlite":
-            drop_pg_database(url)
+        if pool is not None:
+            pool.give_back(url)
 
 
 @pytest.fixture
