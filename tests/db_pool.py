@@ -13,6 +13,9 @@ and hands out copies:
   ``TEMPLATE`` was tried and costs as much as migrating (PostgreSQL 15 copies
   every relation through the WAL).
 
+The wipe needs a superuser (``session_replication_role``); under a lesser
+role it fails and the pool drops the database instead: slower, same result.
+
 Either way a test sees what a fresh migrated database holds: no rows but the
 ones migrations write, with the sync epoch set to now, as a fresh migration
 sets it.
