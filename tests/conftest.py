@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,27 +102,35 @@ def _pg_pool() -> Iterator[PostgresPool]:
         pool.close()
 
 
+@contextmanager
+def migrated_database(request: pytest.FixtureRequest, engine: str, path: Path) -> Iterator[str]:
+    """A migrated database of ``engine`` for one user of it: on SQLite a copy
+    of the worker's migrated file at ``path``, on PostgreSQL one from the
+    worker's pool, given back (wiped) afterwards."""
+    if engine == "sqlite":
+        template: SqliteTemplate = request.getfixturevalue("_sqlite_template")
+        yield template.copy_to(path)
+        return
+    require_pg()
+    pool: PostgresPool = request.getfixturevalue("_pg_pool")
+    url = pool.take()
+    try:
+        yield url
+    finally:
+        pool.give_back(url)
+
+
 @pytest.fixture
 def db_url(engine_name: str, tmp_path: Any, request: pytest.FixtureRequest) -> Iterator[str]:
     """A URL of a fresh database on the engine under test: empty, unless the
     test also uses ``tk``, whose opening would migrate it anyway; then it is
     already migrated (tests/db_pool.py), which saves a migration per test."""
-    migrated = "tk" in request.fixturenames
-    if engine_name == "sqlite":
-        path = tmp_path / "threadkeep.db"
-        if migrated:
-            yield request.getfixturevalue("_sqlite_template").copy_to(path)
-        else:
-            yield f"sqlite:///{path}"
-        return
-    if migrated:
-        require_pg()
-        pool: PostgresPool = request.getfixturevalue("_pg_pool")
-        url = pool.take()
-        try:
+    if "tk" in request.fixturenames:
+        with migrated_database(request, engine_name, tmp_path / "threadkeep.db") as url:
             yield url
-        finally:
-            pool.give_back(url)
+        return
+    if engine_name == "sqlite":
+        yield f"sqlite:///{tmp_path / 'threadkeep.db'}"
         return
     url = create_pg_database()
     try:
@@ -160,21 +169,13 @@ def shared_store_fixture(prefix: str = "shared") -> Any:
     def _store(
         request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     ) -> Iterator[Threadkeep]:
-        pool: PostgresPool | None = None
-        if request.param == "sqlite":
-            template: SqliteTemplate = request.getfixturevalue("_sqlite_template")
-            url = template.copy_to(tmp_path_factory.mktemp(prefix) / "threadkeep.db")
-        else:
-            require_pg()
-            pool = request.getfixturevalue("_pg_pool")
-            url = pool.take()
-        store = Threadkeep.open(url)
-        try:
-            yield store
-        finally:
-            store.close()
-            if pool is not None:
-                pool.give_back(url)
+        path = tmp_path_factory.mktemp(prefix) / "threadkeep.db"
+        with migrated_database(request, request.param, path) as url:
+            store = Threadkeep.open(url)
+            try:
+                yield store
+            finally:
+                store.close()
 
     return _store
 
@@ -275,23 +276,14 @@ def blob_settings_for(backend: str, tmp_path: Path, request: pytest.FixtureReque
 @pytest.fixture(params=UPLOAD_PAIRS, ids=[f"{e}-{b}" for e, b in UPLOAD_PAIRS])
 def bench(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Bench]:
     engine_name, backend = request.param
-    pool: PostgresPool | None = None
-    if engine_name == "sqlite":
-        url = request.getfixturevalue("_sqlite_template").copy_to(tmp_path / "threadkeep.db")
-    else:
-        require_pg()
-        pool = request.getfixturevalue("_pg_pool")
-        url = pool.take()
     blobs = blob_settings_for(backend, tmp_path, request)
-    b = Bench(
-        Threadkeep.open(url, settings=load_settings(blobs=blobs)), url, blobs, engine_name, backend
-    )
-    try:
-        yield b
-    finally:
-        b.tk.close()
-        if pool is not None:
-            pool.give_back(url)
+    with migrated_database(request, engine_name, tmp_path / "threadkeep.db") as url:
+        settings = load_settings(blobs=blobs)
+        b = Bench(Threadkeep.open(url, settings=settings), url, blobs, engine_name, backend)
+        try:
+            yield b
+        finally:
+            b.tk.close()
 
 
 @pytest.fixture

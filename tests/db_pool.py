@@ -27,6 +27,7 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import psycopg
@@ -35,7 +36,7 @@ from psycopg import sql
 from threadkeep import Threadkeep
 
 # Tables whose rows a migration writes: they are reset, not emptied. A new
-# migration that seeds another table fails the pool loudly (see _seeded).
+# migration that seeds another table fails the pool loudly (see _check_seeded).
 _SEED_TABLES = {"alembic_version", "log_state"}
 
 _SCHEMA_FINGERPRINT = """
@@ -65,12 +66,12 @@ class SqliteTemplate:
     def __init__(self, directory: Path) -> None:
         self.path = directory / "migrated.db"
         Threadkeep.open(f"sqlite:///{self.path}").close()
-        with sqlite3.connect(self.path) as conn:  # everything into the one file
+        with closing(sqlite3.connect(self.path)) as conn:  # everything into the one file
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def copy_to(self, target: Path) -> str:
         shutil.copyfile(self.path, target)
-        with sqlite3.connect(target) as conn:
+        with closing(sqlite3.connect(target)) as conn, conn:
             now = _now_us()
             conn.execute("UPDATE log_state SET epoch = ?, reset_epoch = ?", (now, now))
         return f"sqlite:///{target}"
@@ -87,18 +88,21 @@ class PostgresPool:
     ) -> None:
         self._create, self._drop, self._admin_url = create, drop, admin_url
         self._free: list[str] = []
+        # Both from the first database migrated; every database handed out
+        # has that fingerprint, so the same wipe fits them all.
         self._fingerprint: str | None = None
+        self._wipe: sql.Composed | None = None
 
     def take(self) -> str:
         if self._free:
             return self._free.pop()
         url = self._create()
         Threadkeep.open(url).close()
-        with psycopg.connect(url) as conn:
-            fingerprint = _fingerprint(conn)
-            if self._fingerprint is None:
+        if self._fingerprint is None:
+            with psycopg.connect(url) as conn:
                 _check_seeded(conn)
-                self._fingerprint = fingerprint
+                self._fingerprint = _fingerprint(conn)
+                self._wipe = _wipe_statement(conn)
         return url
 
     def give_back(self, url: str) -> None:
@@ -107,9 +111,16 @@ class PostgresPool:
         try:
             _disconnect_others(self._admin_url, url)
             with psycopg.connect(url, autocommit=True) as conn:
-                if _fingerprint(conn) != self._fingerprint:
+                if self._wipe is None or _fingerprint(conn) != self._fingerprint:
                     raise _SchemaChanged
-                _wipe(conn)
+                with conn.transaction():
+                    conn.execute(self._wipe)
+                    now = _now_us()
+                    conn.execute(
+                        "UPDATE log_state SET last_offset = 0, last_txid = 0, epoch = %s, "
+                        "reset_epoch = %s, pruned_offset = 0",
+                        (now, now),
+                    )
         except (_SchemaChanged, psycopg.Error):
             self._drop(url)
             return
@@ -152,8 +163,10 @@ def _check_seeded(conn: psycopg.Connection) -> None:
 
 
 def _disconnect_others(admin_url: str, url: str) -> None:
-    """End connections a test left open (a killed server's, a store it did
-    not close), as ``DROP DATABASE ... WITH (FORCE)`` did."""
+    """End connections a test left open (a server it did not stop, a store
+    it did not close), as ``DROP DATABASE ... WITH (FORCE)`` did: otherwise
+    they would write into the next test's database, or hold locks the wipe
+    would wait on."""
     name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(
@@ -171,21 +184,22 @@ def _disconnect_others(admin_url: str, url: str) -> None:
     raise psycopg.OperationalError(f"connections to {name} did not end")
 
 
-def _wipe(conn: psycopg.Connection) -> None:
-    now = _now_us()
-    with conn.transaction():
+def _wipe_statement(conn: psycopg.Connection) -> sql.Composed:
+    """Every row out but the seeded ones, and the sequences back to their
+    start: one round trip (several statements, no parameters)."""
+    steps = [
         # No foreign-key or index-maintenance triggers: every row goes anyway.
-        conn.execute("SET LOCAL session_replication_role = replica")
-        for table in _tables(conn):
-            if table not in _SEED_TABLES:
-                conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
-        conn.execute(
-            "UPDATE log_state SET last_offset = 0, last_txid = 0, epoch = %s, "
-            "reset_epoch = %s, pruned_offset = 0",
-            (now, now),
-        )
-        sequences = conn.execute(
-            "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'"
-        ).fetchall()
-        for (name,) in sequences:
-            conn.execute(sql.SQL("ALTER SEQUENCE {} RESTART").format(sql.Identifier(name)))
+        sql.SQL("SET LOCAL session_replication_role = replica"),
+        *(
+            sql.SQL("DELETE FROM {}").format(sql.Identifier(t))
+            for t in _tables(conn)
+            if t not in _SEED_TABLES
+        ),
+        *(
+            sql.SQL("ALTER SEQUENCE {} RESTART").format(sql.Identifier(name))
+            for (name,) in conn.execute(
+                "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'"
+            )
+        ),
+    ]
+    return sql.SQL("; ").join(steps)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import psycopg
@@ -63,16 +64,20 @@ def test_a_database_given_back_is_wiped_to_what_a_fresh_migration_leaves(
     url = pool.take()
     fresh = _snapshot(url)
     _write_some(url)
-    leaked = Threadkeep.open(url)  # a store still open when the test ends
-    assert _snapshot(url) != fresh
-    pool.give_back(url)
+    # A connection the test left open, in a transaction: it would write into
+    # the next test's database.
+    with psycopg.connect(url) as leaked:
+        leaked.execute("SELECT 1")
+        assert _snapshot(url) != fresh
+        pool.give_back(url)
+        with pytest.raises(psycopg.OperationalError):
+            leaked.execute("SELECT 1")
     assert pool.take() == url  # reused, not made again
     assert _snapshot(url) == fresh
     # The change log starts again at offset 1, as in a new database.
     _write_some(url)
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT min(id) FROM changes").fetchone() == (1,)
-    leaked.close()  # after its connections were ended under it
 
 
 def test_a_database_whose_schema_a_test_changed_is_dropped(pool: PostgresPool) -> None:
@@ -92,7 +97,10 @@ def test_a_sqlite_copy_is_the_migrated_file_with_a_new_epoch(tmp_path: Path) -> 
     first = template.copy_to(tmp_path / "a.db")
     _write_some(first)
     template.copy_to(tmp_path / "b.db")
-    with sqlite3.connect(tmp_path / "a.db") as a, sqlite3.connect(tmp_path / "b.db") as b:
+    with (
+        closing(sqlite3.connect(tmp_path / "a.db")) as a,
+        closing(sqlite3.connect(tmp_path / "b.db")) as b,
+    ):
         assert a.execute("SELECT count(*) FROM messages").fetchone() == (3,)
         assert b.execute("SELECT count(*) FROM messages").fetchone() == (0,)
         epoch_a, version_a = a.execute(
