@@ -62,6 +62,25 @@ def change_params(rows: Sequence[ChangeRow], now: datetime) -> list[dict[str, An
     ]
 
 
+def pending_in_commit_order(conn: sa.Connection, limit: int | None = None) -> list[int]:
+    """The ids of the change rows without an offset, in the order they are to
+    be numbered.
+
+    Commit order, where it matters: a transaction that waited for another's
+    row lock wrote its change rows (they are written last, after every lock
+    is held) after the other committed, so its ids are all larger. Ordering
+    transactions by their first id, and rows by id within one, keeps each
+    transaction's rows together and every row's changes in commit order."""
+    first = sa.func.min(changes.c.id).over(partition_by=changes.c.txid)
+    pending = (
+        sa.select(changes.c.id, first.label("first"))
+        .where(changes.c.log_offset.is_(None))
+        .subquery()
+    )
+    q = sa.select(pending.c.id).order_by(pending.c.first, pending.c.id).limit(limit)
+    return [int(i) for i in conn.execute(q).scalars()]
+
+
 def assign_offsets(conn: sa.Connection, *, lock_always: bool = False) -> int:
     """Number the committed rows that have no offset yet (PostgreSQL). Returns how
     many were numbered. Must run in its own transaction, committed right after.
@@ -78,22 +97,7 @@ def assign_offsets(conn: sa.Connection, *, lock_always: bool = False) -> int:
     last = conn.execute(
         sa.select(log_state.c.last_offset).where(log_state.c.id == 1).with_for_update()
     ).scalar_one()
-    # Commit order, where it matters: a transaction that waited for another's
-    # row lock wrote its change rows (they are written last, after every lock
-    # is held) after the other committed, so its ids are all larger. Ordering
-    # transactions by their first id, and rows by id within one, keeps each
-    # transaction's rows together and every row's changes in commit order.
-    first = sa.func.min(changes.c.id).over(partition_by=changes.c.txid)
-    pending = (
-        sa.select(changes.c.id, first.label("first"))
-        .where(changes.c.log_offset.is_(None))
-        .subquery()
-    )
-    ids = (
-        conn.execute(sa.select(pending.c.id).order_by(pending.c.first, pending.c.id).limit(10_000))
-        .scalars()
-        .all()
-    )
+    ids = pending_in_commit_order(conn, limit=10_000)
     if not ids:
         return 0
     numbered = sa.values(
