@@ -281,3 +281,20 @@ class RestoreTargetNotEmpty(BackupError):
 
 class BackupCorrupt(BackupError):
     """The backup does not match its manifest (or has none)."""
+
+
+class CopyError(ThreadkeepError):
+    """A copy of a store into another database could not be done; the target
+    holds none of its rows. The message says what to do."""
+
+
+class CopyTargetNotEmpty(CopyError):
+    """The copy's target already holds data: a copy never mixes two stores."""
+
+    def __init__(self, target: str, holds: str) -> None:
+        self.target = target
+        self.holds = holds
+        super().__init__(
+            f"{target} is not empty ({holds}); copy into a new, empty database "
+            "(for PostgreSQL: createdb)"
+        )
