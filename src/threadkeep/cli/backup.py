@@ -34,6 +34,8 @@ _PHASES = {
     "verify": "sha256",
     "database": "database",
     "blobs": "blobs",
+    "rows": "rows",
+    "compare": "read back",
 }
 _IN_BYTES = {"verify", "blobs"}
 
@@ -52,8 +54,9 @@ class _Amount(ProgressColumn):
 
 
 @contextmanager
-def _bars(out: Console) -> Iterator[ProgressFn]:
-    """Rich progress bars, one per phase, fed by the backup's progress calls."""
+def progress_bars(out: Console) -> Iterator[ProgressFn]:
+    """Rich progress bars, one per phase, fed by a backup's, a restore's or a
+    copy's progress calls."""
     with Progress(
         TextColumn("{task.description:<14}"),
         BarColumn(),
@@ -101,7 +104,7 @@ def backup(
         tk = open_store(database_url)
         try:
             out.print(f"backing up {_shown(tk.engine.url)} into {dest}", markup=False)
-            with _bars(out) as progress, translate_errors():
+            with progress_bars(out) as progress, translate_errors():
                 manifest = backup_store(tk, dest, progress=progress)
         finally:
             tk.close()
@@ -149,7 +152,7 @@ def restore(
     with reported_errors():
         settings = load_settings(database_url=database_url)
         out.print(f"restoring {src} into {_shown(settings.database_url)}", markup=False)
-        with _bars(out) as progress, translate_errors():
+        with progress_bars(out) as progress, translate_errors():
             done = restore_store(src, settings=settings, force=force, progress=progress)
     m = done.manifest
     out.print(

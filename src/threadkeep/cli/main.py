@@ -9,6 +9,7 @@ from threadkeep import __version__
 from threadkeep.cli import (
     backup,
     cleanup,
+    copy,
     doctor,
     imports,
     migrate,
@@ -38,6 +39,7 @@ token.register(app)
 imports.register(app)
 cleanup.register(app)
 backup.register(app)
+copy.register(app)
 reindex.register(app)
 user.register(app)
 
