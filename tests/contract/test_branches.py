@@ -437,3 +437,48 @@ def test_fork_and_rewind_with_a_non_integer_seq_raise_invalid_input(tk, actor):
             seqs_, lambda k: tk.rewind_session(actor, s.id, to_seq=k), InvalidInput
         )
     assert (fork, rewind) == ({}, {})
+
+
+def test_forks_racing_rewinds_of_their_parent_read_exactly_what_they_forked(tk, actor):
+    """A fork reads its parent's head, then writes the branch row. A rewind
+    of the parent in between moves the messages past its point to a new
+    branch, and re-parents the branches that forked past it: a fork that it
+    could not see yet would then read a history with a hole where the moved
+    messages were. So a fork holds its parent row while it writes (on
+    PostgreSQL: FOR KEY SHARE, which a rewind's lock waits for and an
+    append's does not); on SQLite the single writer serialises the two."""
+    import threading
+
+    s = tk.create_session(actor).value
+    _append(tk, actor, s.id, *[f"m{i}" for i in range(1, 201)])
+    forks: list[tuple[str, int]] = []
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def fork_at_the_head() -> None:
+        try:
+            while not stop.is_set():
+                head = tk.get_session(actor, s.id).head_seq
+                try:
+                    b = tk.fork_session(actor, s.id, at_seq=head).value
+                except InvalidInput:  # the head moved below it first: refused
+                    continue
+                forks.append((b.id, head))
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=fork_at_the_head) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for to in range(199, 99, -1):
+            tk.rewind_session(actor, s.id, to_seq=to)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert failures == []
+    assert len(forks) > 10
+    for branch_id, at in forks:
+        history = tk.get_history(actor, branch_id)
+        assert contents(history) == [f"m{i}" for i in range(1, at + 1)], (branch_id, at)

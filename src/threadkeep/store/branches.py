@@ -28,8 +28,14 @@ def fork(
     """A new session whose history is ``session_id``'s first ``at_seq`` messages.
 
     One row is written, whatever the length of the history: the branch reads
-    the shared part from its parent (store/messages.py, segments)."""
-    parent = session_q.get_live_row(tx.conn, owner_id, session_id)
+    the shared part from its parent (store/messages.py, segments).
+
+    The parent row is held until the branch commits. Without it, a rewind
+    of the parent committing between this read and the insert would move
+    the messages past its point to a new branch and re-parent the branches
+    that forked past it, all but this one, which would then read a history
+    with a hole (tests/contract/test_branches.py, forks racing rewinds)."""
+    parent = session_q.get_live_row(tx.conn, owner_id, session_id, key_share=True)
     _check_seq("at_seq", at_seq, parent.head_seq)
     fields: dict[str, Any] = {k: parent._mapping[k] for k in _INHERITED}
     if title is not None:

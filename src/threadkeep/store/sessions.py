@@ -89,18 +89,39 @@ def insert_session(tx: WriteTx, owner_id: str, session_id: str, fields: dict[str
     return to_session(row)
 
 
-def get_row(conn: sa.Connection, owner_id: str, session_id: str, *, lock: bool = False) -> Any:
+def get_row(
+    conn: sa.Connection,
+    owner_id: str,
+    session_id: str,
+    *,
+    lock: bool = False,
+    key_share: bool = False,
+) -> Any:
+    """The session's row. ``lock`` holds it for an update (FOR UPDATE on
+    PostgreSQL); ``key_share`` holds it against a rewind or a purge (their
+    FOR UPDATE and DELETE wait for it) but not against an append, whose
+    UPDATE of the counters takes the weaker FOR NO KEY UPDATE lock. SQLite's
+    single writer needs neither."""
     q = sa.select(sessions).where(sessions.c.id == session_id, sessions.c.owner_id == owner_id)
     if lock:
         q = q.with_for_update()
+    elif key_share:
+        q = q.with_for_update(read=True, key_share=True)
     row = conn.execute(q).first()
     if row is None:
         raise SessionNotFound(session_id)
     return row
 
 
-def get_live_row(conn: sa.Connection, owner_id: str, session_id: str, *, lock: bool = False) -> Any:
-    row = get_row(conn, owner_id, session_id, lock=lock)
+def get_live_row(
+    conn: sa.Connection,
+    owner_id: str,
+    session_id: str,
+    *,
+    lock: bool = False,
+    key_share: bool = False,
+) -> Any:
+    row = get_row(conn, owner_id, session_id, lock=lock, key_share=key_share)
     if row.deleted_at is not None:
         raise InvalidState(session_id, "the session is in the trash; restore it first")
     return row
