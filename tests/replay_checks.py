@@ -83,4 +83,11 @@ def assert_views_agree(tk: Threadkeep, actor: Actor, context: object = None) -> 
     assert all(c.ok for c in checks), (checks, context)
     for sid in {r["session_id"] for r in messages}:
         history = tk.get_history(actor, sid)
-        assert [m.seq for m in history] == list(range(1, len(history) + 1)), (sid, context)
+        seqs = [m.seq for m in history]
+        if seqs != list(range(1, len(history) + 1)):
+            s = tk.get_session(actor, sid)
+            where = [(m.session_id, m.seq, m.role, m.status, m.content[:40]) for m in history]
+            raise AssertionError(
+                f"history of {sid} is not 1..head ({context}): parent "
+                f"{s.parent_session_id} at {s.fork_seq}, head {s.head_seq}: {where}"
+            )
