@@ -173,7 +173,7 @@ def pg_restore(url: str, source: Path, report: Report, tables: int) -> None:
 def exported_snapshot(url: str) -> Iterator[tuple[str, sa.Connection]]:
     """A REPEATABLE READ transaction whose snapshot is exported: pg_dump given
     its name dumps exactly what this connection reads (counts, upload list)."""
-    engine = sa.create_engine(_sa_url(url), poolclass=sa.NullPool)
+    engine = sa.create_engine(sa_url(url), poolclass=sa.NullPool)
     try:
         with engine.connect() as conn:
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
@@ -185,7 +185,9 @@ def exported_snapshot(url: str) -> Iterator[tuple[str, sa.Connection]]:
         engine.dispose()
 
 
-def _sa_url(url: str) -> sa.URL:
+def sa_url(url: str) -> sa.URL:
+    """``url`` with psycopg 3 named as PostgreSQL's driver (a bare
+    ``postgresql://`` would make SQLAlchemy look for psycopg2)."""
     u = sa.make_url(url)
     if u.drivername in ("postgresql", "postgres"):
         u = u.set(drivername="postgresql+psycopg")
@@ -194,7 +196,7 @@ def _sa_url(url: str) -> sa.URL:
 
 def raw_engine(url: str) -> sa.Engine:
     """A plain engine on ``url``, whatever the schema revision (no migration)."""
-    return sa.create_engine(_sa_url(url), poolclass=sa.NullPool)
+    return sa.create_engine(sa_url(url), poolclass=sa.NullPool)
 
 
 # --- what a database holds -----------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The SQL half of ``threadkeep copy`` (the rest is in ``threadkeep/copy.py``):
+"""The SQL half of ``threadkeep copy`` (the rest is in ``threadkeep/copy_store.py``):
 read every table of one database in one snapshot, write it into another in
 one transaction, and prove the two hold the same rows before committing.
 
@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from threadkeep.errors import CopyError
 from threadkeep.model.jsontext import dumps
 from threadkeep.store import search
+from threadkeep.store.backup import sa_url
 from threadkeep.store.changes import pending_in_commit_order
 from threadkeep.store.sync import read_state, reset_epochs
 from threadkeep.store.tables import changes, log_state, metadata, sessions
@@ -42,19 +43,12 @@ _CHUNK = 2_000  # rows per fetch and per INSERT batch
 _MOD = 1 << 128
 
 
-def _sa_url(url: str) -> sa.URL:
-    u = sa.make_url(url)
-    if u.drivername in ("postgresql", "postgres"):
-        u = u.set(drivername="postgresql+psycopg")
-    return u
-
-
 def _engine(url: str) -> sa.Engine:
     # Autocommit: the transactions are ours (BEGIN ... below), because
     # pysqlite would otherwise leave a run of SELECTs outside any transaction,
     # each seeing a different moment. JSON is written as threadkeep writes it.
     return sa.create_engine(
-        _sa_url(url), poolclass=sa.NullPool, isolation_level="AUTOCOMMIT", json_serializer=dumps
+        sa_url(url), poolclass=sa.NullPool, isolation_level="AUTOCOMMIT", json_serializer=dumps
     )
 
 
