@@ -482,3 +482,49 @@ def test_forks_racing_rewinds_of_their_parent_read_exactly_what_they_forked(tk, 
     for branch_id, at in forks:
         history = tk.get_history(actor, branch_id)
         assert contents(history) == [f"m{i}" for i in range(1, at + 1)], (branch_id, at)
+
+
+def test_a_fork_at_a_message_racing_rewinds_forks_at_that_message_or_is_refused(tk, actor):
+    """Another client rewinds the session by one and writes a new message in
+    that seq, over and over, while this one forks at the last message it saw.
+    The branch must end with exactly that message, or the fork must be
+    refused because the message left the history: never a fork at whatever
+    message holds that seq by the time the fork is written."""
+    import threading
+
+    s = tk.create_session(actor).value
+    _append(tk, actor, s.id, *[f"m{i}" for i in range(1, 21)])
+    forks: list[tuple[str, str]] = []
+    refused = 0
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def fork_at_the_last_message() -> None:
+        nonlocal refused
+        try:
+            while not stop.is_set():
+                last = tk.last_messages(actor, s.id, 1)[-1]
+                try:
+                    b = tk.fork_session(actor, s.id, at_message_id=last.id).value
+                except MessageNotFound:
+                    refused += 1
+                    continue
+                forks.append((b.id, last.id))
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=fork_at_the_last_message) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(150):
+            tk.rewind_session(actor, s.id, to_seq=19)
+            _append(tk, actor, s.id, f"again {i}")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert failures == []
+    assert len(forks) > 10
+    for branch_id, message_id in forks:
+        assert tk.get_history(actor, branch_id)[-1].id == message_id, (branch_id, refused)

@@ -12,7 +12,6 @@ from threadkeep.model.text import check_text
 from threadkeep.service import args
 from threadkeep.service.base import ServiceBase, check_actor
 from threadkeep.store import branches as branch_q
-from threadkeep.store import messages as message_q
 from threadkeep.store.contract import WriteTx
 
 
@@ -26,16 +25,16 @@ class Rewound:
 
 
 class BranchOps(ServiceBase):
-    def _seq_of(
-        self, owner: str, session_id: str, at_seq: int | None, message_id: str | None
-    ) -> int:
-        """The seq named by ``at_seq`` or by a message of the session's history."""
+    def _point(self, at_seq: int | None, message_id: str | None) -> tuple[int | None, str | None]:
+        """A fork or rewind point: a seq, or a message of the session's history.
+        A message id is resolved by the write itself, once it holds the
+        session row: resolved before, a rewind committing meanwhile could
+        move that message away and give its seq to another."""
         if (at_seq is None) == (message_id is None):
             raise InvalidInput("at", "give exactly one of a seq or a message id")
         if message_id is None:
-            return args.integer("seq", at_seq)
-        mid = args.key("message_id", message_id)
-        return self.engine.read(lambda c: message_q.seq_in_history(c, owner, session_id, mid))
+            return args.integer("seq", at_seq), None
+        return None, args.key("message_id", message_id)
 
     def fork_session(
         self,
@@ -51,14 +50,14 @@ class BranchOps(ServiceBase):
         message at ``at_seq`` (or ``at_message_id``). Copies no messages."""
         owner = check_actor(actor)
         session_id = args.key("session_id", session_id)
-        seq = self._seq_of(owner, session_id, at_seq, at_message_id)
+        seq, message_id = self._point(at_seq, at_message_id)
         branch = args.key("id", id) if id is not None else new_id()
         if title is not None:
             if not isinstance(title, str) or len(title) > MAX_TITLE:
                 raise InvalidInput("title", f"must be a string of at most {MAX_TITLE} characters")
             check_text("title", title)
         return self.engine.write(
-            lambda tx: branch_q.fork(tx, owner, session_id, seq, branch, title)
+            lambda tx: branch_q.fork(tx, owner, session_id, seq, message_id, branch, title)
         )
 
     def rewind_session(
@@ -74,11 +73,11 @@ class BranchOps(ServiceBase):
         destroyed: the messages after it move to a new branch (returned)."""
         owner = check_actor(actor)
         session_id = args.key("session_id", session_id)
-        seq = self._seq_of(owner, session_id, to_seq, to_message_id)
+        seq, message_id = self._point(to_seq, to_message_id)
         branch_key = args.key("branch_id", branch_id) if branch_id is not None else new_id()
 
         def op(tx: WriteTx) -> Rewound:
-            session, branch = branch_q.rewind(tx, owner, session_id, seq, branch_key)
+            session, branch = branch_q.rewind(tx, owner, session_id, seq, message_id, branch_key)
             return Rewound(session, branch)
 
         return self.engine.write(op)

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from threadkeep.errors import InvalidInput
 from threadkeep.model.sessions import Session
+from threadkeep.store import messages as message_q
 from threadkeep.store import sessions as session_q
 from threadkeep.store.changes import row_json
 from threadkeep.store.contract import WriteTx
@@ -22,8 +23,25 @@ def _check_seq(name: str, seq: int, head: int) -> None:
         raise InvalidInput(name, f"must be between 0 and the session's head seq {head}")
 
 
+def _resolve(
+    tx: WriteTx, owner_id: str, session_id: str, seq: int | None, message_id: str | None
+) -> int:
+    """The seq of the point, given as a seq or as a message of the history.
+    Called with the session row held, so the message cannot move meanwhile."""
+    if message_id is None:
+        assert seq is not None
+        return seq
+    return message_q.seq_in_history(tx.conn, owner_id, session_id, message_id)
+
+
 def fork(
-    tx: WriteTx, owner_id: str, session_id: str, at_seq: int, branch_id: str, title: str | None
+    tx: WriteTx,
+    owner_id: str,
+    session_id: str,
+    at_seq: int | None,
+    at_message_id: str | None,
+    branch_id: str,
+    title: str | None,
 ) -> Session:
     """A new session whose history is ``session_id``'s first ``at_seq`` messages.
 
@@ -36,6 +54,7 @@ def fork(
     that forked past it, all but this one, which would then read a history
     with a hole (tests/contract/test_branches.py, forks racing rewinds)."""
     parent = session_q.get_live_row(tx.conn, owner_id, session_id, key_share=True)
+    at_seq = _resolve(tx, owner_id, session_id, at_seq, at_message_id)
     _check_seq("at_seq", at_seq, parent.head_seq)
     fields: dict[str, Any] = {k: parent._mapping[k] for k in _INHERITED}
     if title is not None:
@@ -45,13 +64,19 @@ def fork(
 
 
 def rewind(
-    tx: WriteTx, owner_id: str, session_id: str, to_seq: int, branch_id: str
+    tx: WriteTx,
+    owner_id: str,
+    session_id: str,
+    to_seq: int | None,
+    to_message_id: str | None,
+    branch_id: str,
 ) -> tuple[Session, Session | None]:
     """Make ``to_seq`` the head of ``session_id``; what came after moves, intact,
     to a new branch. Returns (the rewound session, the branch or None when
     there was nothing after ``to_seq``)."""
     conn = tx.conn
     s = session_q.get_live_row(conn, owner_id, session_id, lock=True)
+    to_seq = _resolve(tx, owner_id, session_id, to_seq, to_message_id)
     _check_seq("to_seq", to_seq, s.head_seq)
     if to_seq == s.head_seq:
         # Nothing follows: nothing moves. Logged all the same, so the txid this
