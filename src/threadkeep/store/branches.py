@@ -23,11 +23,20 @@ def _check_seq(name: str, seq: int, head: int) -> None:
         raise InvalidInput(name, f"must be between 0 and the session's head seq {head}")
 
 
+def _known(tx: WriteTx, owner_id: str, message_id: str | None) -> None:
+    """MessageNotFound for a message this user does not have, before any
+    other check: an unknown message id is refused alike in any session, one's
+    own, another user's or none (tests/contract/test_scoping.py)."""
+    if message_id is not None:
+        message_q.get_message(tx.conn, owner_id, message_id)
+
+
 def _resolve(
     tx: WriteTx, owner_id: str, session_id: str, seq: int | None, message_id: str | None
 ) -> int:
     """The seq of the point, given as a seq or as a message of the history.
-    Called with the session row held, so the message cannot move meanwhile."""
+    Called with the session row held, so the message cannot move meanwhile.
+    (An unknown message was already refused by :func:`_known`.)"""
     if message_id is None:
         assert seq is not None
         return seq
@@ -53,6 +62,7 @@ def fork(
     the messages past its point to a new branch and re-parent the branches
     that forked past it, all but this one, which would then read a history
     with a hole (tests/contract/test_branches.py, forks racing rewinds)."""
+    _known(tx, owner_id, at_message_id)
     parent = session_q.get_live_row(tx.conn, owner_id, session_id, key_share=True)
     at_seq = _resolve(tx, owner_id, session_id, at_seq, at_message_id)
     _check_seq("at_seq", at_seq, parent.head_seq)
@@ -75,6 +85,7 @@ def rewind(
     to a new branch. Returns (the rewound session, the branch or None when
     there was nothing after ``to_seq``)."""
     conn = tx.conn
+    _known(tx, owner_id, to_message_id)
     s = session_q.get_live_row(conn, owner_id, session_id, lock=True)
     to_seq = _resolve(tx, owner_id, session_id, to_seq, to_message_id)
     _check_seq("to_seq", to_seq, s.head_seq)
