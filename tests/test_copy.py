@@ -374,3 +374,24 @@ def test_change_rows_not_yet_numbered_on_postgres_are_numbered_in_commit_order(
         read = copied.shape_changes(me, "messages", 0, limit=100).changes
         assert [c.row["content"] for c in read if c.row] == ["m0", "m1", "m2"]
         assert [c.offset for c in read] == sorted(c.offset for c in read)
+
+
+def test_the_copy_commits_durably_whatever_the_targets_default(target: Settings) -> None:
+    """Every threadkeep write is durable at commit (synchronous_commit on,
+    SQLite's synchronous=FULL), even where the server's or the database's
+    default is weaker; so is the copy's one transaction."""
+    url = target.database_url
+    with Threadkeep.open(settings=target):
+        pass
+    if url.startswith("postgresql"):
+        name = url.rsplit("/", 1)[1]
+        with psycopg.connect(url, autocommit=True) as c:
+            c.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+        setting = "SHOW synchronous_commit"
+        want = "on"
+    else:
+        setting = "PRAGMA synchronous"
+        want = 2  # FULL
+    with copy_q.writing(url) as conn:
+        got = conn.exec_driver_sql(setting).scalar()
+    assert got == want

@@ -75,15 +75,19 @@ def snapshot(url: str) -> Iterator[sa.Connection]:
 @contextmanager
 def writing(url: str) -> Iterator[sa.Connection]:
     """One write transaction on ``url``, committed if the block returns and
-    rolled back if it raises: a copy is wholly there or not at all."""
+    rolled back if it raises: a copy is wholly there or not at all. Durable
+    at commit whatever the server's or the file's default, as every
+    threadkeep write is (store/sqlite.py, store/postgres.py)."""
     engine = _engine(url)
     try:
         with engine.connect() as conn:
             if conn.dialect.name == "sqlite":
                 conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.exec_driver_sql("PRAGMA synchronous=FULL")
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             else:
                 conn.exec_driver_sql("BEGIN")
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO on")
             try:
                 yield conn
             except BaseException:
