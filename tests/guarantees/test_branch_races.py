@@ -1,9 +1,12 @@
 """Branch operations racing each other on one tree of sessions, on both engines.
 
-Forks, rewinds (by seq and by message id), appends, and trash-then-purge of
-leaves, from four threads at once. Each operation either happens whole or is
-refused with a typed error; afterwards every history is whole: seq 1..head,
-and a branch's first ``fork_seq`` messages are exactly its parent's.
+Forks, rewinds (by seq and by message id), appends, streamed replies, tool
+events, and trash-then-purge of leaves, from four threads at once. Each
+operation either happens whole or is refused with a typed error. Afterwards
+every history is whole (seq 1..head, and a branch's first ``fork_seq``
+messages are exactly its parent's), and the change log, followed from
+before the threads started, rebuilds every synced table as a sync client
+would hold it.
 
 Two races of this kind were found by luck (a fork racing a rewind of its
 parent, and a fork at a message id racing a rewind and an append; see
@@ -17,6 +20,7 @@ import random
 import threading
 import time
 
+from replay_checks import assert_log_rebuilds
 from threadkeep import (
     Actor,
     HasBranches,
@@ -26,6 +30,8 @@ from threadkeep import (
     SessionNotFound,
     Threadkeep,
 )
+from threadkeep.store import tables
+from threadkeep.sync.shapes import Shape
 
 # The refusals a racing operation may meet: the session or message it chose
 # was moved, trashed, purged or branched by another thread meanwhile.
@@ -54,7 +60,9 @@ class Tree:
     def step(self, rng: random.Random) -> None:
         tk, me = self.tk, self.me
         sid = self.pick(rng)
-        op = rng.choice(["append", "append", "fork", "fork_at_message", "rewind", "purge"])
+        op = rng.choice(
+            ["append", "append", "fork", "fork_at_message", "rewind", "purge", "stream", "tool"]
+        )
         if op == "append":
             n = rng.randint(1, 3)
             tk.append_messages(me, sid, [{"role": "user", "content": f"{sid[-4:]}"}] * n)
@@ -70,6 +78,16 @@ class Tree:
             branch = tk.rewind_session(me, sid, to_seq=rng.randint(0, head)).value.branch
             if branch is not None:
                 self.add(branch.id)
+        elif op == "stream":  # a reply arriving while its session is rewound
+            m = tk.start_message(me, sid, {"role": "assistant", "content": "a"}).value
+            for _ in range(rng.randint(0, 2)):
+                tk.extend_message(me, m.id, " b")
+            tk.finish_message(me, m.id, status=rng.choice(["complete", "incomplete"]))
+        elif op == "tool":
+            last = tk.last_messages(me, sid, 1)
+            link = {"message_id": last[-1].id} if last else {}
+            ev = tk.start_tool_event(me, sid, {"name": "t", **link}).value
+            tk.finish_tool_event(me, ev.id, output={"ok": True})
         elif sid != self.root:  # the root stays, or the tree could end early
             tk.delete_session(me, sid)
             try:
@@ -86,6 +104,7 @@ def test_forks_rewinds_appends_and_purges_racing_keep_every_history_whole(
     print(f"THREADKEEP_TEST_SEED={seed}")
     root = tk.create_session(actor, title="root").value.id
     tk.append_messages(actor, root, [{"role": "user", "content": f"r{i}"} for i in range(30)])
+    start = {Shape(t, actor.user_id): tk.shape_snapshot(actor, t) for t in tables.SYNCED_TABLES}
     tree = Tree(tk, actor, root)
     failures: list[BaseException] = []
     deadline = time.monotonic() + SECONDS
@@ -121,6 +140,9 @@ def test_forks_rewinds_appends_and_purges_racing_keep_every_history_whole(
             parent = histories.get(s.parent_session_id)
             assert parent is not None, (seed, sid, "its parent is gone")
             assert histories[sid][: s.fork_seq] == parent[: s.fork_seq], (seed, sid)
+    # What a sync client saw: the log, followed from before, rebuilds every
+    # synced table, whatever the interleaving.
+    assert_log_rebuilds(tk, actor, start, seed)
 
 
 def _all_sessions(tk: Threadkeep, actor: Actor) -> list:  # type: ignore[type-arg]
