@@ -295,3 +295,42 @@ def test_a_backup_taken_during_random_writes_of_every_kind_restores_a_consistent
             got = b"".join(restored.open_upload(me, row["id"]))
             assert hashlib.sha256(got).hexdigest() == row["sha256"]
         assert_views_agree(restored, me)
+
+
+def test_pg_tools_commit_durably_whatever_the_databases_default() -> None:
+    """pg_restore writes a whole database: it runs with synchronous_commit on
+    (PGOPTIONS), like every threadkeep connection, even where the database's
+    default is off. Checked through libpq itself, with psql and the same
+    environment pg_restore gets."""
+    import subprocess
+
+    from threadkeep.store import backup as backup_q
+
+    url = create_pg_database()
+    try:
+        name = url.rsplit("/", 1)[1]
+        conninfo, env = backup_q.libpq(url)
+        subprocess.run(
+            [
+                backup_q.pg_tool("psql"),
+                conninfo,
+                "-c",
+                f'ALTER DATABASE "{name}" SET synchronous_commit = off',
+            ],
+            check=True,
+            capture_output=True,
+        )
+        plain = {k: v for k, v in env.items() if k != "PGOPTIONS"}
+        shown = [
+            subprocess.run(
+                [backup_q.pg_tool("psql"), conninfo, "-Atc", "SHOW synchronous_commit"],
+                check=True,
+                capture_output=True,
+                text=True,
+                env=e,
+            ).stdout.strip()
+            for e in (plain, env)
+        ]
+        assert shown == ["off", "on"]
+    finally:
+        drop_pg_database(url)

@@ -87,11 +87,15 @@ def pg_tool(name: str) -> str:
 
 def libpq(url: str) -> tuple[str, dict[str, str]]:
     """A URL for libpq tools (no SQLAlchemy driver suffix) and the environment
-    that carries its password (kept out of the command line, which others see)."""
+    that carries its password (kept out of the command line, which others see)
+    and ``synchronous_commit=on``: a restore that says it is done is on disk,
+    even where the server's or the database's default is off, as every
+    threadkeep write is (store/postgres.py)."""
     u = sa.make_url(url)
     env = dict(os.environ)
     if u.password is not None:
         env["PGPASSWORD"] = str(u.password)
+    env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} -c synchronous_commit=on".strip()
     plain = u.set(drivername="postgresql", password=None)
     return plain.render_as_string(hide_password=False), env
 
