@@ -140,6 +140,13 @@ def test_forks_rewinds_appends_and_purges_racing_keep_every_history_whole(
             parent = histories.get(s.parent_session_id)
             assert parent is not None, (seed, sid, "its parent is gone")
             assert histories[sid][: s.fork_seq] == parent[: s.fork_seq], (seed, sid)
+    # An event points at a message of its own session: a rewind that moves
+    # the message takes the event along, or the event is refused.
+    for sid in live:
+        for ev in tk.list_tool_events(actor, sid):
+            if ev.message_id is not None:
+                owner = tk.get_message(actor, ev.message_id).session_id
+                assert owner == sid, (seed, ev.id, "its message is in", owner)
     # What a sync client saw: the log, followed from before, rebuilds every
     # synced table, whatever the interleaving.
     assert_log_rebuilds(tk, actor, start, seed)
