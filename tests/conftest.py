@@ -16,8 +16,9 @@ tests are skipped with a message saying how to enable them, except under
 from __future__ import annotations
 
 import os
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +84,48 @@ def drop_pg_database(url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextmanager
+def empty_database(engine: str, path: Path) -> Iterator[str]:
+    """The URL of a new, empty database of ``engine``: a SQLite file at
+    ``path`` (not created), or a scratch PostgreSQL database, dropped after."""
+    if engine == "sqlite":
+        yield f"sqlite:///{path}"
+        return
+    url = create_pg_database()
+    try:
+        yield url
+    finally:
+        drop_pg_database(url)
+
+
+@contextmanager
+def running_in_threads(*loops: Callable[[], None]) -> Iterator[None]:
+    """Call each of ``loops`` over and over, each in its own thread, until the
+    block ends. What a loop raises is raised after the block (the threads
+    stopped and joined), so a race test cannot pass over a failing writer."""
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def run(loop: Callable[[], None]) -> None:
+        try:
+            while not stop.is_set():
+                loop()
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(loop,)) for loop in loops]
+    for t in threads:
+        t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    if failures:
+        raise failures[0]
+
+
 @pytest.fixture(params=ENGINES)
 def engine_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -129,14 +172,8 @@ def db_url(engine_name: str, tmp_path: Any, request: pytest.FixtureRequest) -> I
         with migrated_database(request, engine_name, tmp_path / "threadkeep.db") as url:
             yield url
         return
-    if engine_name == "sqlite":
-        yield f"sqlite:///{tmp_path / 'threadkeep.db'}"
-        return
-    url = create_pg_database()
-    try:
+    with empty_database(engine_name, tmp_path / "threadkeep.db") as url:
         yield url
-    finally:
-        drop_pg_database(url)
 
 
 @pytest.fixture

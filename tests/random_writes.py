@@ -8,7 +8,7 @@ import itertools
 import json
 import random
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -398,6 +398,24 @@ STEPS = st.lists(
     min_size=1,
     max_size=25,
 )
+
+
+def random_writers(first: World, n: int = 2) -> list[Callable[[], None]]:
+    """``n`` loops of random steps (seeded 0..n-1), each its own World of
+    ``first``'s user, store and sessions: for conftest.running_in_threads,
+    to write every kind of row while a backup or a copy is taken."""
+    loops = []
+    for i in range(n):
+        w = World(first.tk, first.me, first.them, first.transcript_path.parent)
+        w.sessions = list(first.sessions)
+        rng = random.Random(i)
+
+        def loop(w: World = w, rng: random.Random = rng) -> None:
+            for op, numbers in random_steps(rng, 10):
+                w.run(op, numbers)
+
+        loops.append(loop)
+    return loops
 
 
 def make_world(tk: Threadkeep, tmp_path: Path, me: Actor | None = None) -> World:

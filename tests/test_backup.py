@@ -8,16 +8,22 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import random
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import create_pg_database, drop_pg_database, row_counts, s3_blob_settings
-from random_writes import World, make_world, random_steps
+from conftest import (
+    create_pg_database,
+    drop_pg_database,
+    row_counts,
+    running_in_threads,
+    s3_blob_settings,
+)
+from random_writes import make_world, random_writers
 from replay_checks import assert_log_rebuilds, assert_views_agree
 from threadkeep import Actor, Threadkeep
 from threadkeep.backup import MANIFEST, backup_store, restore_store, verify_backup
@@ -258,33 +264,9 @@ def test_a_backup_taken_during_random_writes_of_every_kind_restores_a_consistent
         first = make_world(tk, tmp_path / "files")
         me, writing = first.me, first.tk  # the blob store the writes use
         start = {Shape(t, me.user_id): writing.shape_snapshot(me, t) for t in tables.SYNCED_TABLES}
-        worlds = [World(writing, me, first.them, tmp_path / "files") for _ in range(2)]
-        for w in worlds:
-            w.sessions = list(first.sessions)
-        stop = threading.Event()
-        failures: list[BaseException] = []
-
-        def write(w: World, rng: random.Random) -> None:
-            try:
-                while not stop.is_set():
-                    for op, numbers in random_steps(rng, 10):
-                        w.run(op, numbers)
-            except BaseException as exc:
-                failures.append(exc)
-
-        threads = [
-            threading.Thread(target=write, args=(w, random.Random(i))) for i, w in enumerate(worlds)
-        ]
-        for t in threads:
-            t.start()
-        try:
-            stop.wait(0.5)  # the writers are well under way
+        with running_in_threads(*random_writers(first)):
+            time.sleep(0.5)  # the writers are well under way
             backup_store(writing, tmp_path / "backup")
-        finally:
-            stop.set()
-            for t in threads:
-                t.join()
-        assert failures == []
     finally:
         tk.close()
 

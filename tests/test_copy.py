@@ -10,10 +10,9 @@ identically is rolled back whole."""
 from __future__ import annotations
 
 import hashlib
-import random
 import sqlite3
 import sys
-import threading
+import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -22,8 +21,8 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from conftest import create_pg_database, drop_pg_database, row_counts
-from random_writes import World, make_world, random_steps
+from conftest import empty_database, row_counts, running_in_threads
+from random_writes import make_world, random_writers
 from replay_checks import assert_log_rebuilds, assert_views_agree
 from threadkeep import Actor, Threadkeep
 from threadkeep.cli.main import app
@@ -54,41 +53,29 @@ def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("THREADKEEP_DATABASE_URL", raising=False)
 
 
-def _database(engine: str, path: Path) -> Iterator[str]:
-    if engine == "sqlite":
-        yield f"sqlite:///{path}"
-        return
-    url = create_pg_database()
-    try:
-        yield url
-    finally:
-        drop_pg_database(url)
-
-
 @pytest.fixture(params=PAIRS, ids=[f"{a}-to-{b}" for a, b in PAIRS])
 def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Settings]]:
     """(source URL, target settings): an empty database of each engine."""
     source_engine, target_engine = request.param
-    sources = _database(source_engine, tmp_path / "source" / "threadkeep.db")
-    targets = _database(target_engine, tmp_path / "target" / "threadkeep.db")
-    source = next(sources)
-    target = next(targets)
-    try:
+    with (
+        empty_database(source_engine, tmp_path / "source" / "threadkeep.db") as source,
+        empty_database(target_engine, tmp_path / "target" / "threadkeep.db") as target,
+    ):
         yield source, load_settings(database_url=target)
-    finally:
-        for gen in (targets, sources):
-            gen.close()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
     """An empty target database on each engine (the source: a SQLite file)."""
-    gen = _database(str(request.param), tmp_path / "target" / "threadkeep.db")
-    url = next(gen)
-    try:
+    with empty_database(str(request.param), tmp_path / "target" / "threadkeep.db") as url:
         yield load_settings(database_url=url)
-    finally:
-        gen.close()
+
+
+@pytest.fixture
+def pg_url(tmp_path: Path) -> Iterator[str]:
+    """An empty PostgreSQL database, for the tests about that engine alone."""
+    with empty_database("postgres", tmp_path / "unused") as url:
+        yield url
 
 
 def test_a_copy_taken_during_random_writes_is_the_store_at_one_moment(
@@ -105,34 +92,10 @@ def test_a_copy_taken_during_random_writes_is_the_store_at_one_moment(
         with api_client(writing) as api:
             r = api.get("/v1/shape", params={"table": "messages", "offset": "-1"}, headers=headers)
             handle, offset = r.headers["electric-handle"], r.headers["electric-offset"]
-        worlds = [World(writing, me, first.them, tmp_path / "files") for _ in range(2)]
-        for w in worlds:
-            w.sessions = list(first.sessions)
-        stop = threading.Event()
-        failures: list[BaseException] = []
-
-        def write(w: World, rng: random.Random) -> None:
-            try:
-                while not stop.is_set():
-                    for op, numbers in random_steps(rng, 10):
-                        w.run(op, numbers)
-            except BaseException as exc:
-                failures.append(exc)
-
-        threads = [
-            threading.Thread(target=write, args=(w, random.Random(i))) for i, w in enumerate(worlds)
-        ]
-        for t in threads:
-            t.start()
-        try:
-            stop.wait(0.5)  # the writers are well under way
-            phases: set[str] = set()
+        phases: set[str] = set()
+        with running_in_threads(*random_writers(first)):
+            time.sleep(0.5)  # the writers are well under way
             done = copy_store(writing, target, progress=lambda p, d, n: phases.add(p))
-        finally:
-            stop.set()
-            for t in threads:
-                t.join()
-        assert failures == []
         assert phases == {"blobs", "rows", "compare"}
         source_counts = row_counts(tk)
     finally:
@@ -177,7 +140,7 @@ def test_a_copy_taken_during_random_writes_is_the_store_at_one_moment(
 
 
 def test_the_target_refuses_a_row_and_holds_nothing_then_a_second_copy_succeeds(
-    tmp_path: Path,
+    tmp_path: Path, pg_url: str
 ) -> None:
     """A SQLite file can hold a value the schema's types forbid (SQLite does
     not check lengths); PostgreSQL refuses it. A copy with such a row fails
@@ -192,21 +155,17 @@ def test_the_target_refuses_a_row_and_holds_nothing_then_a_second_copy_succeeds(
         up = tk.upload(me, s.id, [b"the bytes"], filename="a.txt").value
     with closing(sqlite3.connect(tmp_path / "source.db")) as raw, raw:
         raw.execute("UPDATE sessions SET model = ? WHERE id = ?", ("m" * 300, s.id))
-    gen = _database("postgres", tmp_path / "unused")
-    target = load_settings(database_url=next(gen))
-    try:
-        with Threadkeep.open(source) as tk:
-            with pytest.raises(CopyError, match="refused a row of sessions"):
-                copy_store(tk, target)
-            assert copy_q.holds_data(target.database_url) == []
-            with closing(sqlite3.connect(tmp_path / "source.db")) as raw, raw:
-                raw.execute("UPDATE sessions SET model = 'm' WHERE id = ?", (s.id,))
+    target = load_settings(database_url=pg_url)
+    with Threadkeep.open(source) as tk:
+        with pytest.raises(CopyError, match="refused a row of sessions"):
             copy_store(tk, target)
-        with Threadkeep.open(settings=target) as copied:
-            assert copied.get_session(me, s.id).model == "m"
-            assert copied.open_upload(me, up.id).read() == b"the bytes"
-    finally:
-        gen.close()
+        assert copy_q.holds_data(target.database_url) == []
+        with closing(sqlite3.connect(tmp_path / "source.db")) as raw, raw:
+            raw.execute("UPDATE sessions SET model = 'm' WHERE id = ?", (s.id,))
+        copy_store(tk, target)
+    with Threadkeep.open(settings=target) as copied:
+        assert copied.get_session(me, s.id).model == "m"
+        assert copied.open_upload(me, up.id).read() == b"the bytes"
 
 
 def _lose_rows_on_insert(url: str) -> None:
@@ -282,7 +241,7 @@ def test_digests_ignore_row_order_and_see_any_changed_value() -> None:
 
 
 def test_the_copy_command_moves_a_sqlite_store_to_postgres_and_says_what_it_did(
-    tmp_path: Path,
+    tmp_path: Path, pg_url: str
 ) -> None:
     source = f"sqlite:///{tmp_path / 'source.db'}"
     with Threadkeep.open(source) as tk:
@@ -290,26 +249,22 @@ def test_the_copy_command_moves_a_sqlite_store_to_postgres_and_says_what_it_did(
         s = tk.create_session(me, title="plan").value
         tk.append_messages(me, s.id, [{"role": "user", "content": f"m{i}"} for i in range(5)])
     runner = CliRunner()
-    gen = _database("postgres", tmp_path / "unused")
-    target = next(gen)
-    try:
-        r = runner.invoke(app, ["copy", target, "--database-url", source])
-        assert r.exit_code == 0, r.output
-        assert "copied 1 users, 1 sessions, 5 messages, 0 uploads" in r.output
-        assert "read back identical" in r.output
-        with Threadkeep.open(target) as copied:
-            assert [m.content for m in copied.get_messages(me, s.id)] == [f"m{i}" for i in range(5)]
-        again = runner.invoke(app, ["copy", target, "--database-url", source])
-        assert again.exit_code == 2
-        assert "is not empty" in again.output
-        absent = target.rsplit("/", 1)[0] + "/tk_no_such_database"
-        missing = runner.invoke(app, ["copy", absent, "--database-url", source])
-        assert missing.exit_code == 2
-        assert "cannot open the copy's target" in missing.output
-        assert '"tk_no_such_database" does not exist' in missing.output
-        assert "createdb" in missing.output
-    finally:
-        gen.close()
+    target = pg_url
+    r = runner.invoke(app, ["copy", target, "--database-url", source])
+    assert r.exit_code == 0, r.output
+    assert "copied 1 users, 1 sessions, 5 messages, 0 uploads" in r.output
+    assert "read back identical" in r.output
+    with Threadkeep.open(target) as copied:
+        assert [m.content for m in copied.get_messages(me, s.id)] == [f"m{i}" for i in range(5)]
+    again = runner.invoke(app, ["copy", target, "--database-url", source])
+    assert again.exit_code == 2
+    assert "is not empty" in again.output
+    absent = target.rsplit("/", 1)[0] + "/tk_no_such_database"
+    missing = runner.invoke(app, ["copy", absent, "--database-url", source])
+    assert missing.exit_code == 2
+    assert "cannot open the copy's target" in missing.output
+    assert '"tk_no_such_database" does not exist' in missing.output
+    assert "createdb" in missing.output
 
 
 def test_branches_whose_ids_sort_before_their_parents_copy_parents_first(
@@ -334,41 +289,35 @@ def test_branches_whose_ids_sort_before_their_parents_copy_parents_first(
 
 
 def test_change_rows_not_yet_numbered_on_postgres_are_numbered_in_commit_order(
-    tmp_path: Path, target: Settings
+    pg_url: str, target: Settings
 ) -> None:
     """On PostgreSQL a change row is numbered just after it commits
     (store/changes.py). A copy whose snapshot falls in between numbers such
     rows itself, as the assigner would: SQLite would never number them, and
     a client following the copy's log would miss them."""
-    gen = _database("postgres", tmp_path / "unused")
-    source = next(gen)
-    try:
-        with Threadkeep.open(source) as tk:
-            me = Actor(tk.create_user("ada").value.id)
-            s = tk.create_session(me, title="plan").value
-            for i in range(3):
-                tk.append_message(me, s.id, {"role": "user", "content": f"m{i}"})
-            state = tk.sync_state()
-        # The state a snapshot can catch: the last two transactions committed,
-        # their rows not numbered yet, log_state not moved past them.
-        with psycopg.connect(source, autocommit=True) as c:
-            txids = [
-                r[0]
-                for r in c.execute(
-                    "SELECT DISTINCT txid FROM changes ORDER BY txid DESC LIMIT 2"
-                ).fetchall()
-            ]
-            unnumbered = c.execute(
-                "UPDATE changes SET log_offset = NULL WHERE txid = ANY(%s) RETURNING id",
-                (txids,),
+    source = pg_url
+    with Threadkeep.open(source) as tk:
+        me = Actor(tk.create_user("ada").value.id)
+        s = tk.create_session(me, title="plan").value
+        for i in range(3):
+            tk.append_message(me, s.id, {"role": "user", "content": f"m{i}"})
+        state = tk.sync_state()
+    # The state a snapshot can catch: the last two transactions committed,
+    # their rows not numbered yet, log_state not moved past them.
+    with psycopg.connect(source, autocommit=True) as c:
+        txids = [
+            r[0]
+            for r in c.execute(
+                "SELECT DISTINCT txid FROM changes ORDER BY txid DESC LIMIT 2"
             ).fetchall()
-            c.execute(
-                "UPDATE log_state SET last_offset = %s", (state.last_offset - len(unnumbered),)
-            )
-        with Threadkeep.open(source) as tk:
-            copy_store(tk, target)
-    finally:
-        gen.close()
+        ]
+        unnumbered = c.execute(
+            "UPDATE changes SET log_offset = NULL WHERE txid = ANY(%s) RETURNING id",
+            (txids,),
+        ).fetchall()
+        c.execute("UPDATE log_state SET last_offset = %s", (state.last_offset - len(unnumbered),))
+    with Threadkeep.open(source) as tk:
+        copy_store(tk, target)
     with Threadkeep.open(settings=target) as copied:
         assert copied.sync_state().last_offset == state.last_offset
         read = copied.shape_changes(me, "messages", 0, limit=100).changes

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from conftest import create_pg_database, drop_pg_database, row_counts
+from conftest import create_pg_database, drop_pg_database, empty_database, row_counts
 from threadkeep import Actor, Threadkeep
 from threadkeep.api import create_app
 from threadkeep.cli.main import app
@@ -46,14 +46,8 @@ def old_snapshot(tk: Threadkeep, me: Actor, sid: str, days: float = 45) -> str:
 
 @pytest.fixture
 def target_url(engine_name: str, tmp_path: Path) -> Iterator[str]:
-    if engine_name == "sqlite":
-        yield f"sqlite:///{tmp_path / 'elsewhere' / 'threadkeep.db'}"
-        return
-    url = create_pg_database()
-    try:
+    with empty_database(engine_name, tmp_path / "elsewhere" / "threadkeep.db") as url:
         yield url
-    finally:
-        drop_pg_database(url)
 
 
 def test_cleanup_lists_in_a_dry_run_then_deletes(db_url: str) -> None:

@@ -3,6 +3,8 @@ branch, loses nothing), forks of forks, list_branches."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import sqlalchemy as sa
 from contract_helpers import (
@@ -15,6 +17,7 @@ from contract_helpers import (
     writes_nothing,
 )
 
+from conftest import running_in_threads
 from threadkeep import (
     AlreadyExists,
     InvalidInput,
@@ -447,41 +450,22 @@ def test_forks_racing_rewinds_of_their_parent_read_exactly_what_they_forked(tk, 
     messages were. So a fork holds its parent row while it writes (on
     PostgreSQL: FOR KEY SHARE, which a rewind's lock waits for and an
     append's does not); on SQLite the single writer serialises the two."""
-    import threading
-
     s = tk.create_session(actor).value
     _append(tk, actor, s.id, *[f"m{i}" for i in range(1, 501)])
     forks: list[tuple[str, int]] = []
-    failures: list[BaseException] = []
-    stop = threading.Event()
 
     def fork_at_the_head() -> None:
-        try:
-            while not stop.is_set():
-                head = tk.get_session(actor, s.id).head_seq
-                try:
-                    b = tk.fork_session(actor, s.id, at_seq=head).value
-                except InvalidInput:  # the head moved below it first: refused
-                    continue
-                forks.append((b.id, head))
-        except BaseException as exc:
-            failures.append(exc)
+        head = tk.get_session(actor, s.id).head_seq
+        with contextlib.suppress(InvalidInput):  # the head moved below it first
+            forks.append((tk.fork_session(actor, s.id, at_seq=head).value.id, head))
 
-    threads = [threading.Thread(target=fork_at_the_head) for _ in range(2)]
-    for t in threads:
-        t.start()
-    try:
+    with running_in_threads(fork_at_the_head, fork_at_the_head):
         # Until enough forks have raced (they wait for rewinds, so a loaded
         # machine sees fewer per rewind), or the history runs out.
         for to in range(499, 0, -1):
             tk.rewind_session(actor, s.id, to_seq=to)
             if to < 450 and len(forks) >= 30:
                 break
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
-    assert failures == []
     assert len(forks) > 10
     for branch_id, at in forks:
         history = tk.get_history(actor, branch_id)
@@ -494,43 +478,21 @@ def test_a_fork_at_a_message_racing_rewinds_forks_at_that_message_or_is_refused(
     The branch must end with exactly that message, or the fork must be
     refused because the message left the history: never a fork at whatever
     message holds that seq by the time the fork is written."""
-    import threading
-
     s = tk.create_session(actor).value
     _append(tk, actor, s.id, *[f"m{i}" for i in range(1, 21)])
     forks: list[tuple[str, str]] = []
-    refused = 0
-    failures: list[BaseException] = []
-    stop = threading.Event()
 
     def fork_at_the_last_message() -> None:
-        nonlocal refused
-        try:
-            while not stop.is_set():
-                last = tk.last_messages(actor, s.id, 1)[-1]
-                try:
-                    b = tk.fork_session(actor, s.id, at_message_id=last.id).value
-                except MessageNotFound:
-                    refused += 1
-                    continue
-                forks.append((b.id, last.id))
-        except BaseException as exc:
-            failures.append(exc)
+        last = tk.last_messages(actor, s.id, 1)[-1]
+        with contextlib.suppress(MessageNotFound):  # it left the history first
+            forks.append((tk.fork_session(actor, s.id, at_message_id=last.id).value.id, last.id))
 
-    threads = [threading.Thread(target=fork_at_the_last_message) for _ in range(2)]
-    for t in threads:
-        t.start()
-    try:
+    with running_in_threads(fork_at_the_last_message, fork_at_the_last_message):
         for i in range(2000):  # until enough forks have raced
             tk.rewind_session(actor, s.id, to_seq=19)
             _append(tk, actor, s.id, f"again {i}")
             if i >= 50 and len(forks) >= 30:
                 break
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
-    assert failures == []
     assert len(forks) > 10
     for branch_id, message_id in forks:
-        assert tk.get_history(actor, branch_id)[-1].id == message_id, (branch_id, refused)
+        assert tk.get_history(actor, branch_id)[-1].id == message_id, branch_id

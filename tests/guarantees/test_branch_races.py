@@ -15,11 +15,14 @@ CHANGELOG.md). This test looks for the whole family on purpose.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import random
 import threading
 import time
 
+from conftest import running_in_threads
 from replay_checks import assert_log_rebuilds
 from threadkeep import (
     Actor,
@@ -106,27 +109,14 @@ def test_forks_rewinds_appends_and_purges_racing_keep_every_history_whole(
     tk.append_messages(actor, root, [{"role": "user", "content": f"r{i}"} for i in range(30)])
     start = {Shape(t, actor.user_id): tk.shape_snapshot(actor, t) for t in tables.SYNCED_TABLES}
     tree = Tree(tk, actor, root)
-    failures: list[BaseException] = []
-    deadline = time.monotonic() + SECONDS
 
-    def run(rng: random.Random) -> None:
-        try:
-            while time.monotonic() < deadline:
-                try:
-                    tree.step(rng)
-                except REFUSED:
-                    pass
-        except BaseException as exc:
-            failures.append(exc)
+    def step(rng: random.Random) -> None:
+        with contextlib.suppress(*REFUSED):
+            tree.step(rng)
 
-    threads = [
-        threading.Thread(target=run, args=(random.Random(seed * 10 + i),)) for i in range(THREADS)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert failures == [], seed
+    loops = [functools.partial(step, random.Random(seed * 10 + i)) for i in range(THREADS)]
+    with running_in_threads(*loops):
+        time.sleep(SECONDS)
     assert tree.done.get("fork", 0) + tree.done.get("fork_at_message", 0) > 5, tree.done
     assert tree.done.get("rewind", 0) > 5, tree.done
 

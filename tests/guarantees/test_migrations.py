@@ -7,8 +7,6 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,7 @@ from alembic.migration import MigrationContext
 from guarantee_helpers import Child
 
 import threadkeep
-from conftest import create_pg_database, drop_pg_database, row_counts
+from conftest import empty_database, row_counts
 from threadkeep import Actor, Threadkeep
 from threadkeep.store import migrate, open_engine, search, tables
 from threadkeep.store.postgres import normalise_url
@@ -34,18 +32,6 @@ def _sa_engine(url: str) -> sa.Engine:
     if url.startswith("sqlite"):
         return sa.create_engine(url, poolclass=sa.pool.NullPool)
     return sa.create_engine(normalise_url(url), poolclass=sa.pool.NullPool)
-
-
-@contextmanager
-def _fresh_url(engine_name: str, path: Path) -> Iterator[str]:
-    if engine_name == "sqlite":
-        yield f"sqlite:///{path}"
-        return
-    url = create_pg_database()
-    try:
-        yield url
-    finally:
-        drop_pg_database(url)
 
 
 def _schema(url: str) -> dict[str, Any]:
@@ -117,7 +103,7 @@ def _described_checks(engine_name: str, tmp_path: Path) -> dict[str, Any]:
     """The CHECK constraints of a database made straight from tables.py
     (``create_all``, no migration): what every migrated database must hold."""
     if engine_name not in _DESCRIBED:
-        with _fresh_url(engine_name, tmp_path / "described.db") as url:
+        with empty_database(engine_name, tmp_path / "described.db") as url:
             eng = _sa_engine(url)
             try:
                 tables.metadata.create_all(eng)
@@ -351,7 +337,7 @@ def test_processes_opening_a_fresh_database_at_once_all_succeed(
     head. (Each child has imported threadkeep before "go", and an upgrade takes
     a few hundred milliseconds, so the opens overlap.)"""
     for rnd in range(OPEN_ROUNDS):
-        with _fresh_url(engine_name, tmp_path / f"fresh-{rnd}.db") as url:
+        with empty_database(engine_name, tmp_path / f"fresh-{rnd}.db") as url:
             children = [Child("open", url) for _ in range(2)]
             try:
                 for c in children:
