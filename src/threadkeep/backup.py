@@ -40,6 +40,7 @@ from threadkeep.model.common import utcnow
 from threadkeep.model.sync import SyncState
 from threadkeep.store import backup as backup_q
 from threadkeep.store import migrate as migrations
+from threadkeep.store import shown_url
 
 FORMAT = "threadkeep-backup"
 FORMAT_VERSION = 1
@@ -373,7 +374,7 @@ def _check_target(url: str, settings: Settings, force: bool) -> None:
         if any(p.is_dir() and len(p.name) == 2 for p in blob_dir.iterdir()):
             holds.append(f"blobs in {blob_dir}")
     if holds and not force:
-        raise RestoreTargetNotEmpty(_shown(url), "holds " + ", ".join(holds))
+        raise RestoreTargetNotEmpty(shown_url(url), "holds " + ", ".join(holds))
 
 
 def _tables_with_data(url: str) -> list[str]:
@@ -383,7 +384,7 @@ def _tables_with_data(url: str) -> list[str]:
             return [f"rows in {t}" for t in backup_q.data_held(conn)]
     except sa.exc.DBAPIError as exc:
         raise BackupError(
-            f"cannot open the restore target {_shown(url)}: {str(exc).splitlines()[0]}; "
+            f"cannot open the restore target {shown_url(url)}: {str(exc).splitlines()[0]}; "
             "for PostgreSQL, create the database first (createdb); a SQLite target "
             "must be a threadkeep database or not exist"
         ) from None
@@ -400,11 +401,6 @@ def _fs_blob_dir(url: str, settings: Settings) -> Path | None:
     if backend != "fs":
         return None
     return Path(settings.blobs.path).expanduser() if settings.blobs.path else default_path(url)
-
-
-def _shown(url: str) -> str:
-    u = sa.make_url(url)
-    return url if u.password is None else u.render_as_string(hide_password=True)
 
 
 def _check_counts(url: str, manifest: Manifest) -> None:

@@ -34,6 +34,7 @@ from threadkeep.errors import BlobMissing, CopyError, CopyTargetNotEmpty, StoreE
 from threadkeep.library import Threadkeep
 from threadkeep.store import backup as backup_q
 from threadkeep.store import copy as copy_q
+from threadkeep.store import shown_url
 
 #: (phase, done, total). Phases: ``blobs`` (bytes), ``rows``, ``compare`` (tables).
 Progress = Callable[[str, int, int], None]
@@ -53,11 +54,6 @@ class CopyResult:
     # Uploads whose bytes the source's blob store no longer had: copied as
     # they were (the rows), and listed so that the loss is not silent.
     missing_blobs: list[str] = field(default_factory=list)
-
-
-def _shown(url: str) -> str:
-    u = sa.make_url(url)
-    return url if u.password is None else u.render_as_string(hide_password=True)
 
 
 def _same_database(a: str, b: str) -> bool:
@@ -91,19 +87,19 @@ def copy_store(
     source_url = source.engine.url
     target_url = target.database_url
     if _same_database(source_url, target_url):
-        raise CopyError(f"the target {_shown(target_url)} is the source database itself")
+        raise CopyError(f"the target {shown_url(target_url)} is the source database itself")
     try:
         destination = Threadkeep.open(settings=target)  # creates and migrates its schema
     except (StoreError, sa.exc.DBAPIError) as exc:
         reason = str(exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc).strip()
         raise CopyError(
-            f"cannot open the copy's target {_shown(target_url)}: {reason}; for PostgreSQL, "
+            f"cannot open the copy's target {shown_url(target_url)}: {reason}; for PostgreSQL, "
             "create the database first (createdb) and check the URL"
         ) from exc
     try:
         holds = copy_q.holds_data(target_url)
         if holds:
-            raise CopyTargetNotEmpty(_shown(target_url), "rows in " + ", ".join(holds))
+            raise CopyTargetNotEmpty(shown_url(target_url), "rows in " + ", ".join(holds))
         with copy_q.snapshot(source_url) as src:
             copied, missing = _copy_blobs(source, destination, src, report)
             with copy_q.writing(target_url) as dst:
@@ -113,7 +109,7 @@ def copy_store(
         counts = {name: digest.rows for name, digest in wrote.items()}
     finally:
         destination.close()
-    return CopyResult(_shown(target_url), counts, copied, missing)
+    return CopyResult(shown_url(target_url), counts, copied, missing)
 
 
 def _copy_blobs(

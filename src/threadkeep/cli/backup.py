@@ -25,9 +25,10 @@ from rich.text import Text
 from threadkeep.backup import Progress as ProgressFn
 from threadkeep.backup import backup_store, restore_store
 from threadkeep.cli.errors import reported_errors
-from threadkeep.cli.migrate import DatabaseUrl, _shown
+from threadkeep.cli.migrate import DatabaseUrl
 from threadkeep.cli.token import open_store
 from threadkeep.config import load_settings
+from threadkeep.store import shown_url
 from threadkeep.store.translate import translate_errors
 
 _PHASES = {
@@ -103,7 +104,7 @@ def backup(
     with reported_errors():
         tk = open_store(database_url)
         try:
-            out.print(f"backing up {_shown(tk.engine.url)} into {dest}", markup=False)
+            out.print(f"backing up {shown_url(tk.engine.url)} into {dest}", markup=False)
             with progress_bars(out) as progress, translate_errors():
                 manifest = backup_store(tk, dest, progress=progress)
         finally:
@@ -151,7 +152,7 @@ def restore(
     out = Console(highlight=False, soft_wrap=True)
     with reported_errors():
         settings = load_settings(database_url=database_url)
-        out.print(f"restoring {src} into {_shown(settings.database_url)}", markup=False)
+        out.print(f"restoring {src} into {shown_url(settings.database_url)}", markup=False)
         with progress_bars(out) as progress, translate_errors():
             done = restore_store(src, settings=settings, force=force, progress=progress)
     m = done.manifest

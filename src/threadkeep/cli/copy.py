@@ -9,10 +9,11 @@ from rich.console import Console
 
 from threadkeep.cli.backup import progress_bars
 from threadkeep.cli.errors import reported_errors
-from threadkeep.cli.migrate import DatabaseUrl, _shown
+from threadkeep.cli.migrate import DatabaseUrl
 from threadkeep.cli.token import open_store
 from threadkeep.config import load_settings
 from threadkeep.copy_store import copy_store
+from threadkeep.store import shown_url
 from threadkeep.store.translate import translate_errors
 
 
@@ -45,7 +46,7 @@ def copy(
         target_settings = load_settings(database_url=target)
         tk = open_store(database_url)
         try:
-            out.print(f"copying {_shown(tk.engine.url)} into {_shown(target)}", markup=False)
+            out.print(f"copying {shown_url(tk.engine.url)} into {shown_url(target)}", markup=False)
             with progress_bars(out) as progress, translate_errors():
                 done = copy_store(tk, target_settings, progress=progress)
         finally:
@@ -62,7 +63,7 @@ def copy(
             f"[yellow]warning:[/] {len(done.missing_blobs)} uploads' bytes were already "
             f"missing from the source's blob store: {', '.join(done.missing_blobs[:3])}"
         )
-    out.print(f"point threadkeep at the copy: THREADKEEP_DATABASE_URL={_shown(target)}")
+    out.print(f"point threadkeep at the copy: THREADKEEP_DATABASE_URL={shown_url(target)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -28,12 +28,12 @@ from rich.markup import escape
 from threadkeep.cli import reindex
 from threadkeep.cli.errors import EXIT_CHECK_FAILED, EXIT_OK, describe
 from threadkeep.cli.errors import _one_line as one_line
-from threadkeep.cli.migrate import DatabaseUrl, _shown
+from threadkeep.cli.migrate import DatabaseUrl
 from threadkeep.config import Settings, data_dir, load_settings
 from threadkeep.errors import SchemaTooNew, ThreadkeepError
 from threadkeep.library import Threadkeep
 from threadkeep.model.common import utcnow
-from threadkeep.store import diagnostics, open_engine
+from threadkeep.store import diagnostics, open_engine, shown_url
 from threadkeep.store import migrate as migrations
 from threadkeep.store.contract import StoreEngine
 from threadkeep.store.translate import translate_errors
@@ -374,7 +374,7 @@ def run_checks(database_url: str | None = None, host: str | None = None) -> Repo
             header_journal = diagnostics.sqlite_file_journal(path)
     try:
         with _opened(url) as engine:
-            report.add("database", "ok", f"reachable: {_shown(url)} ({engine.dialect})")
+            report.add("database", "ok", f"reachable: {shown_url(url)} ({engine.dialect})")
             if is_sqlite:
                 _check_sqlite(report, engine, header_journal)
             else:
@@ -392,7 +392,7 @@ def run_checks(database_url: str | None = None, host: str | None = None) -> Repo
             "a backup taken before (docs/rollback.md)",
         )
     except (ThreadkeepError, sa.exc.SQLAlchemyError, OSError) as exc:
-        report.add("database", "fail", f"{_shown(url)}: {_plain(exc)}", _CONNECT_HINT)
+        report.add("database", "fail", f"{shown_url(url)}: {_plain(exc)}", _CONNECT_HINT)
     return report
 
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from threadkeep.cli.errors import EXIT_CHECK_FAILED, reported_errors
 from threadkeep.config import load_settings
 from threadkeep.store import migrate as migrations
-from threadkeep.store import open_engine
+from threadkeep.store import open_engine, shown_url
 from threadkeep.store.translate import translate_errors
 
 DatabaseUrl = Annotated[
@@ -28,15 +28,6 @@ DatabaseUrl = Annotated[
         show_default=False,
     ),
 ]
-
-
-def _shown(url: str) -> str:
-    """The URL without its password, fit to print."""
-    try:
-        parsed = sa.make_url(url)
-    except sa.exc.ArgumentError:
-        return url
-    return url if parsed.password is None else parsed.render_as_string(hide_password=True)
 
 
 def _revision(rev: str | None, head: str) -> str:
@@ -79,7 +70,7 @@ def migrate(
     with reported_errors():
         url = load_settings(database_url=database_url).database_url
         head = migrations.code_head()
-        out.print(f"database: {_shown(url)}", markup=False)
+        out.print(f"database: {shown_url(url)}", markup=False)
         if check:
             missing = _missing_sqlite_file(url)
             if missing is not None:

@@ -21,11 +21,12 @@ from rich.console import Console
 
 from threadkeep import __version__
 from threadkeep.cli.errors import EXIT_ERROR, print_error, reported_errors
-from threadkeep.cli.migrate import DatabaseUrl, _shown
+from threadkeep.cli.migrate import DatabaseUrl
 from threadkeep.cli.token import ensure_local_user
 from threadkeep.config import load_settings
 from threadkeep.library import Threadkeep
 from threadkeep.model.common import Actor
+from threadkeep.store import shown_url
 from threadkeep.store.translate import translate_errors
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -138,7 +139,7 @@ def serve(
                 base = f"http://{_url_host(settings.host)}:{bound_port}"
                 out.print(
                     f"threadkeep {__version__} serving {base} "
-                    f"(database: {_shown(settings.database_url)})",
+                    f"(database: {shown_url(settings.database_url)})",
                     markup=False,
                 )
                 if settings.host not in _LOOPBACK:

@@ -3,8 +3,19 @@ the URL and brings the schema up to date."""
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+
 from threadkeep.errors import StoreError
 from threadkeep.store.contract import StoreEngine, WriteTx
+
+
+def shown_url(url: str) -> str:
+    """``url`` without its password, fit to print or log."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        return url
+    return url if parsed.password is None else parsed.render_as_string(hide_password=True)
 
 
 def open_engine(url: str, *, migrate: bool = True) -> StoreEngine:
@@ -37,4 +48,4 @@ def open_engine(url: str, *, migrate: bool = True) -> StoreEngine:
     return engine
 
 
-__all__ = ["StoreEngine", "WriteTx", "open_engine"]
+__all__ = ["StoreEngine", "WriteTx", "open_engine", "shown_url"]
