@@ -23,14 +23,12 @@ import sqlalchemy as sa
 
 from threadkeep.errors import CopyError
 from threadkeep.model.jsontext import dumps
+from threadkeep.model.sync import SyncState
 from threadkeep.store import search
-from threadkeep.store.backup import sa_url
+from threadkeep.store.backup import Report, row_counts, sa_url
 from threadkeep.store.changes import pending_in_commit_order
 from threadkeep.store.sync import read_state, reset_epochs
 from threadkeep.store.tables import changes, log_state, metadata, sessions
-
-#: (rows done, rows in all).
-Report = Callable[[int, int], None]
 
 # Not copied as rows: the blob store's own tables (its bytes are copied
 # through the blob stores, which may not keep them in the database at all),
@@ -114,14 +112,6 @@ def holds_data(url: str) -> list[str]:
         engine.dispose()
 
 
-def row_counts(conn: sa.Connection) -> dict[str, int]:
-    """Rows in each table a copy moves."""
-    return {
-        t.name: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
-        for t in COPIED
-    }
-
-
 @dataclass
 class Digest:
     """A table's rows, summed: equal digests mean equal multisets of rows
@@ -200,18 +190,13 @@ def table_digest(conn: sa.Connection, table: sa.Table) -> Digest:
     return digest
 
 
-def offsets_to_assign(src: sa.Connection) -> tuple[dict[int, int], int]:
+def offsets_to_assign(src: sa.Connection, last_offset: int) -> dict[int, int]:
     """Offsets for the change rows that committed on PostgreSQL but were not
-    numbered yet (store/changes.py), given as the assigner would give them:
-    {change id: offset}, and the last offset after them. SQLite never leaves
-    a row unnumbered, and it would not know to number one later."""
-    state = read_state(src)
-    last = state.last_offset
-    numbered: dict[int, int] = {}
-    for change_id in pending_in_commit_order(src):
-        last += 1
-        numbered[change_id] = last
-    return numbered, last
+    numbered yet (store/changes.py), after ``last_offset`` and in the order
+    the assigner would give them: {change id: offset}. SQLite never leaves a
+    row unnumbered, and it would not know to number one later."""
+    pending = pending_in_commit_order(src)
+    return {change_id: last_offset + k for k, change_id in enumerate(pending, start=1)}
 
 
 def number_change(numbered: dict[int, int]) -> Callable[[dict[str, Any]], None]:
@@ -222,11 +207,11 @@ def number_change(numbered: dict[int, int]) -> Callable[[dict[str, Any]], None]:
     return fix
 
 
-def finish(dst: sa.Connection, src: sa.Connection, last_offset: int, epoch: int) -> None:
-    """Everything but the rows: the log's counters as the source had them,
-    the target's sequences past the copied keys, SQLite's search index, and a
-    new sync epoch, so that no handle issued by the source is served here."""
-    state = read_state(src)
+def finish(dst: sa.Connection, state: SyncState, last_offset: int, epoch: int) -> None:
+    """Everything but the rows: the log's counters as the source had them
+    (``state``), the target's sequences past the copied keys, SQLite's search
+    index, and a new sync epoch, so that no handle issued by the source is
+    served here."""
     dst.execute(
         log_state.update()
         .where(log_state.c.id == 1)
@@ -262,7 +247,8 @@ def copy_rows(
 ) -> dict[str, Digest]:
     """Every copied table from ``src`` into ``dst``, then finish(); the
     digest of what was written, per table."""
-    total = sum(row_counts(src).values())
+    counts = row_counts(src)
+    total = sum(counts[t.name] for t in COPIED)
     done = 0
 
     def step(n: int) -> None:
@@ -271,10 +257,11 @@ def copy_rows(
         report(done, total)
 
     report(0, total)
-    numbered, last_offset = offsets_to_assign(src)
+    state = read_state(src)
+    numbered = offsets_to_assign(src, state.last_offset)
     out: dict[str, Digest] = {}
     for table in COPIED:
         fix = number_change(numbered) if table is changes and numbered else None
         out[table.name] = copy_table(src, dst, table, step, fix)
-    finish(dst, src, last_offset, epoch)
+    finish(dst, state, state.last_offset + len(numbered), epoch)
     return out
