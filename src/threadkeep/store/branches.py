@@ -31,16 +31,15 @@ def _known(tx: WriteTx, owner_id: str, message_id: str | None) -> None:
         message_q.get_message(tx.conn, owner_id, message_id)
 
 
-def _resolve(
-    tx: WriteTx, owner_id: str, session_id: str, seq: int | None, message_id: str | None
-) -> int:
-    """The seq of the point, given as a seq or as a message of the history.
-    Called with the session row held, so the message cannot move meanwhile.
-    (An unknown message was already refused by :func:`_known`.)"""
+def _resolve(tx: WriteTx, owner_id: str, row: Any, seq: int | None, message_id: str | None) -> int:
+    """The seq of the point, given as a seq or as a message of the history of
+    the session ``row``. Called with that row held, so the message cannot
+    move meanwhile; read again here for that reason (:func:`_known` read it
+    before the lock only to refuse an unknown id first)."""
     if message_id is None:
         assert seq is not None
         return seq
-    return message_q.seq_in_history(tx.conn, owner_id, session_id, message_id)
+    return message_q.seq_in_history(tx.conn, owner_id, row, message_id)
 
 
 def fork(
@@ -64,7 +63,7 @@ def fork(
     with a hole (tests/contract/test_branches.py, forks racing rewinds)."""
     _known(tx, owner_id, at_message_id)
     parent = session_q.get_live_row(tx.conn, owner_id, session_id, key_share=True)
-    at_seq = _resolve(tx, owner_id, session_id, at_seq, at_message_id)
+    at_seq = _resolve(tx, owner_id, parent, at_seq, at_message_id)
     _check_seq("at_seq", at_seq, parent.head_seq)
     fields: dict[str, Any] = {k: parent._mapping[k] for k in _INHERITED}
     if title is not None:
@@ -87,7 +86,7 @@ def rewind(
     conn = tx.conn
     _known(tx, owner_id, to_message_id)
     s = session_q.get_live_row(conn, owner_id, session_id, lock=True)
-    to_seq = _resolve(tx, owner_id, session_id, to_seq, to_message_id)
+    to_seq = _resolve(tx, owner_id, s, to_seq, to_message_id)
     _check_seq("to_seq", to_seq, s.head_seq)
     if to_seq == s.head_seq:
         # Nothing follows: nothing moves. Logged all the same, so the txid this

@@ -216,11 +216,10 @@ def _last_of_root_statement() -> sa.Executable:
     )
 
 
-def seq_in_history(conn: sa.Connection, owner_id: str, session_id: str, message_id: str) -> int:
-    """The seq of ``message_id`` if it is part of the session's history (its own
-    or inherited); MessageNotFound otherwise."""
+def seq_in_history(conn: sa.Connection, owner_id: str, row: Any, message_id: str) -> int:
+    """The seq of ``message_id`` if it is part of the history (its own or
+    inherited) of the session whose row is ``row``; MessageNotFound otherwise."""
     msg = get_message(conn, owner_id, message_id)
-    row = session_q.get_row(conn, owner_id, session_id)
     for sid, lo, hi in segments(conn, owner_id, row):
         if msg.session_id == sid and lo <= msg.seq <= hi:
             return msg.seq
