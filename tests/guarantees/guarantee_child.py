@@ -13,6 +13,10 @@
         open, print "ready", then THREADS threads run random writes of every
         kind (tests/random_writes.py) on USER's SESSION and what they make,
         for ever, printing "did OP" after each. Meant to be killed with SIGKILL.
+    guarantee_child.py branches URL USER ROOT SEED THREADS SECONDS
+        open, print "ready", wait for "go", then THREADS threads run random
+        branch operations (branch_tree.py) on the tree under ROOT for SECONDS,
+        then print "done COUNTS" (a JSON object: operation -> times done).
     guarantee_child.py open URL
         print "ready", wait for "go", Threadkeep.open(URL) (which migrates),
         print "rev REVISION".
@@ -22,10 +26,12 @@ Any unexpected error: the traceback on stderr, exit status 3.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -121,6 +127,35 @@ def cmd_random(
     run_threads(int(threads), run)
 
 
+def cmd_branches(url: str, user: str, root: str, seed: str, threads: str, seconds: str) -> None:
+    sys.path.insert(0, str(Path(__file__).parent.parent))  # tests/, for replay_checks
+    from branch_tree import Tree
+
+    tk = Threadkeep.open(url)
+    tree = Tree(tk, Actor(user), root)
+    emit("ready")
+    wait_go()
+    end = time.monotonic() + float(seconds)
+
+    def run(t: int) -> None:
+        rng = random.Random(f"{seed}-{t}")
+        try:
+            while time.monotonic() < end:
+                tree.step(rng)  # a refused operation is fine; anything else is not
+        except BaseException:
+            traceback.print_exc()
+            sys.stderr.flush()
+            os._exit(3)
+
+    workers = [threading.Thread(target=run, args=(t,)) for t in range(int(threads))]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    emit("done " + json.dumps(tree.done))
+    tk.close()
+
+
 def cmd_open(url: str) -> None:
     emit("ready")
     wait_go()
@@ -134,7 +169,13 @@ def cmd_open(url: str) -> None:
 def main() -> None:
     mode, *args = sys.argv[1:]
     try:
-        commands = {"append": cmd_append, "loop": cmd_loop, "random": cmd_random, "open": cmd_open}
+        commands = {
+            "append": cmd_append,
+            "loop": cmd_loop,
+            "random": cmd_random,
+            "branches": cmd_branches,
+            "open": cmd_open,
+        }
         commands[mode](*args)
     except BaseException:
         traceback.print_exc()

@@ -1,157 +1,112 @@
 """Branch operations racing each other on one tree of sessions, on both engines.
 
 Forks, rewinds (by seq and by message id), appends, streamed replies, tool
-events, and trash-then-purge of leaves, from four threads at once. Each
-operation either happens whole or is refused with a typed error. Afterwards
-every history is whole (seq 1..head, and a branch's first ``fork_seq``
-messages are exactly its parent's), and the change log, followed from
-before the threads started, rebuilds every synced table as a sync client
-would hold it.
+events, checkpoints and file changes that name messages and tool events a
+rewind may move, todo lists, and trash-then-purge of leaves, from several
+writers at once (branch_tree.py). Each operation either happens whole or is
+refused with a typed error. Afterwards every history is whole (seq 1..head,
+and a branch's first ``fork_seq`` messages are exactly its parent's), and the
+change log, followed from before the writers started, rebuilds every synced
+table as a sync client would hold it.
 
 Two races of this kind were found by luck (a fork racing a rewind of its
 parent, and a fork at a message id racing a rewind and an append; see
-CHANGELOG.md). This test looks for the whole family on purpose.
+CHANGELOG.md). These tests look for the whole family on purpose: first in
+threads of one store, then across OS processes and two store instances
+(two server instances in miniature), where only the database orders writers.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
+import json
 import os
 import random
-import threading
 import time
 
-from conftest import running_in_threads
-from replay_checks import assert_log_rebuilds
-from threadkeep import (
-    Actor,
-    HasBranches,
-    InvalidInput,
-    InvalidState,
-    MessageNotFound,
-    SessionNotFound,
-    Threadkeep,
-)
-from threadkeep.store import tables
-from threadkeep.sync.shapes import Shape
+import pytest
+from branch_tree import Tree, check_tree, snapshot
+from guarantee_helpers import Child
 
-# The refusals a racing operation may meet: the session or message it chose
-# was moved, trashed, purged or branched by another thread meanwhile.
-REFUSED = (HasBranches, InvalidInput, InvalidState, MessageNotFound, SessionNotFound)
+from conftest import running_in_threads
+from threadkeep import Actor, Threadkeep
+
 THREADS = 4
 SECONDS = 2.0
 
 
-class Tree:
-    """The sessions the threads know of (some may be gone by now)."""
+def _seed() -> int:
+    seed = int(os.environ.get("THREADKEEP_TEST_SEED", time.time_ns() % 1_000_000))
+    print(f"THREADKEEP_TEST_SEED={seed}")
+    return seed
 
-    def __init__(self, tk: Threadkeep, me: Actor, root: str) -> None:
-        self.tk, self.me, self.root = tk, me, root
-        self.ids = [root]
-        self.lock = threading.Lock()
-        self.done: dict[str, int] = {}
 
-    def add(self, sid: str) -> None:
-        with self.lock:
-            self.ids.append(sid)
+def _root(tk: Threadkeep, actor: Actor) -> str:
+    root = tk.create_session(actor, title="root").value.id
+    tk.append_messages(actor, root, [{"role": "user", "content": f"r{i}"} for i in range(30)])
+    return root
 
-    def pick(self, rng: random.Random) -> str:
-        with self.lock:
-            return rng.choice(self.ids)
 
-    def step(self, rng: random.Random) -> None:
-        tk, me = self.tk, self.me
-        sid = self.pick(rng)
-        op = rng.choice(
-            ["append", "append", "fork", "fork_at_message", "rewind", "purge", "stream", "tool"]
-        )
-        if op == "append":
-            n = rng.randint(1, 3)
-            tk.append_messages(me, sid, [{"role": "user", "content": f"{sid[-4:]}"}] * n)
-        elif op == "fork":
-            head = tk.get_session(me, sid).head_seq
-            self.add(tk.fork_session(me, sid, at_seq=rng.randint(0, head)).value.id)
-        elif op == "fork_at_message":
-            last = tk.last_messages(me, sid, 1)
-            if last:
-                self.add(tk.fork_session(me, sid, at_message_id=last[-1].id).value.id)
-        elif op == "rewind":
-            head = tk.get_session(me, sid).head_seq
-            branch = tk.rewind_session(me, sid, to_seq=rng.randint(0, head)).value.branch
-            if branch is not None:
-                self.add(branch.id)
-        elif op == "stream":  # a reply arriving while its session is rewound
-            m = tk.start_message(me, sid, {"role": "assistant", "content": "a"}).value
-            for _ in range(rng.randint(0, 2)):
-                tk.extend_message(me, m.id, " b")
-            tk.finish_message(me, m.id, status=rng.choice(["complete", "incomplete"]))
-        elif op == "tool":
-            last = tk.last_messages(me, sid, 1)
-            link = {"message_id": last[-1].id} if last else {}
-            ev = tk.start_tool_event(me, sid, {"name": "t", **link}).value
-            tk.finish_tool_event(me, ev.id, output={"ok": True})
-        elif sid != self.root:  # the root stays, or the tree could end early
-            tk.delete_session(me, sid)
-            try:
-                tk.purge_session(me, sid)
-            except HasBranches:
-                tk.restore_session(me, sid)
-        self.done[op] = self.done.get(op, 0) + 1
+def _assert_raced(done: dict[str, int]) -> None:
+    assert done.get("fork", 0) + done.get("fork_at_message", 0) > 5, done
+    assert done.get("rewind", 0) > 5, done
 
 
 def test_forks_rewinds_appends_and_purges_racing_keep_every_history_whole(
     tk: Threadkeep, actor: Actor
 ) -> None:
-    seed = int(os.environ.get("THREADKEEP_TEST_SEED", time.time_ns() % 1_000_000))
-    print(f"THREADKEEP_TEST_SEED={seed}")
-    root = tk.create_session(actor, title="root").value.id
-    tk.append_messages(actor, root, [{"role": "user", "content": f"r{i}"} for i in range(30)])
-    start = {Shape(t, actor.user_id): tk.shape_snapshot(actor, t) for t in tables.SYNCED_TABLES}
+    seed = _seed()
+    root = _root(tk, actor)
+    start = snapshot(tk, actor)
     tree = Tree(tk, actor, root)
-
-    def step(rng: random.Random) -> None:
-        with contextlib.suppress(*REFUSED):
-            tree.step(rng)
-
-    loops = [functools.partial(step, random.Random(seed * 10 + i)) for i in range(THREADS)]
+    loops = [functools.partial(tree.step, random.Random(seed * 10 + i)) for i in range(THREADS)]
     with running_in_threads(*loops):
         time.sleep(SECONDS)
-    assert tree.done.get("fork", 0) + tree.done.get("fork_at_message", 0) > 5, tree.done
-    assert tree.done.get("rewind", 0) > 5, tree.done
-
-    live = {s.id: s for s in _all_sessions(tk, actor)}
-    histories = {sid: [m.id for m in tk.get_history(actor, sid)] for sid in live}
-    for sid, s in live.items():
-        seqs = [m.seq for m in tk.get_history(actor, sid)]
-        assert seqs == list(range(1, s.head_seq + 1)), (seed, sid)
-        if s.parent_session_id is not None:
-            assert s.fork_seq is not None
-            parent = histories.get(s.parent_session_id)
-            assert parent is not None, (seed, sid, "its parent is gone")
-            assert histories[sid][: s.fork_seq] == parent[: s.fork_seq], (seed, sid)
-    # An event points at a message of its own session: a rewind that moves
-    # the message takes the event along, or the event is refused.
-    for sid in live:
-        for ev in tk.list_tool_events(actor, sid):
-            if ev.message_id is not None:
-                owner = tk.get_message(actor, ev.message_id).session_id
-                assert owner == sid, (seed, ev.id, "its message is in", owner)
-    # What a sync client saw: the log, followed from before, rebuilds every
-    # synced table, whatever the interleaving.
-    assert_log_rebuilds(tk, actor, start, seed)
+    _assert_raced(tree.done)
+    check_tree(tk, actor, start, seed)
 
 
-def _all_sessions(tk: Threadkeep, actor: Actor) -> list:  # type: ignore[type-arg]
-    """Every session of the actor, live or in the trash (a branch's parent
-    may be in the trash, its history still shared)."""
-    out = []
-    for trash in (False, True):
-        cursor = None
-        while True:
-            page = tk.list_sessions(actor, limit=200, cursor=cursor, trashed=trash)
-            out.extend(page.items)
-            cursor = page.next_cursor
-            if cursor is None:
-                break
-    return out
+@pytest.mark.slow
+def test_branch_races_across_processes_and_store_instances_keep_every_history_whole(
+    db_url: str, tk: Threadkeep, actor: Actor
+) -> None:
+    """Two OS processes and two store instances in this one, two threads
+    each, on one tree: the same operations, ordered only by the database
+    (PostgreSQL's row locks; SQLite's file lock, since each process has its
+    own group-commit writer)."""
+    seed = _seed()
+    root = _root(tk, actor)
+    start = snapshot(tk, actor)
+    children = [
+        Child("branches", db_url, actor.user_id, root, str(seed * 10 + i), "2", str(SECONDS))
+        for i in range(2)
+    ]
+    other = Threadkeep.open(db_url)
+    try:
+        for c in children:
+            c.wait_ready(timeout=60)
+        trees = [Tree(store, actor, root) for store in (tk, other)]
+        loops = [
+            functools.partial(trees[i % 2].step, random.Random(seed * 10 + 2 + i)) for i in range(4)
+        ]
+        with running_in_threads(*loops):
+            for c in children:
+                c.go()
+            time.sleep(SECONDS)
+        rcs = [c.finish(timeout=120) for c in children]
+    finally:
+        other.close()
+        for c in children:
+            if c.proc.poll() is None:
+                c.proc.kill()
+                c.finish(timeout=10)
+    done: dict[str, int] = {}
+    for c, rc in zip(children, rcs, strict=True):
+        assert rc == 0, f"child exited with {rc}:\n{c.stderr}"
+        assert c.lines and c.lines[-1].startswith("done "), (c.lines[-3:], c.stderr)
+        for counts in (json.loads(c.lines[-1][5:]), *(t.done for t in trees)):
+            for op, n in counts.items():
+                done[op] = done.get(op, 0) + n
+    print(done)
+    _assert_raced(done)
+    check_tree(tk, actor, start, seed)
