@@ -180,6 +180,8 @@ def render() -> str:
                 continue
             if module == "builtins":
                 continue
+            if any(ident in names for names in imports.values()):
+                continue  # an alias re-exported by two modules: import it once
             imports.setdefault(module, set()).add(ident)
         ret = sig.return_annotation
         params = _params(sig)

@@ -84,10 +84,10 @@ if TYPE_CHECKING:
     from threadkeep.model.userdata import Progress, UserErasure, UserExport
     from threadkeep.model.users import User
     from threadkeep.service.branches import Rewound
+    from threadkeep.service.imports import Source
     from threadkeep.service.messages import MessageInput, TimelineEventInput, ToolEventInput
     from threadkeep.service.todos import TodoInput
     from threadkeep.service.tokens import ApiToken, IssuedToken, Scope
-    from threadkeep.service.uploads import Source
 
 T = TypeVar("T")
 
@@ -853,6 +853,13 @@ class AsyncThreadkeep:
         self, actor: Actor, session_id: str, event: NewToolEvent | Mapping[str, Any]
     ) -> Committed[ToolEvent]:
         return await self._run(self.sync.start_tool_event, actor, session_id, event)
+
+    async def store_import_blob(self, source: Source, sha256: str) -> None:
+        """Store file bytes that an import brings along (a user archive's
+        ``blobs/<sha256>``), before the rows that name them: durably, checked
+        against ``sha256``, at most the upload size limit. Bytes no row ends
+        up naming are collected like any unused blob (docs/blobs.md)."""
+        return await self._run(self.sync.store_import_blob, source, sha256)
 
     async def stream_my_data(self, actor: Actor) -> Iterator[bytes]:
         """The actor's own archive as a stream of bytes (for ``GET /v1/me/export``)."""

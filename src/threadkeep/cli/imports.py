@@ -18,7 +18,7 @@ from threadkeep.cli.token import ensure_local_user, open_store
 from threadkeep.errors import InvalidInput
 from threadkeep.exporters import FORMATS as EXPORT_FORMATS
 from threadkeep.exporters import ExportCounts, export
-from threadkeep.importers import FORMATS, detect, run_import
+from threadkeep.importers import FORMATS, detect, import_source
 from threadkeep.importers.run import ImportReport, SessionResult
 from threadkeep.library import Threadkeep
 from threadkeep.model.common import Actor
@@ -96,7 +96,9 @@ def import_(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Import chat histories: legacy JSON, localStorage dumps, Claude Code,
-    ChatGPT, Open WebUI, or a threadkeep export.
+    ChatGPT, Open WebUI, a threadkeep export, or a threadkeep user archive
+    (the zip of `threadkeep user export`, checked whole before anything is
+    written, its uploads' bytes included).
 
     Each source session is written in one transaction: a bad record fails
     that session (the report names its file and line) and the others go on.
@@ -131,12 +133,11 @@ def import_(
                         rate=f"{rate:,.0f} msg/s",
                     )
 
-                result = run_import(
+                result = import_source(
                     tk,
                     actor,
-                    FORMATS[fmt].read(path, actor.user_id),
-                    format=fmt,
-                    path=str(path),
+                    path,
+                    fmt,
                     dry_run=dry_run,
                     verify=verify and not dry_run,
                     on_session=on_session,

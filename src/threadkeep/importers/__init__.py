@@ -13,9 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from threadkeep.errors import InvalidInput
-from threadkeep.importers import chatgpt, claude_code, legacy, openwebui, threadkeep_jsonl
-from threadkeep.importers._common import Failed, SkippedItem, SourceItem
-from threadkeep.importers.run import ImportReport, run_import, verify_import
+from threadkeep.importers import (
+    chatgpt,
+    claude_code,
+    legacy,
+    openwebui,
+    threadkeep_archive,
+    threadkeep_jsonl,
+)
+from threadkeep.importers._common import Failed, SkippedItem, SourceError, SourceItem
+from threadkeep.importers.run import ImportReport, Progress, run_import, verify_import
+from threadkeep.model.common import Actor
+from threadkeep.service.imports import ImportOps
 
 
 @dataclass(frozen=True)
@@ -24,6 +33,10 @@ class Format:
     description: str
     looks_like: Callable[[Path], bool]
     read: Callable[[Path, str], Iterator[SourceItem]]
+    #: Run before ``read``, with the store (None: a dry run, which writes
+    #: nothing): what must be in place before the first session, such as an
+    #: archive's file bytes. Raises SourceError to refuse the whole source.
+    prepare: Callable[[Path, ImportOps | None], None] | None = None
 
 
 FORMATS: dict[str, Format] = {
@@ -34,6 +47,16 @@ FORMATS: dict[str, Format] = {
             "threadkeep's own JSONL export (lossless)",
             threadkeep_jsonl.looks_like,
             threadkeep_jsonl.read,
+        ),
+        Format(
+            "threadkeep-archive",
+            "a threadkeep user archive: the zip of `threadkeep user export` or "
+            "GET /v1/me/export (lossless, with uploads)",
+            threadkeep_archive.looks_like,
+            threadkeep_archive.read,
+            lambda path, tk: threadkeep_archive.prepare(
+                path, None if tk is None else tk.store_import_blob
+            ),
         ),
         Format(
             "claude-code",
@@ -94,6 +117,40 @@ def detect(path: Path) -> str:
     )
 
 
+def import_source(
+    tk: ImportOps,
+    actor: Actor,
+    path: Path,
+    format: str,
+    *,
+    dry_run: bool = False,
+    verify: bool = False,
+    on_session: Progress | None = None,
+) -> ImportReport:
+    """Import ``path`` in ``format`` for ``actor``: the format's preparation
+    (an archive is checked whole and its file bytes stored), then every
+    source session in its own transaction (:func:`run_import`). A source the
+    preparation refuses is one failure in the report, and nothing is written."""
+    fmt = FORMATS[format]
+    if fmt.prepare is not None:
+        try:
+            fmt.prepare(path, None if dry_run else tk)
+        except SourceError as exc:
+            report = ImportReport(format, str(path), dry_run)
+            report.failed.append((exc.where, exc.reason))
+            return report
+    return run_import(
+        tk,
+        actor,
+        fmt.read(path, actor.user_id),
+        format=format,
+        path=str(path),
+        dry_run=dry_run,
+        verify=verify,
+        on_session=on_session,
+    )
+
+
 __all__ = [
     "FORMATS",
     "Failed",
@@ -101,6 +158,7 @@ __all__ = [
     "ImportReport",
     "SkippedItem",
     "detect",
+    "import_source",
     "run_import",
     "verify_import",
 ]

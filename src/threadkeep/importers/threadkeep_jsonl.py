@@ -14,7 +14,7 @@ Each group is one transaction.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,80 +60,131 @@ class _Group:
 
 
 def read(path: Path, owner_id: str) -> Iterator[SourceItem]:
-    group: _Group | None = None
-    current: ImportedSession | None = None
+    return read_records(_file_records(path))
+
+
+def _file_records(path: Path) -> Iterator[Record]:
+    """The file's records after its header line, each decoded or the error
+    that decoding it raised."""
     header = False
     for lineno, _, raw in json_lines(path):
         where = f"{path.name} line {lineno}"
-        if not header:
-            header = True
-            try:
-                rec = decode_record(raw, where)
-            except SourceError as exc:
-                yield Failed(exc.where, exc.reason)
-                return
-            if not isinstance(rec, dict) or rec.get("format") != FORMAT:
-                yield Failed(where, "not a threadkeep export (no header line)")
-                return
-            if rec.get("version") != VERSION:
-                yield Failed(where, f"export version {rec.get('version')!r} is unknown")
-                return
-            continue
         try:
             rec = decode_record(raw, where)
-            if not isinstance(rec, dict) or not isinstance(rec.get("data"), dict):
-                raise SourceError(where, 'expected {"type": ..., "data": {...}}')
-            kind, data = rec.get("type"), rec["data"]
-            if kind == "session":
-                s = _session(data, where)
-                if s.parent_id is None or group is None or s.parent_id not in group.by_id:
-                    if group is not None:
-                        yield _finish(group)
-                    if s.parent_id is not None:
-                        raise SourceError(where, f"branch of {s.parent_id}, which is not before it")
-                    group = _Group(s, where)
-                else:
-                    group.root.branches.append(s)
-                    group.by_id[s.id] = s
-                group.expected[s.id] = int(data.get("head_seq", 0))
-                current = s
-                continue
-            if group is None or current is None:
-                raise SourceError(where, "a record before any session")
-            if group.error is not None:
-                continue
-            if kind == "message":
-                msgs = current.messages
-                assert isinstance(msgs, list)
-                m = _message(data, where)
-                want = (current.fork_seq or 0) + len(msgs) + 1
-                if data.get("seq") != want:
-                    raise SourceError(where, f"message seq {data.get('seq')!r}, expected {want}")
-                msgs.append(m)
-            elif kind == "tool_event":
-                current.tool_events.append(_tool(data, where))
-            elif kind == "timeline_event":
-                current.events.append(_event(data, where))
-            elif kind == "record":
-                table = rec.get("table")
-                if not isinstance(table, str):
-                    raise SourceError(where, "a record needs its table's name")
-                current.records.append(ImportedRecord(table, data, where))
-            else:
-                raise SourceError(where, f"unknown record type {kind!r}")
         except SourceError as exc:
-            if group is None:
-                yield Failed(exc.where, exc.reason)
-            elif group.error is None:
-                group.error = exc
-        except (KeyError, TypeError, ValueError) as exc:
-            err = SourceError(where, f"malformed record ({exc})")
-            if group is None:
-                yield Failed(err.where, err.reason)
-            elif group.error is None:
-                group.error = err
+            if not header:
+                raise
+            yield where, exc
+            continue
+        if not header:
+            header = True
+            if not isinstance(rec, dict) or rec.get("format") != FORMAT:
+                raise SourceError(where, "not a threadkeep export (no header line)")
+            if rec.get("version") != VERSION:
+                raise SourceError(where, f"export version {rec.get('version')!r} is unknown")
+            continue
+        yield where, rec
+
+
+#: One record of the export and where it is (file and line): a decoded line,
+#: or the SourceError that decoding it raised.
+Record = tuple[str, Any]
+
+
+def read_records(
+    records: Iterator[Record], *, blobs_in_source: Mapping[str, int] | None = None
+) -> Iterator[SourceItem]:
+    """Source sessions from records in the export's order: each session line
+    followed by its own rows, a root session before its branches, parents
+    first. A root and its branches are one item (one transaction); a bad
+    record fails its group, and the others go on. ``records`` may raise
+    SourceError for the whole source (a bad header): one Failed, nothing else.
+    (Also the reader of a user archive, importers/threadkeep_archive.py.)
+
+    ``blobs_in_source``: sha256 -> size of the file bytes the source itself
+    holds (an archive's, stored before its rows): an upload row naming them
+    is imported with them, and a dry run counts it so."""
+    blobs = blobs_in_source or {}
+    group: _Group | None = None
+    current: ImportedSession | None = None
+    try:
+        for where, rec in records:
+            try:
+                if isinstance(rec, SourceError):
+                    raise rec
+                if not isinstance(rec, dict) or not isinstance(rec.get("data"), dict):
+                    raise SourceError(where, 'expected {"type": ..., "data": {...}}')
+                kind, data = rec.get("type"), rec["data"]
+                if kind == "session":
+                    s = _session(data, where)
+                    if s.parent_id is None or group is None or s.parent_id not in group.by_id:
+                        if group is not None:
+                            yield _finish(group)
+                        group = _Group(s, where)
+                        if s.parent_id is not None:
+                            # Its own failed group: its rows are skipped with it,
+                            # and the report names it, not the group before.
+                            group.error = SourceError(
+                                where, f"branch of {s.parent_id}, which is not before it"
+                            )
+                    else:
+                        group.root.branches.append(s)
+                        group.by_id[s.id] = s
+                    group.expected[s.id] = int(data.get("head_seq", 0))
+                    current = s
+                    continue
+                if group is None or current is None:
+                    raise SourceError(where, "a record before any session")
+                if group.error is not None:
+                    continue
+                _add(current, kind, rec, data, where, blobs)
+            except SourceError as exc:
+                if group is None:
+                    yield Failed(exc.where, exc.reason)
+                elif group.error is None:
+                    group.error = exc
+            except (KeyError, TypeError, ValueError) as exc:
+                err = SourceError(where, f"malformed record ({exc})")
+                if group is None:
+                    yield Failed(err.where, err.reason)
+                elif group.error is None:
+                    group.error = err
+    except SourceError as exc:  # the source as a whole
+        yield Failed(exc.where, exc.reason)
+        return
     if group is not None:
         yield _finish(group)
+
+
+def _add(
+    current: ImportedSession,
+    kind: Any,
+    rec: dict[str, Any],
+    data: Any,
+    where: str,
+    blobs: Mapping[str, int],
+) -> None:
+    """One row of ``current``'s, in its place."""
+    if kind == "message":
+        msgs = current.messages
+        assert isinstance(msgs, list)
+        m = _message(data, where)
+        want = (current.fork_seq or 0) + len(msgs) + 1
+        if data.get("seq") != want:
+            raise SourceError(where, f"message seq {data.get('seq')!r}, expected {want}")
+        msgs.append(m)
+    elif kind == "tool_event":
+        current.tool_events.append(_tool(data, where))
+    elif kind == "timeline_event":
+        current.events.append(_event(data, where))
+    elif kind == "record":
+        table = rec.get("table")
+        if not isinstance(table, str):
+            raise SourceError(where, "a record needs its table's name")
+        own = table == "uploads" and blobs.get(data.get("sha256")) == data.get("size")
+        current.records.append(ImportedRecord(table, data, where, bytes_in_source=own))
+    else:
+        raise SourceError(where, f"unknown record type {kind!r}")
 
 
 def _finish(group: _Group) -> SourceItem:

@@ -122,6 +122,9 @@ class ImportedRecord:
     table: str
     row: dict[str, Any]
     where: str
+    #: An upload row whose bytes the source itself holds (a user archive's
+    #: blobs, checked and stored before the rows): a dry run counts it.
+    bytes_in_source: bool = False
 
 
 @dataclass

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import pydantic
 import sqlalchemy as sa
 
+from threadkeep.blobs.contract import Source as Source  # re-exported for aio.py
 from threadkeep.blobs.contract import check_sha256
 from threadkeep.errors import InvalidInput
 from threadkeep.model.common import Actor
@@ -348,6 +349,10 @@ class ImportOps(UploadOps):
         # Touched, not just looked up: a collection or an erasure before
         # this import commits then spares the bytes (blobs/contract.py).
         size = self.blobs.touch(row["sha256"])
+        if size is None and r.bytes_in_source:
+            # A dry run of an archive, whose bytes a real run stores first. (Gone
+            # again by a real run's write: _hold_blobs refuses the session.)
+            return row
         if size is None:
             skipped.append(
                 (
@@ -368,6 +373,19 @@ class ImportOps(UploadOps):
             )
             return None
         return row
+
+    def store_import_blob(self, source: Source, sha256: str) -> None:
+        """Store file bytes that an import brings along (a user archive's
+        ``blobs/<sha256>``), before the rows that name them: durably, checked
+        against ``sha256``, at most the upload size limit. Bytes no row ends
+        up naming are collected like any unused blob (docs/blobs.md).
+
+        Raises:
+            ChecksumMismatch: the bytes are not ``sha256``'s (nothing stored).
+            TooLarge: more than ``max_upload_bytes``.
+        """
+        expected = check_sha256("sha256", sha256)
+        self.blobs.put(source, max_bytes=self.limits.max_upload_bytes, expected_sha256=expected)
 
     def export_records(self, actor: Actor, session_id: str) -> list[tuple[str, dict[str, Any]]]:
         """Every session-record row (todos, repo bindings, summaries, snapshots,
