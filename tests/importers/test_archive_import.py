@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from conftest import empty_database, row_counts
 from threadkeep import Actor, Threadkeep
+from threadkeep.config import Limits
 from threadkeep.cli.main import app
 from threadkeep.importers import FORMATS, detect, import_source
 from threadkeep.importers.threadkeep_archive import read
@@ -211,6 +212,19 @@ def test_a_blob_named_for_other_bytes_is_refused_even_with_a_matching_manifest(
     report = import_archive(second, me, bad)
     assert [r for _, r in report.failed] == ["a blob's name must be its sha256"]
     assert row_counts(second)["sessions"] == 0
+
+
+def test_a_blob_larger_than_this_store_takes_refuses_the_archive_and_writes_no_row(
+    archive: tuple[Path, dict[str, Any]], second: Threadkeep
+) -> None:
+    path, _ = archive
+    small = Threadkeep(
+        second.engine, Limits(max_upload_bytes=len(UPLOAD_BYTES) - 1), blobs=second.blobs
+    )
+    me = Actor(small.create_user("Ada", id=USER).value.id)
+    report = import_archive(small, me, path)
+    assert [w for w, _ in report.failed] == [f"{path.name}: blobs/{UPLOAD_SHA}"], report.failed
+    assert report.sessions == [] and row_counts(small)["sessions"] == 0
 
 
 def test_rows_of_a_session_the_archive_does_not_hold_are_reported_not_dropped(

@@ -39,6 +39,7 @@ from typing import IO, Any
 
 import orjson
 
+from threadkeep.errors import ThreadkeepError
 from threadkeep.importers._common import Failed, SkippedItem, SourceError, SourceItem
 from threadkeep.importers.threadkeep_jsonl import Record, read_records
 from threadkeep.model.userdata import ARCHIVE_FORMAT, ARCHIVE_VERSION
@@ -157,7 +158,10 @@ class Archive:
         """Hand each blob's bytes to ``store`` (after :meth:`verify`)."""
         for sha256 in self.blobs():
             with self._zf.open(f"blobs/{sha256}") as f:
-                store(f, sha256)
+                try:
+                    store(f, sha256)
+                except ThreadkeepError as exc:  # too large for this store, say
+                    raise SourceError(f"{self.name}: blobs/{sha256}", str(exc)) from None
         return len(self.blobs())
 
     def account_notes(self) -> list[SkippedItem]:
