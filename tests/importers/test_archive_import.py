@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 from conftest import empty_database, row_counts
 from threadkeep import Actor, Threadkeep
-from threadkeep.config import Limits
 from threadkeep.cli.main import app
+from threadkeep.config import Limits
 from threadkeep.importers import FORMATS, detect, import_source
 from threadkeep.importers.threadkeep_archive import read
 
