@@ -44,6 +44,9 @@ class Limits(BaseModel):
     max_batch: int = Field(default=1_000, ge=1)
     max_page: int = Field(default=1_000, ge=1)
     max_upload_bytes: int = Field(default=1024 * 1024 * 1024, ge=0)
+    #: A user archive sent to ``POST /v1/me/import`` (spooled to a temporary
+    #: file while it arrives, so this much disk may be used at once).
+    max_import_bytes: int = Field(default=2 * 1024 * 1024 * 1024, ge=0)
 
 
 class BlobSettings(BaseModel):

@@ -442,6 +442,7 @@ def test_openapi_lists_every_route_with_its_error_problems(schema: dict[str, Any
         ("GET", "/v1/sessions/{session_id}/timeline-events"),
         ("GET", "/v1/me"),
         ("GET", "/v1/me/export"),
+        ("POST", "/v1/me/import"),
         ("DELETE", "/v1/me"),
         ("GET", "/v1/shape"),
         ("GET", "/v1/shapes/{table}"),

@@ -4,8 +4,13 @@
 from __future__ import annotations
 
 import io
+import tempfile
 import zipfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
+import httpx
 import orjson
 from api_helpers import (
     Api,
@@ -18,6 +23,7 @@ from api_helpers import (
 )
 
 from threadkeep import Threadkeep
+from threadkeep.config import Limits
 
 store = api_store_fixture()
 api = api_client_fixture()
@@ -124,3 +130,124 @@ def test_delete_me_does_not_tell_whether_another_user_uploaded_the_same_bytes(
     (upload,) = store.list_uploads(victim.actor, vsid)
     got = api.get(f"/v1/uploads/{upload.id}/content", headers=victim.headers)
     assert got.status_code == 200 and got.content == secret
+
+
+# --- POST /v1/me/import -------------------------------------------------------------
+
+
+def _my_archive(api: Api, caller: Caller) -> tuple[bytes, str, str]:
+    """A caller with a session, a branch of it and an upload; its archive,
+    the session's id and the upload's bytes."""
+    sid = api.post("/v1/sessions", json={"title": "trip"}, headers=caller.headers).json()["id"]
+    msgs = [{"role": "user", "content": f"leg {i}"} for i in range(3)]
+    r = api.post(f"/v1/sessions/{sid}/messages", json={"messages": msgs}, headers=caller.headers)
+    assert r.status_code == 201, r.text
+    r = api.post(f"/v1/sessions/{sid}/fork", json={"at_seq": 2}, headers=caller.headers)
+    assert r.status_code == 201, r.text
+    data = f"ticket of {caller.actor.user_id}".encode()
+    up = api.post(
+        f"/v1/sessions/{sid}/uploads",
+        content=data,
+        params={"filename": "t.txt"},
+        headers=caller.headers,
+    )
+    assert up.status_code == 201, up.text
+    got = api.get("/v1/me/export", headers=caller.headers)
+    assert got.status_code == 200, got.text
+    return got.content, sid, data.decode()
+
+
+async def _chunked(data: bytes, size: int = 1024) -> AsyncIterator[bytes]:
+    """A body sent in chunks, without a Content-Length."""
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
+
+
+def _import(api: Api, caller: Caller, body: Any, **params: Any) -> httpx.Response:
+    headers = {**caller.headers, "content-type": "application/zip"}
+    return api.post("/v1/me/import", content=body, headers=headers, params=params)
+
+
+def test_import_me_brings_an_erased_account_back_with_its_branches_and_bytes(
+    api: Api, store: Threadkeep
+) -> None:
+    me = new_caller(store)
+    archive, sid, data = _my_archive(api, me)
+    erased = api.delete("/v1/me", params={"confirm": me.actor.user_id}, headers=me.headers)
+    assert erased.status_code == 200, erased.text
+    again = new_caller(store)  # the same person, a new account
+    with writes_nothing(store):
+        dry = _import(api, again, archive, dry_run="true")
+    assert dry.status_code == 200, dry.text
+    assert dry.json()["created"] == 1 and dry.json()["rows"]["uploads"] == 1
+    done = _import(api, again, archive)
+    assert done.status_code == 200, done.text
+    body = done.json()
+    assert body["ok"] is True and body["created"] == 1, body
+    assert body["rows"] == {"sessions": 2, "messages": 3, "uploads": 1}
+    assert any("token" in s["reason"] for s in body["skipped"])
+    branches = api.get(f"/v1/sessions/{sid}/branches", headers=again.headers).json()
+    assert len(branches["items"]) == 1
+    (upload,) = api.get(f"/v1/sessions/{sid}/uploads", headers=again.headers).json()["items"]
+    content = api.get(f"/v1/uploads/{upload['id']}/content", headers=again.headers)
+    assert content.text == data
+    # The same archive again: nothing changes.
+    with writes_nothing(store):
+        twice = _import(api, again, archive)
+    assert twice.status_code == 200 and twice.json()["unchanged"] == 1
+
+
+def test_import_me_refuses_what_is_not_a_whole_archive_and_writes_nothing(
+    api: Api, store: Threadkeep
+) -> None:
+    me = new_caller(store)
+    archive, _, _ = _my_archive(api, me)
+    api.delete("/v1/me", params={"confirm": me.actor.user_id}, headers=me.headers)
+    caller = new_caller(store)
+    with zipfile.ZipFile(io.BytesIO(archive)) as zf:
+        files = {n: zf.read(n) for n in zf.namelist()}
+    files["messages.jsonl"] = files["messages.jsonl"].replace(b"leg 1", b"leg 9")
+    damaged = io.BytesIO()
+    with zipfile.ZipFile(damaged, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    reader = new_caller(store, scopes=("read",))
+    spooled = Path(tempfile.gettempdir()).glob("threadkeep-import-*")
+    left_before = set(spooled)
+    with writes_nothing(store):
+        p = assert_problem(_import(api, caller, damaged.getvalue()), 422)
+        assert "messages.jsonl" in p["detail"] and "nothing was imported" in p["detail"]
+        p = assert_problem(_import(api, caller, b"not a zip at all"), 422)
+        assert "zip" in p["detail"]
+        assert_problem(_import(api, caller, b""), 422)
+        assert_problem(_import(api, reader, archive), 403)
+        limits = store.limits
+        store.limits = Limits(max_import_bytes=len(archive) - 1)
+        try:
+            assert_problem(_import(api, caller, archive), 413)  # by Content-Length
+            assert_problem(_import(api, caller, _chunked(archive)), 413)  # as it arrives
+        finally:
+            store.limits = limits
+    # Every spooled body was removed, whatever the refusal.
+    assert set(Path(tempfile.gettempdir()).glob("threadkeep-import-*")) == left_before
+
+
+def test_import_me_fails_a_session_whose_id_another_user_holds_and_imports_the_rest(
+    api: Api, store: Threadkeep
+) -> None:
+    me = new_caller(store)
+    _, sid, _ = _my_archive(api, me)
+    extra = api.post("/v1/sessions", json={"title": "gone"}, headers=me.headers).json()["id"]
+    archive = api.get("/v1/me/export", headers=me.headers).content
+    purged = api.delete(f"/v1/sessions/{extra}", params={"purge": "true"}, headers=me.headers)
+    assert purged.status_code == 200, purged.text
+    other = new_caller(store)  # me still holds sid; extra is free again
+    r = _import(api, other, archive)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["ok"] is False and body["created"] == 1
+    (failed,) = [s for s in body["sessions"] if s["status"] == "failed"]
+    assert failed["session_id"] == sid
+    assert api.get(f"/v1/sessions/{extra}", headers=other.headers).status_code == 200
+    mine = api.get(f"/v1/sessions/{sid}/messages", headers=me.headers).json()
+    assert len(mine["items"]) == 3  # the holder's session is untouched

@@ -29,6 +29,7 @@ import schemathesis
 from api_helpers import api_store_fixture, new_caller
 from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from schemathesis.generation.case import Case
 
 from threadkeep import Actor, Threadkeep
@@ -63,6 +64,12 @@ def app(store: Threadkeep) -> FastAPI:
 # schemathesis make one pytest item per operation; each item then sends its
 # requests to the app of the engine under test.
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(cast(Threadkeep, None)))
+# POST /v1/me/import takes a zip. What a fuzzer can send it: any bytes, and a
+# zip that holds nothing (no manifest), each to be refused with a 4xx problem.
+_EMPTY_ZIP = b"PK\x05\x06" + b"\x00" * 18
+schemathesis.openapi.media_type(
+    "application/zip", st.one_of(st.binary(max_size=512), st.just(_EMPTY_ZIP))
+)
 # The stateful phase (following links between operations) is out of scope for
 # a bounded CI run.
 schema.config.phases.update(phases=["examples", "coverage", "fuzzing"])

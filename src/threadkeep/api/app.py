@@ -161,7 +161,16 @@ def create_app(
         max_body_bytes=api.max_body_bytes,
         max_json_depth=api.max_json_depth,
         # Routes that read their body as it arrives and check it themselves.
-        streamed=re.compile(f"{streaming.STREAMED_BODY.pattern}|{uploads.STREAMED_BODY.pattern}"),
+        streamed=re.compile(
+            "|".join(
+                r.pattern
+                for r in (
+                    streaming.STREAMED_BODY,
+                    uploads.STREAMED_BODY,
+                    userdata.STREAMED_BODY,
+                )
+            )
+        ),
     )
     app.add_middleware(RequestContext, metrics=metrics)
     if sync_settings.cors_origins:

@@ -48,7 +48,7 @@ def _written(done: Committed[Upload]) -> UploadWritten:
     return UploadWritten.model_construct(**dict(done.value), txid=done.txid)
 
 
-def _pull(body: AsyncIterator[bytes]) -> Iterator[bytes]:
+def pull_body(body: AsyncIterator[bytes]) -> Iterator[bytes]:
     """The request body as a sync iterator, for the worker thread that stores
     it: each chunk is fetched from the event loop when the store asks for it."""
 
@@ -93,7 +93,7 @@ async def upload(
         tk.upload,
         principal.actor,
         session_id,
-        _pull(request.stream().__aiter__()),
+        pull_body(request.stream().__aiter__()),
         filename=filename,
         media_type=media_type,
         sha256=sha256,
