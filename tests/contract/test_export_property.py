@@ -23,8 +23,9 @@ from hypothesis import given
 from conftest import create_pg_database, db_property, drop_pg_database
 from random_writes import STEPS, make_world
 from threadkeep import Actor, Threadkeep
+from threadkeep.config import BlobSettings
 from threadkeep.exporters import export
-from threadkeep.importers import FORMATS, run_import
+from threadkeep.importers import FORMATS, import_source, run_import
 from threadkeep.store import tables
 
 
@@ -82,3 +83,33 @@ def test_an_export_imported_into_another_store_holds_the_same_rows(
     assert report.verified is not False, steps
     assert _rows(there, me.user_id) == _rows(world.tk, me.user_id), steps
     assert _exported(there, me).splitlines()[1:] == text.splitlines()[1:], steps
+
+
+@db_property(max_examples=25)
+@given(steps=STEPS)
+def test_a_user_archive_imported_into_another_store_holds_the_same_rows_and_bytes(
+    tk: Threadkeep, second: Threadkeep, tmp_path: Path, steps: list[tuple[str, list[int]]]
+) -> None:
+    """The same, through the user archive (``export_user``, then
+    ``threadkeep import ARCHIVE.zip``): the second store has a blob directory
+    of its own, so every upload's bytes must come from the archive."""
+    world = make_world(tk, tmp_path / "first")
+    for op, numbers in steps:
+        world.run(op, numbers)
+    me = world.me
+    archive = tmp_path / f"{me.user_id}.zip"
+    world.tk.export_user(me.user_id, archive)
+
+    there = Threadkeep(
+        second.engine, second.limits, blobs=BlobSettings(backend="fs", path=str(tmp_path / "b"))
+    )
+    there.create_user("replay", id=me.user_id)
+    report = import_source(there, me, archive, "threadkeep-archive", verify=True)
+    assert report.failed == [], steps
+    assert all("not imported" in r and ("account" in r or "token" in r) for _, r in report.skipped)
+    assert report.verified is not False, steps
+    assert _rows(there, me.user_id) == _rows(world.tk, me.user_id), steps
+    for upload in _rows(there, me.user_id)["uploads"]:
+        assert b"".join(there.blobs.open(upload["sha256"])) == b"".join(
+            world.tk.blobs.open(upload["sha256"])
+        )
