@@ -399,7 +399,8 @@ def looks_like_local_storage(path: Path) -> bool:
     if not path.is_file() or path.suffix.lower() not in (".json", ""):
         return False
     try:
-        data = json.loads(path.read_bytes()[: 64 * 1024 * 1024].decode("utf-8-sig"))
+        with path.open("rb") as f:  # at most 64 MiB read, whatever the file's size
+            data = json.loads(f.read(64 * 1024 * 1024).decode("utf-8-sig"))
     except (ValueError, UnicodeDecodeError, RecursionError):
         return False
     return (
