@@ -167,6 +167,12 @@ def _bad_blob(files: dict[str, bytes]) -> None:
     files[f"blobs/{UPLOAD_SHA}"] = b"other bytes"
 
 
+def _newer(files: dict[str, bytes]) -> None:
+    manifest = json.loads(files["manifest.json"])
+    manifest["schema_revision"] = "9999"
+    files["manifest.json"] = json.dumps(manifest).encode()
+
+
 def _version(files: dict[str, bytes]) -> None:
     manifest = json.loads(files["manifest.json"])
     manifest["format_version"] = 99
@@ -181,8 +187,16 @@ def _version(files: dict[str, bytes]) -> None:
         (_missing, "todos.jsonl"),
         (_bad_blob, f"blobs/{UPLOAD_SHA}"),
         (_version, "version 99 is unknown"),
+        (_newer, "schema revision 9999"),
     ],
-    ids=["changed-bytes", "extra-file", "missing-file", "changed-blob", "unknown-version"],
+    ids=[
+        "changed-bytes",
+        "extra-file",
+        "missing-file",
+        "changed-blob",
+        "unknown-version",
+        "newer-schema",
+    ],
 )
 def test_a_damaged_or_altered_archive_is_refused_and_writes_nothing(
     archive: tuple[Path, dict[str, Any]],

@@ -43,6 +43,7 @@ from threadkeep.errors import ThreadkeepError
 from threadkeep.importers._common import Failed, SkippedItem, SourceError, SourceItem
 from threadkeep.importers.threadkeep_jsonl import Record, read_records
 from threadkeep.model.userdata import ARCHIVE_FORMAT, ARCHIVE_VERSION
+from threadkeep.store.migrate import code_head, known_revisions
 
 MANIFEST = "manifest.json"
 SESSIONS = "sessions.jsonl"
@@ -102,6 +103,13 @@ class Archive:
         if manifest.get("format_version") != ARCHIVE_VERSION:
             raise SourceError(
                 where, f"archive format version {manifest.get('format_version')!r} is unknown"
+            )
+        revision = manifest.get("schema_revision")
+        if isinstance(revision, str) and revision not in known_revisions():
+            raise SourceError(
+                where,
+                f"made by a newer threadkeep (schema revision {revision}; this one knows up "
+                f"to {code_head()}): upgrade threadkeep to import it",
             )
         files = manifest.get("files")
         if not isinstance(files, dict) or SESSIONS not in files:
