@@ -235,10 +235,12 @@ class Archive:
         root: dict[str, str] = {}
         depth: dict[str, int] = {}
         for sid, _ in sessions:
+            # Up to the root. A session whose parent is not in the archive is
+            # the root of its own group, which read_records then fails whole.
             chain = [sid]
             while (p := parent.get(chain[-1])) in parent and p not in chain:
-                chain.append(p)  # a parent outside the archive: its own group,
-            root[sid], depth[sid] = chain[-1], len(chain) - 1  # which fails
+                chain.append(p)
+            root[sid], depth[sid] = chain[-1], len(chain) - 1
         members: dict[str, list[str]] = {}
         for sid, _ in sessions:
             members.setdefault(root[sid], []).append(sid)
