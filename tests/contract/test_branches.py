@@ -496,3 +496,75 @@ def test_a_fork_at_a_message_racing_rewinds_forks_at_that_message_or_is_refused(
     assert len(forks) > 10
     for branch_id, message_id in forks:
         assert tk.get_history(actor, branch_id)[-1].id == message_id, branch_id
+
+
+def test_rewinds_of_a_session_and_of_its_branch_into_the_shared_part_wait_not_deadlock(
+    tk, actor, monkeypatch
+):
+    """A rewind of a branch below its fork point writes a new branch under
+    the branch's parent (its row names the parent: PostgreSQL checks that
+    key, FOR KEY SHARE). A rewind of that parent, meanwhile, holds the parent
+    FOR UPDATE and re-parents its branches, the first one included. If the
+    first rewind has locked its branch and the second the parent, each waits
+    for the other: PostgreSQL finds the deadlock after deadlock_timeout (1 s
+    by default), aborts one and the store runs it again. Nothing is lost, but
+    both writers stall. So a rewind takes its parent's key lock before its
+    own row: parent before branch, the order every operation locks in. Here
+    the two are made to interleave exactly so; the store must not have met a
+    deadlock (or any other error it retries)."""
+    import threading
+    import time
+
+    from threadkeep.store import branches, postgres
+
+    s = tk.create_session(actor, id="s").value
+    _append(tk, actor, s.id, *[f"s{i}" for i in range(1, 7)])
+    tk.fork_session(actor, s.id, at_seq=4, id="y")
+    _append(tk, actor, "y", "y5", "y6")
+
+    retried: list[BaseException] = []
+    real_retryable = postgres.is_retryable
+
+    def is_retryable(exc: BaseException) -> bool:
+        if real_retryable(exc):
+            retried.append(exc)
+            return True
+        return False
+
+    monkeypatch.setattr(postgres, "is_retryable", is_retryable)
+    y_locked = threading.Event()
+    real_get_live_row = branches.session_q.get_live_row
+    real_insert = branches.session_q.insert_session
+
+    def get_live_row(conn, owner_id, session_id, **kw):
+        row = real_get_live_row(conn, owner_id, session_id, **kw)
+        if session_id == "y" and kw.get("lock"):
+            y_locked.set()  # the branch's rewind holds its row now
+        return row
+
+    def insert_session(tx, owner_id, session_id, fields):
+        if session_id == "y-tail":
+            time.sleep(0.5)  # the parent's rewind runs into the branch's row meanwhile
+        return real_insert(tx, owner_id, session_id, fields)
+
+    monkeypatch.setattr(branches.session_q, "get_live_row", get_live_row)
+    monkeypatch.setattr(branches.session_q, "insert_session", insert_session)
+    errors: list[BaseException] = []
+
+    def rewind_the_branch() -> None:
+        try:  # below its fork point (4): into the part it shares with "s"
+            tk.rewind_session(actor, "y", to_seq=2, branch_id="y-tail")
+        except BaseException as exc:
+            errors.append(exc)
+
+    branch = threading.Thread(target=rewind_the_branch)
+    branch.start()
+    assert y_locked.wait(30)
+    tk.rewind_session(actor, s.id, to_seq=3, branch_id="s-tail")  # re-parents y's forks
+    branch.join(30)
+    assert errors == [] and retried == [], (errors, retried)
+    # Both happened, whole: every history reads as it did.
+    assert contents(tk.get_history(actor, "s")) == ["s1", "s2", "s3"]
+    assert contents(tk.get_history(actor, "y")) == ["s1", "s2"]
+    assert contents(tk.get_history(actor, "y-tail")) == ["s1", "s2", "s3", "s4", "y5", "y6"]
+    assert contents(tk.get_history(actor, "s-tail")) == [f"s{i}" for i in range(1, 7)]

@@ -30,6 +30,7 @@ from guarantee_helpers import Child
 
 from conftest import running_in_threads
 from threadkeep import Actor, Threadkeep
+from threadkeep.store import postgres
 
 THREADS = 4
 SECONDS = 2.0
@@ -53,8 +54,22 @@ def _assert_raced(done: dict[str, int]) -> None:
 
 
 def test_forks_rewinds_appends_and_purges_racing_keep_every_history_whole(
-    tk: Threadkeep, actor: Actor
+    tk: Threadkeep, actor: Actor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Also: no write met a deadlock (or another error the PostgreSQL store
+    retries). A retry loses nothing, but a deadlock stalls its writers for
+    deadlock_timeout; every branch operation locks parents before branches,
+    so none should arise (tests/contract/test_branches.py has the case)."""
+    retried: list[BaseException] = []
+    real_retryable = postgres.is_retryable
+
+    def is_retryable(exc: BaseException) -> bool:
+        if real_retryable(exc):
+            retried.append(exc)
+            return True
+        return False
+
+    monkeypatch.setattr(postgres, "is_retryable", is_retryable)
     seed = _seed()
     root = _root(tk, actor)
     start = snapshot(tk, actor)
@@ -64,6 +79,7 @@ def test_forks_rewinds_appends_and_purges_racing_keep_every_history_whole(
         time.sleep(SECONDS)
     _assert_raced(tree.done)
     check_tree(tk, actor, start, seed)
+    assert retried == [], (seed, retried)
 
 
 @pytest.mark.slow

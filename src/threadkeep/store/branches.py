@@ -3,11 +3,12 @@ rewind point, and keeps it reachable as a branch)."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import sqlalchemy as sa
 
-from threadkeep.errors import InvalidInput
+from threadkeep.errors import InvalidInput, SessionNotFound
 from threadkeep.model.sessions import Session
 from threadkeep.store import messages as message_q
 from threadkeep.store import sessions as session_q
@@ -72,6 +73,29 @@ def fork(
     return session_q.insert_session(tx, owner_id, branch_id, fields)
 
 
+def _hold_parent(conn: sa.Connection, owner_id: str, session_id: str) -> None:
+    """Hold the parent of a branch about to be rewound (PostgreSQL: FOR KEY
+    SHARE), before the branch itself.
+
+    Rewinding a branch below its fork point writes a new branch whose row
+    names the branch's parent, so PostgreSQL key-locks the parent; a rewind
+    of the parent holds it FOR UPDATE and then updates its branches. Taken in
+    that order (branch, then parent) against (parent, then branch), the two
+    deadlock, and PostgreSQL breaks the tie only after ``deadlock_timeout``
+    (tests/contract/test_branches.py). Parent first, as forks and the
+    parent's own rewind lock, and they wait instead. (If the parent changes
+    before the branch row is locked, a rewind of it re-parented the branch:
+    the lock taken here is then merely one too many.)"""
+    row = conn.execute(
+        sa.select(sessions.c.parent_session_id).where(
+            sessions.c.id == session_id, sessions.c.owner_id == owner_id
+        )
+    ).first()
+    if row is not None and row.parent_session_id is not None:
+        with contextlib.suppress(SessionNotFound):  # purged meanwhile: no lock to take
+            session_q.get_row(conn, owner_id, row.parent_session_id, key_share=True)
+
+
 def rewind(
     tx: WriteTx,
     owner_id: str,
@@ -85,6 +109,7 @@ def rewind(
     there was nothing after ``to_seq``)."""
     conn = tx.conn
     _known(tx, owner_id, to_message_id)
+    _hold_parent(conn, owner_id, session_id)
     s = session_q.get_live_row(conn, owner_id, session_id, lock=True)
     to_seq = _resolve(tx, owner_id, s, to_seq, to_message_id)
     _check_seq("to_seq", to_seq, s.head_seq)
