@@ -59,3 +59,35 @@ def test_export_then_erase_with_confirmation(db_url: str, tmp_path: Path) -> Non
     missing = run("user", "export", "nobody", str(tmp_path / "n.zip"), "--database-url", db_url)
     assert missing.exit_code == 2 and "nobody" in missing.output
     assert not (tmp_path / "n.zip").exists()
+
+
+def test_create_list_then_restore_an_erased_user_from_its_archive(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The way back from a mistaken erasure, by the command line alone:
+    export, erase, create the user again under its id, import the archive."""
+    made = run("user", "create", "Ada", "--id", "ada", "--database-url", db_url)
+    assert made.exit_code == 0 and made.output.strip() == "ada", made.output
+    with Threadkeep.open(db_url) as tk:
+        me = Actor("ada")
+        sid = tk.create_session(me, title="kept").value.id
+        tk.append_message(me, sid, {"role": "user", "content": "hello"})
+        tk.upload(me, sid, [b"bytes"], filename="f.txt")
+    listed = run("user", "list", "--database-url", db_url)
+    assert listed.exit_code == 0 and "ada" in listed.output and "Ada" in listed.output
+    taken = run("user", "create", "Other", "--id", "ada", "--database-url", db_url)
+    assert taken.exit_code == 2 and "ada" in taken.output, taken.output
+    bad = run("user", "create", "", "--database-url", db_url)
+    assert bad.exit_code == 2 and "name" in bad.output, bad.output
+
+    archive = tmp_path / "ada.zip"
+    assert run("user", "export", "ada", str(archive), "--database-url", db_url).exit_code == 0
+    assert run("user", "erase", "ada", "--yes", "--database-url", db_url).exit_code == 0
+    assert run("user", "create", "Ada", "--id", "ada", "--database-url", db_url).exit_code == 0
+    back = run("import", str(archive), "--user", "ada", "--verify", "--database-url", db_url)
+    assert back.exit_code == 0, back.output
+    with Threadkeep.open(db_url) as tk:
+        me = Actor("ada")
+        assert [m.content for m in tk.get_history(me, sid)] == ["hello"]
+        (upload,) = tk.list_uploads(me, sid)
+        assert tk.open_upload(me, upload.id).read() == b"bytes"

@@ -1,6 +1,7 @@
-"""``threadkeep user export/erase``: a user's data, whole (docs/privacy.md).
+"""``threadkeep user create/list/export/erase``: the users of a store, and a
+user's data, whole (docs/privacy.md).
 
-Both act on the database directly, as an operator (whoever may open the
+All act on the database directly, as an operator (whoever may open the
 database is an administrator), so they need no token.
 """
 
@@ -12,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from threadkeep.cli.errors import EXIT_CHECK_FAILED, reported_errors
 from threadkeep.cli.migrate import DatabaseUrl
@@ -20,8 +22,9 @@ from threadkeep.cli.token import open_store
 app = typer.Typer(
     name="user",
     help=(
-        "A user's data, whole: export everything a user owns as one archive, or "
-        "erase the user completely (docs/privacy.md)."
+        "The users of a store, and a user's data, whole: create or list users, "
+        "export everything a user owns as one archive, or erase the user "
+        "completely (docs/privacy.md)."
     ),
     no_args_is_help=True,
 )
@@ -38,6 +41,50 @@ def _bar(console: Console) -> Progress:
         console=console,
         transient=False,
     )
+
+
+@app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="A display name (1-200 characters).")],
+    id: Annotated[
+        str | None,
+        typer.Option(
+            "--id",
+            metavar="ID",
+            help="A chosen id (to restore an erased user's archive under its old id). "
+            "Default: a new UUID.",
+            show_default=False,
+        ),
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create a user and print its id. Give it sessions with `threadkeep import
+    --user ID` (a user archive, say) and tokens with `threadkeep token create
+    --user ID`."""
+    with reported_errors():
+        tk = open_store(database_url)
+        try:
+            user = tk.create_user(name, id=id).value
+        finally:
+            tk.close()
+    typer.echo(user.id)
+
+
+@app.command("list")
+def list_(database_url: DatabaseUrl = None) -> None:
+    """List the users: id, name, when created, and whether disabled (an
+    erasure disables a user first)."""
+    with reported_errors():
+        tk = open_store(database_url)
+        try:
+            users = tk.list_users()
+        finally:
+            tk.close()
+    table = Table("id", "name", "created", "disabled", box=None, pad_edge=False)
+    for u in users:
+        created = u.created_at.isoformat(timespec="seconds")
+        table.add_row(u.id, u.name, created, "yes" if u.disabled else "", end_section=False)
+    Console(highlight=False, soft_wrap=True).print(table)
 
 
 @app.command("export")
