@@ -339,3 +339,27 @@ def test_a_branch_whose_parent_is_not_before_it_fails_alone_and_by_its_own_id(
     ]
     assert got == [("ImportedSession", "a"), ("Failed", "b"), ("ImportedSession", "c")]
     assert "branch of gone" in items[1].reason  # type: ignore[union-attr]
+
+
+def test_a_session_line_that_cannot_be_read_fails_alone_not_the_session_before_it(
+    tmp_path: Path,
+) -> None:
+    """Once, a session line without an id failed the group before it (whole
+    and good), under that group's id, and that session was not imported."""
+    from threadkeep.importers import threadkeep_jsonl
+
+    lines = [
+        {"format": "threadkeep", "version": 1},
+        {"type": "session", "data": {"id": "a", "head_seq": 1}},
+        {"type": "message", "data": {"id": "m1", "role": "user", "content": "x", "seq": 1}},
+        {"type": "session", "data": {"head_seq": 1}},
+        {"type": "message", "data": {"id": "m2", "role": "user", "content": "y", "seq": 1}},
+        {"type": "session", "data": {"id": "c", "head_seq": 0}},
+    ]
+    path = tmp_path / "bad.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    items = list(threadkeep_jsonl.read(path, "u"))
+    assert [type(i).__name__ for i in items] == ["ImportedSession", "Failed", "ImportedSession"]
+    assert [getattr(i, "id", None) for i in items] == ["a", None, "c"]
+    assert items[1].where == "bad.jsonl line 4"  # type: ignore[union-attr]
+    assert "missing field 'id'" in items[1].reason  # type: ignore[union-attr]

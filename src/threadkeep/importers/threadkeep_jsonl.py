@@ -107,6 +107,10 @@ def read_records(
     blobs = blobs_in_source or {}
     group: _Group | None = None
     current: ImportedSession | None = None
+    # After a session line that cannot be read: its rows are skipped (the
+    # one failure reported names that line), and the group before it, whole
+    # already, is not failed for it.
+    skipping = False
     try:
         for where, rec in records:
             try:
@@ -116,7 +120,17 @@ def read_records(
                     raise SourceError(where, 'expected {"type": ..., "data": {...}}')
                 kind, data = rec.get("type"), rec["data"]
                 if kind == "session":
-                    s = _session(data, where)
+                    try:
+                        s = _session(data, where)
+                    except (SourceError, KeyError, TypeError, ValueError) as exc:
+                        if group is not None:
+                            yield _finish(group)
+                        group = current = None
+                        skipping = True
+                        reason = exc.reason if isinstance(exc, SourceError) else str(exc)
+                        yield Failed(where, f"a session that cannot be read ({reason})")
+                        continue
+                    skipping = False
                     if s.parent_id is None or group is None or s.parent_id not in group.by_id:
                         if group is not None:
                             yield _finish(group)
@@ -132,6 +146,8 @@ def read_records(
                         group.by_id[s.id] = s
                     group.expected[s.id] = int(data.get("head_seq", 0))
                     current = s
+                    continue
+                if skipping:
                     continue
                 if group is None or current is None:
                     raise SourceError(where, "a record before any session")
