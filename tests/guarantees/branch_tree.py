@@ -1,4 +1,4 @@
-"""Random branch operations on one tree of sessions, and the checks of what
+"""Random branch operations (and retention) on one tree of sessions, and the checks of what
 they leave: shared by the branch race tests and their child processes.
 
 An operation either happens whole or is refused with one of ``REFUSED``
@@ -27,6 +27,7 @@ from threadkeep import (
     Threadkeep,
     ToolEventNotFound,
 )
+from threadkeep.config import RetentionSettings
 from threadkeep.store import tables
 from threadkeep.sync.shapes import Shape
 
@@ -51,7 +52,13 @@ OPS = (
     "checkpoint",
     "file_change",
     "todos",
+    "trash",
+    "retention",
 )
+
+# Retention's periods: a billionth of a day (or hour), so that each run does all
+# it may: purge the trash, finish open streams, drop old snapshots.
+_NOW = 1e-9
 
 
 class Tree:
@@ -128,6 +135,18 @@ class Tree:
             tk.record_file_change(me, sid, {"path": "a.py", "diff": "+x", **link})
         elif op == "todos":
             tk.replace_todos(me, sid, [{"content": f"t{rng.randint(0, 3)}"}])
+        elif op == "trash":  # left there, for retention to purge (or not: branches)
+            if sid != self.root:
+                tk.delete_session(me, sid)
+        elif op == "retention":  # purges what another writer just trashed
+            rules = RetentionSettings(
+                snapshot_days=_NOW,
+                analytics_days=_NOW,
+                trash_days=_NOW,
+                stream_hours=_NOW,
+                collect_blobs=False,
+            )
+            tk.apply_retention(rules=rules)
         elif sid != self.root:  # purge; the root stays, or the tree could end early
             tk.delete_session(me, sid)
             try:
