@@ -217,6 +217,27 @@ def shared_store_fixture(prefix: str = "shared") -> Any:
     return _store
 
 
+@pytest.fixture
+def retried(monkeypatch: pytest.MonkeyPatch) -> list[BaseException]:
+    """The errors the PostgreSQL store met and ran its transaction again for
+    (deadlocks, serialization failures): nothing is lost by a retry, but a
+    deadlock stalls its writers for deadlock_timeout, so a test of lock order
+    asserts this stays empty. Always empty on SQLite."""
+    from threadkeep.store import postgres
+
+    seen: list[BaseException] = []
+    real = postgres.is_retryable
+
+    def is_retryable(exc: BaseException) -> bool:
+        if real(exc):
+            seen.append(exc)
+            return True
+        return False
+
+    monkeypatch.setattr(postgres, "is_retryable", is_retryable)
+    return seen
+
+
 def row_counts(tk: Threadkeep) -> dict[str, int]:
     """Rows per table: take before and after a failing call to show it wrote nothing."""
     out: dict[str, int] = {}

@@ -499,7 +499,7 @@ def test_a_fork_at_a_message_racing_rewinds_forks_at_that_message_or_is_refused(
 
 
 def test_rewinds_of_a_session_and_of_its_branch_into_the_shared_part_wait_not_deadlock(
-    tk, actor, monkeypatch
+    tk, actor, monkeypatch, retried
 ):
     """A rewind of a branch below its fork point writes a new branch under
     the branch's parent (its row names the parent: PostgreSQL checks that
@@ -515,23 +515,13 @@ def test_rewinds_of_a_session_and_of_its_branch_into_the_shared_part_wait_not_de
     import threading
     import time
 
-    from threadkeep.store import branches, postgres
+    from threadkeep.store import branches
 
     s = tk.create_session(actor, id="s").value
     _append(tk, actor, s.id, *[f"s{i}" for i in range(1, 7)])
     tk.fork_session(actor, s.id, at_seq=4, id="y")
     _append(tk, actor, "y", "y5", "y6")
 
-    retried: list[BaseException] = []
-    real_retryable = postgres.is_retryable
-
-    def is_retryable(exc: BaseException) -> bool:
-        if real_retryable(exc):
-            retried.append(exc)
-            return True
-        return False
-
-    monkeypatch.setattr(postgres, "is_retryable", is_retryable)
     y_locked = threading.Event()
     real_get_live_row = branches.session_q.get_live_row
     real_insert = branches.session_q.insert_session

@@ -23,6 +23,7 @@ import json
 import os
 import random
 import time
+from collections import Counter
 
 import pytest
 from branch_tree import Tree, check_tree, snapshot
@@ -30,7 +31,6 @@ from guarantee_helpers import Child
 
 from conftest import running_in_threads
 from threadkeep import Actor, Threadkeep
-from threadkeep.store import postgres
 
 THREADS = 4
 SECONDS = 2.0
@@ -54,22 +54,12 @@ def _assert_raced(done: dict[str, int]) -> None:
 
 
 def test_forks_rewinds_appends_and_purges_racing_keep_every_history_whole(
-    tk: Threadkeep, actor: Actor, monkeypatch: pytest.MonkeyPatch
+    tk: Threadkeep, actor: Actor, retried: list[BaseException]
 ) -> None:
     """Also: no write met a deadlock (or another error the PostgreSQL store
     retries). A retry loses nothing, but a deadlock stalls its writers for
     deadlock_timeout; every branch operation locks parents before branches,
     so none should arise (tests/contract/test_branches.py has the case)."""
-    retried: list[BaseException] = []
-    real_retryable = postgres.is_retryable
-
-    def is_retryable(exc: BaseException) -> bool:
-        if real_retryable(exc):
-            retried.append(exc)
-            return True
-        return False
-
-    monkeypatch.setattr(postgres, "is_retryable", is_retryable)
     seed = _seed()
     root = _root(tk, actor)
     start = snapshot(tk, actor)
@@ -116,13 +106,12 @@ def test_branch_races_across_processes_and_store_instances_keep_every_history_wh
             if c.proc.poll() is None:
                 c.proc.kill()
                 c.finish(timeout=10)
-    done: dict[str, int] = {}
     for c, rc in zip(children, rcs, strict=True):
         assert rc == 0, f"child exited with {rc}:\n{c.stderr}"
         assert c.lines and c.lines[-1].startswith("done "), (c.lines[-3:], c.stderr)
-        for counts in (json.loads(c.lines[-1][5:]), *(t.done for t in trees)):
-            for op, n in counts.items():
-                done[op] = done.get(op, 0) + n
+    done: Counter[str] = Counter()
+    for counts in (*(json.loads(c.lines[-1][5:]) for c in children), *(t.done for t in trees)):
+        done.update(counts)
     print(done)
     _assert_raced(done)
     check_tree(tk, actor, start, seed)
