@@ -3,12 +3,11 @@ rewind point, and keeps it reachable as a branch)."""
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import sqlalchemy as sa
 
-from threadkeep.errors import InvalidInput, SessionNotFound
+from threadkeep.errors import InvalidInput
 from threadkeep.model.sessions import Session
 from threadkeep.store import messages as message_q
 from threadkeep.store import sessions as session_q
@@ -86,14 +85,17 @@ def _hold_parent(conn: sa.Connection, owner_id: str, session_id: str) -> None:
     parent's own rewind lock, and they wait instead. (If the parent changes
     before the branch row is locked, a rewind of it re-parented the branch:
     the lock taken here is then merely one too many.)"""
-    row = conn.execute(
-        sa.select(sessions.c.parent_session_id).where(
-            sessions.c.id == session_id, sessions.c.owner_id == owner_id
-        )
-    ).first()
-    if row is not None and row.parent_session_id is not None:
-        with contextlib.suppress(SessionNotFound):  # purged meanwhile: no lock to take
-            session_q.get_row(conn, owner_id, row.parent_session_id, key_share=True)
+    branch = sessions.alias("branch")
+    parent = (
+        sa.select(branch.c.parent_session_id)
+        .where(branch.c.id == session_id, branch.c.owner_id == owner_id)
+        .scalar_subquery()
+    )
+    conn.execute(
+        sa.select(sessions.c.id)
+        .where(sessions.c.id == parent)
+        .with_for_update(read=True, key_share=True)
+    )
 
 
 def rewind(
