@@ -54,9 +54,7 @@ FORMATS: dict[str, Format] = {
             "GET /v1/me/export (lossless, with uploads)",
             threadkeep_archive.looks_like,
             threadkeep_archive.read,
-            lambda path, tk: threadkeep_archive.prepare(
-                path, None if tk is None else tk.store_import_blob
-            ),
+            threadkeep_archive.prepare,
         ),
         Format(
             "claude-code",

@@ -34,6 +34,7 @@ import json
 import tempfile
 import zipfile
 from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -43,6 +44,7 @@ from threadkeep.errors import ThreadkeepError
 from threadkeep.importers._common import Failed, SkippedItem, SourceError, SourceItem
 from threadkeep.importers.threadkeep_jsonl import Record, read_records
 from threadkeep.model.userdata import ARCHIVE_FORMAT, ARCHIVE_VERSION
+from threadkeep.service.imports import ImportOps
 from threadkeep.store.migrate import code_head, known_revisions
 
 MANIFEST = "manifest.json"
@@ -67,6 +69,12 @@ def looks_like(path: Path) -> bool:
     return isinstance(manifest, dict) and manifest.get("format") == ARCHIVE_FORMAT
 
 
+@dataclass(frozen=True)
+class _Manifest:
+    files: dict[str, tuple[int, str]]  # name -> (bytes, sha256)
+    counts: dict[str, Any]
+
+
 class Archive:
     """An open archive whose manifest has been read (not yet verified)."""
 
@@ -77,10 +85,17 @@ class Archive:
         except (OSError, zipfile.BadZipFile) as exc:
             raise SourceError(self.name, f"not a readable zip archive ({exc})") from None
         try:
-            self.files = self._manifest()
+            manifest = self._manifest()
         except BaseException:
             self._zf.close()
             raise
+        self.files = manifest.files
+        #: Rows per table, as the export counted them (for the report only).
+        self.counts = manifest.counts
+        #: sha256 -> size of every blob the archive holds.
+        self.blobs = {
+            sha256: size for name, (size, sha256) in self.files.items() if name.startswith("blobs/")
+        }
         #: Rows the merge could not place, for the report.
         self.skipped: list[SkippedItem] = []
 
@@ -90,7 +105,7 @@ class Archive:
     def __exit__(self, *exc: object) -> None:
         self._zf.close()
 
-    def _manifest(self) -> dict[str, tuple[int, str]]:
+    def _manifest(self) -> _Manifest:
         where = f"{self.name}: {MANIFEST}"
         try:
             manifest = json.loads(self._zf.read(MANIFEST))
@@ -121,7 +136,8 @@ class Archive:
             if not ok or not isinstance(size, int) or isinstance(size, bool) or size < 0:
                 raise SourceError(where, f"the entry for {name!r} needs bytes and sha256")
             out[name] = (size, f["sha256"])
-        return out
+        counts = manifest.get("counts")
+        return _Manifest(out, counts if isinstance(counts, dict) else {})
 
     def verify(self) -> None:
         """Every listed file is there, whole; nothing unlisted is.
@@ -156,27 +172,20 @@ class Archive:
             if name.startswith("blobs/") and name != f"blobs/{sha256}":
                 raise SourceError(where, "a blob's name must be its sha256")
 
-    def blobs(self) -> dict[str, int]:
-        """sha256 -> size of every blob the archive holds."""
-        return {
-            sha256: size for name, (size, sha256) in self.files.items() if name.startswith("blobs/")
-        }
-
-    def store_blobs(self, store: Callable[[IO[bytes], str], None]) -> int:
+    def store_blobs(self, store: Callable[[IO[bytes], str], None]) -> None:
         """Hand each blob's bytes to ``store`` (after :meth:`verify`)."""
-        for sha256 in self.blobs():
+        for sha256 in self.blobs:
             with self._zf.open(f"blobs/{sha256}") as f:
                 try:
                     store(f, sha256)
                 except ThreadkeepError as exc:  # too large for this store, say
                     raise SourceError(f"{self.name}: blobs/{sha256}", str(exc)) from None
-        return len(self.blobs())
 
     def account_notes(self) -> list[SkippedItem]:
         """What the account's files hold, which an import leaves out."""
         notes = []
         for name in ACCOUNT:
-            rows = sum(1 for _ in self._lines(name)) if name in self.files else 0
+            rows = self.counts.get(name.removesuffix(".jsonl"))
             if not rows:
                 continue
             where = f"{self.name}: {name}"
@@ -373,17 +382,17 @@ def open_checked(path: Path) -> Archive:
     return archive
 
 
-def prepare(path: Path, store_blob: Callable[[IO[bytes], str], None] | None) -> None:
-    """Check the whole archive and, unless ``store_blob`` is None (a dry
-    run), store its blobs: before any row is read, so an upload row is
-    imported with its bytes and a damaged archive writes nothing.
+def prepare(path: Path, tk: ImportOps | None) -> None:
+    """Check the whole archive and, unless ``tk`` is None (a dry run), store
+    its blobs in ``tk``'s blob store: before any row is read, so an upload
+    row is imported with its bytes and a damaged archive writes nothing.
 
     Raises:
         SourceError: the archive is damaged.
     """
     with open_checked(path) as archive:
-        if store_blob is not None:
-            archive.store_blobs(store_blob)
+        if tk is not None:
+            archive.store_blobs(tk.store_import_blob)
 
 
 def read(path: Path, owner_id: str) -> Iterator[SourceItem]:
@@ -397,5 +406,5 @@ def read(path: Path, owner_id: str) -> Iterator[SourceItem]:
         return
     with archive:
         yield from archive.account_notes()
-        yield from read_records(archive.records(), blobs_in_source=archive.blobs())
+        yield from read_records(archive.records(), blobs_in_source=archive.blobs)
         yield from archive.skipped
