@@ -83,7 +83,7 @@ def list_(database_url: DatabaseUrl = None) -> None:
     table = Table("id", "name", "created", "disabled", box=None, pad_edge=False)
     for u in users:
         created = u.created_at.isoformat(timespec="seconds")
-        table.add_row(u.id, u.name, created, "yes" if u.disabled else "", end_section=False)
+        table.add_row(u.id, u.name, created, "yes" if u.disabled else "")
     Console(highlight=False, soft_wrap=True).print(table)
 
 
