@@ -100,3 +100,79 @@ def test_a_reader_that_comes_while_the_head_is_behind_is_woken(
             await hub.stop()
 
     asyncio.run(main())
+
+
+def test_a_hub_cancelled_as_a_poke_arrives_stops(tk: Threadkeep) -> None:
+    """An app whose lifespan never ran (mounted in another app, or driven
+    in-process) leaves the hub to asyncio.run, which ends by cancelling every
+    task. On Python 3.11 ``asyncio.wait_for`` returned normally when that
+    cancellation met a poke (a commit) already on its way, and the hub went
+    on polling: asyncio.run, and the server, never ended. Each step count
+    puts the cancellation at another point of the poke's delivery."""
+
+    async def cancelled_after(steps: int) -> bool:
+        hub = LiveHub(tk, poll_seconds=30)
+        await hub.start()
+        task = hub._task
+        assert task is not None and hub._poke is not None
+        await asyncio.sleep(0)  # the hub waits for a poke
+        await asyncio.sleep(0)
+        hub._poke.set()
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=2)
+        stopped = task in done
+        await hub.stop()
+        return stopped
+
+    for steps in range(5):
+        assert asyncio.run(cancelled_after(steps)), f"the hub survived its cancellation ({steps})"
+
+
+def test_asyncio_run_ends_after_shape_requests_and_a_write_without_a_lifespan(
+    tk: Threadkeep, actor: Actor
+) -> None:
+    """The same through the app: a shape request starts sync on first use, a
+    write pokes the hub, and asyncio.run returns at once (it hung before)."""
+    import json
+    import threading
+
+    from threadkeep.api import create_app
+
+    token = tk.create_token(actor, "t").value.token
+    session = tk.create_session(actor).value.id
+    app = create_app(tk)
+    body = json.dumps({"messages": [{"role": "user", "content": "x"}]}).encode()
+
+    async def call(method: str, path: str, query: bytes = b"", payload: bytes = b"") -> int:
+        sent: list[dict[str, object]] = []
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": payload, "more_body": False}
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        headers = [
+            (b"authorization", f"Bearer {token}".encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+        ]
+        scope = {
+            "type": "http", "http_version": "1.1", "method": method, "path": path,
+            "raw_path": path.encode(), "query_string": query, "root_path": "",
+            "scheme": "http", "server": ("t", 80), "client": ("t", 1), "headers": headers,
+        }  # fmt: skip
+        await app(scope, receive, send)
+        return int(sent[0]["status"])  # type: ignore[call-overload]
+
+    async def main() -> None:
+        for _ in range(3):
+            assert await call("GET", "/v1/shape", b"table=sessions&offset=-1") == 200
+            assert await call("POST", f"/v1/sessions/{session}/messages", b"", body) == 201
+
+    runner = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    runner.start()
+    runner.join(20)
+    assert not runner.is_alive(), "asyncio.run did not end: a sync task survived"

@@ -16,6 +16,7 @@ See ../shared/electric-protocol.md for the protocol; the parts that matter:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Mapping
@@ -151,10 +152,11 @@ class Emulator:
                 if msgs or waiter is None or left <= 0:
                     msgs.append(protocol.up_to_date(head))
                     return self._answer(shape, req.handle, head, msgs, req, True)
-                try:
-                    await asyncio.wait_for(waiter.woken.wait(), left)
-                except TimeoutError:
-                    pass
+                # asyncio.timeout: wait_for (3.11) can swallow the cancellation
+                # of a request whose client left just as a change woke it.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(left):
+                        await waiter.woken.wait()
                 if not self.hub.started or self.hub.draining:  # shutting down
                     return self._answer(
                         shape, req.handle, head, [protocol.up_to_date(head)], req, True

@@ -82,13 +82,13 @@ class LiveHub:
             await asyncio.to_thread(self._channel.stop)
             self._channel = None
         if self._task is not None:
-            # A flag, not only cancel(): asyncio.wait_for can swallow a
-            # cancellation that races with the poke it was waiting for.
+            # A flag, not only cancel(): the loop checks it after every wait.
             self._stopping = True
             if self._poke is not None:
                 self._poke.set()
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), 5.0)
+                async with asyncio.timeout(5.0):
+                    await asyncio.shield(self._task)
             except (TimeoutError, asyncio.CancelledError, Exception):
                 self._task.cancel()
             self._task = None
@@ -161,8 +161,13 @@ class LiveHub:
         assert self._poke is not None
         while not self._stopping:
             poked = False
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for returns
+            # normally when a cancellation races with the poke it waits for,
+            # and a hub that survives its cancellation keeps asyncio.run (a
+            # server whose lifespan never ran: a mounted app) from ever ending.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poke.wait(), self.poll_seconds)
+                async with asyncio.timeout(self.poll_seconds):
+                    await self._poke.wait()
                 poked = True
             self._poke.clear()
             if self._stopping:
