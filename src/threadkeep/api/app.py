@@ -13,18 +13,20 @@ from __future__ import annotations
 import contextlib
 import inspect
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 from threadkeep import __version__
 from threadkeep.api import problems
 from threadkeep.api.metrics import Metrics
 from threadkeep.api.middleware import BodyGuard, RequestContext
+from threadkeep.api.route_order import MATCH_FIRST, order_for_matching
 from threadkeep.api.routes import (
     activity,
     branches,
@@ -154,6 +156,8 @@ def create_app(
     problems.install(app)
     for module in ROUTE_MODULES:
         add_routes(app, module.router)
+    declared = list(app.router.routes)  # what the OpenAPI document lists
+    app.router.routes[:] = order_for_matching(declared, _matching_rank(app))
     # add_middleware puts each new one outside the previous: RequestContext is
     # outermost, so even BodyGuard's refusals get a request id and a log line.
     app.add_middleware(
@@ -191,7 +195,7 @@ def create_app(
                     title=app.title,
                     version=app.version,
                     description=app.description,
-                    routes=app.routes,
+                    routes=declared,
                     tags=app.openapi_tags,
                 )
             )
@@ -226,6 +230,21 @@ def add_routes(app: FastAPI, router: APIRouter) -> None:
             raise TypeError(f"{route!r} is not an APIRoute; add it to the app another way")
         fields = {name: getattr(route, name) for name in _ROUTE_FIELDS}
         app.router.add_api_route(route.path, route.endpoint, **fields)
+
+
+def _matching_rank(app: FastAPI) -> Callable[[BaseRoute], int]:
+    """The sync routes first (every live long-poll finds its route at once),
+    FastAPI's documentation pages last (no API request should try them), the
+    rest as declared (route_order.py)."""
+    docs = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
+
+    def rank(route: BaseRoute) -> int:
+        path = getattr(route, "path", None)
+        if path in MATCH_FIRST:
+            return 0
+        return 2 if path in docs and not isinstance(route, APIRoute) else 1
+
+    return rank
 
 
 def _problem_schema(schema: dict[str, Any]) -> dict[str, Any]:
