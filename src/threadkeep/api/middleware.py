@@ -36,6 +36,14 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
+def route_path(scope: Scope) -> str:
+    """The path the app's routes see: below ``root_path`` when the app is
+    mounted in another one (where ``path`` still holds the mount's prefix)."""
+    path: str = scope.get("path") or ""
+    root = scope.get("root_path") or ""
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
 def route_template(scope: Scope) -> str:
     """The matched route's path template; a fixed label for unmatched paths."""
     route = scope.get("route")
@@ -166,7 +174,7 @@ class BodyGuard:
             await self.app(scope, receive, send)
             return
         path = scope.get("path")
-        if self.streamed is not None and self.streamed.fullmatch(path or ""):
+        if self.streamed is not None and self.streamed.fullmatch(route_path(scope)):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
