@@ -90,6 +90,15 @@ def test_the_api_answers_below_the_prefix_beside_the_apps_own_routes(
     assert missing.status_code == 404
     assert missing.json()["instance"] == "/chat/v1/sessions/nope"
     assert client.get("/chat/v1/sessions").status_code == 401  # no token
+    index = client.get("/chat/").json()
+    assert (index["api"], index["openapi"], index["docs"]) == (
+        "/chat/v1",
+        "/chat/openapi.json",
+        "/chat/docs",
+    )
+    schema = client.get(index["openapi"])
+    assert schema.status_code == 200 and "/v1/sessions" in schema.json()["paths"]
+    assert client.get(index["docs"]).status_code == 200
 
 
 def test_streamed_bodies_pass_the_body_limit_below_the_prefix(
@@ -140,3 +149,9 @@ def test_the_parent_lifespan_starts_and_stops_threadkeeps(store: Threadkeep) -> 
         assert r.headers["electric-handle"]
         assert sid in r.text
     assert not chat.state.sync.hub.started
+
+
+def test_the_index_names_root_paths_when_not_mounted(store: Threadkeep) -> None:
+    with serving(create_app(store, Settings())) as client:
+        index = client.get("/").json()
+        assert (index["api"], index["openapi"], index["docs"]) == ("/v1", "/openapi.json", "/docs")

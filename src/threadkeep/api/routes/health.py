@@ -64,12 +64,14 @@ async def metrics(request: Request) -> Response:
 
 
 @router.get("/", summary="About this server", include_in_schema=True)
-async def index() -> dict[str, str]:
-    """Where things are: the API under /v1, its OpenAPI schema, the probes."""
+async def index(request: Request) -> dict[str, str]:
+    """Where things are: the API under /v1, its OpenAPI schema, the docs; below
+    the prefix when the app is mounted in another (docs/embedding.md)."""
+    root = request.scope.get("root_path", "")
     return {
         "name": "threadkeep",
         "version": __version__,
-        "api": "/v1",
-        "openapi": "/openapi.json",
-        "docs": "/docs",
+        "api": f"{root}/v1",
+        "openapi": f"{root}/openapi.json",
+        "docs": f"{root}/docs",
     }
