@@ -176,3 +176,44 @@ def test_asyncio_run_ends_after_shape_requests_and_a_write_without_a_lifespan(
     runner.start()
     runner.join(20)
     assert not runner.is_alive(), "asyncio.run did not end: a sync task survived"
+
+
+def test_a_held_request_cancelled_as_it_is_woken_is_cancelled(tk: Threadkeep, actor: Actor) -> None:
+    """A live long-poll whose client leaves just as a change wakes it must
+    end cancelled. With ``asyncio.wait_for`` (Python 3.11) the cancellation
+    could be swallowed: the request read again, found nothing, and held on
+    for another long-poll period."""
+    from threadkeep.sync.emulator import Emulator, ShapeRequest
+
+    session = tk.create_session(actor).value.id
+    shape = Shape("messages", actor.user_id, session)
+
+    async def cancelled_after(steps: int) -> bool:
+        hub = LiveHub(tk, poll_seconds=30)
+        await hub.start()
+        emulator = Emulator(tk, hub, long_poll_seconds=30)
+        try:
+            first = await emulator.serve(actor, shape, ShapeRequest("-1"))
+            held = asyncio.create_task(
+                emulator.serve(
+                    actor,
+                    shape,
+                    ShapeRequest(
+                        first.headers["electric-offset"], first.headers["electric-handle"], True
+                    ),
+                )
+            )
+            while hub.held == 0:
+                await asyncio.sleep(0.01)
+            for waiter in hub._waiters[actor.user_id]:
+                waiter.woken.set()  # what a change to the shape does
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            held.cancel()
+            done, _ = await asyncio.wait([held], timeout=2)
+            return held in done and held.cancelled()
+        finally:
+            await hub.stop()
+
+    for steps in range(5):
+        assert asyncio.run(cancelled_after(steps)), f"the cancellation was lost ({steps})"
