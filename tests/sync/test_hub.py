@@ -203,8 +203,11 @@ def test_a_held_request_cancelled_as_it_is_woken_is_cancelled(tk: Threadkeep, ac
                     ),
                 )
             )
-            while hub.held == 0:
+            for _ in range(500):  # until the request is held (at most 5 s)
+                if hub.held:
+                    break
                 await asyncio.sleep(0.01)
+            assert hub.held == 1
             for waiter in hub._waiters[actor.user_id]:
                 waiter.woken.set()  # what a change to the shape does
             for _ in range(steps):
