@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
+from typing import Any
 
 from threadkeep import Actor, Threadkeep
 from threadkeep.sync.hub import LiveHub, _Waiter
@@ -146,12 +147,12 @@ def test_asyncio_run_ends_after_shape_requests_and_a_write_without_a_lifespan(
     body = json.dumps({"messages": [{"role": "user", "content": "x"}]}).encode()
 
     async def call(method: str, path: str, query: bytes = b"", payload: bytes = b"") -> int:
-        sent: list[dict[str, object]] = []
+        sent: list[MutableMapping[str, Any]] = []
 
-        async def receive() -> dict[str, object]:
+        async def receive() -> MutableMapping[str, Any]:
             return {"type": "http.request", "body": payload, "more_body": False}
 
-        async def send(message: dict[str, object]) -> None:
+        async def send(message: MutableMapping[str, Any]) -> None:
             sent.append(message)
 
         headers = [
@@ -165,7 +166,7 @@ def test_asyncio_run_ends_after_shape_requests_and_a_write_without_a_lifespan(
             "scheme": "http", "server": ("t", 80), "client": ("t", 1), "headers": headers,
         }  # fmt: skip
         await app(scope, receive, send)
-        return int(sent[0]["status"])  # type: ignore[call-overload]
+        return int(sent[0]["status"])
 
     async def main() -> None:
         for _ in range(3):
