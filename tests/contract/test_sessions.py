@@ -81,6 +81,38 @@ def test_create_accepts_a_dict_keywords_and_all_fields(tk, actor):
     assert got.metadata == {"k": [1, 2.5, None, True, "é"]}
 
 
+def test_get_reads_what_the_general_row_path_reads(tk, actor, other_actor):
+    """get_session runs a compiled statement and decodes the row itself
+    (store/sessions.py); the session must be exactly what the Core select
+    and ``to_session`` give, every field set (JSON, flags, a fork, the
+    trash, counters, aware datetimes), and another user's id still missing."""
+    from threadkeep.store.sessions import get_row, to_session
+
+    parent = tk.create_session(
+        actor, title="t\u00e9", tags=["a", "b"], metadata={"k": [1, {"x": None}], "f": 1.5}
+    ).value
+    tk.append_messages(actor, parent.id, user_msgs(3))
+    first = tk.get_history(actor, parent.id)[0]
+    branch = tk.fork_session(actor, parent.id, at_message_id=first.id).value
+    tk.update_session(actor, branch.id, {"starred": True, "pinned": True, "archived": True})
+    tk.delete_session(actor, branch.id)  # to the trash: deleted_at set
+    for sid in (parent.id, branch.id):
+        got = tk.get_session(actor, sid)
+        general = tk.engine.read(lambda c, sid=sid: to_session(get_row(c, actor.user_id, sid)))
+        assert got == general
+        assert got.model_dump() == general.model_dump()
+        assert all(
+            v.tzinfo is not None for v in (got.created_at, got.updated_at, got.last_activity_at)
+        )
+    trashed = tk.get_session(actor, branch.id)
+    assert trashed.deleted_at is not None and trashed.fork_seq == first.seq
+    assert (trashed.starred, trashed.pinned, trashed.archived) == (True, True, True)
+    assert all(type(getattr(trashed, f)) is bool for f in ("starred", "pinned", "archived"))
+    assert tk.get_session(actor, parent.id).metadata == {"k": [1, {"x": None}], "f": 1.5}
+    with pytest.raises(SessionNotFound):
+        tk.get_session(other_actor, parent.id)
+
+
 def test_create_with_a_taken_id_raises_already_exists_and_writes_nothing(tk, actor):
     tk.create_session(actor, id="dup", title="first")
     with writes_nothing(tk), pytest.raises(AlreadyExists) as info:
