@@ -11,9 +11,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from contract_helpers import contents, new_session, seqs, user_msgs, with_messages
 
 from threadkeep import Message, MessageStatus, Role, SessionNotFound
+from threadkeep.store import tables
+from threadkeep.store.messages import to_message
 
 FULL = {
     "role": "assistant",
@@ -41,8 +44,18 @@ def _same(fast: list[Message], slow: list[Message]) -> None:
 
 
 def _reference(tk: Any, actor: Any, messages: list[Message]) -> list[Message]:
-    """The same messages, each read by id through SQLAlchemy's own execution."""
-    return [tk.get_message(actor, m.id) for m in messages]
+    """The same messages, each read by id through SQLAlchemy's own execution
+    and result rows (every read API, ``get_message`` included, now runs
+    compiled statements and generated decoders)."""
+    t = tables.messages
+
+    def read(conn: sa.Connection, message_id: str) -> Message:
+        row = conn.execute(
+            sa.select(t).where(t.c.id == message_id, t.c.owner_id == actor.user_id)
+        ).one()
+        return to_message(row)
+
+    return [tk.engine.read(lambda c, m=m: read(c, m.id)) for m in messages]
 
 
 def test_every_field_reads_back_as_the_ordinary_path_reads_it(tk, actor):
@@ -53,6 +66,7 @@ def test_every_field_reads_back_as_the_ordinary_path_reads_it(tk, actor):
         tk.last_messages(actor, s.id, 3),
         tk.get_history(actor, s.id),
         tk.get_messages(actor, s.id, after_seq=1),
+        [tk.get_message(actor, m.id) for m in tk.get_history(actor, s.id)],
     ):
         _same(got, _reference(tk, actor, got))
     last = tk.last_messages(actor, s.id, 3)

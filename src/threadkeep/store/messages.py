@@ -227,12 +227,21 @@ def seq_in_history(conn: sa.Connection, owner_id: str, row: Any, message_id: str
 
 
 def get_message(conn: sa.Connection, owner_id: str, message_id: str) -> Message:
-    row = conn.execute(
-        sa.select(messages).where(messages.c.id == message_id, messages.c.owner_id == owner_id)
-    ).first()
+    """One message by id, on a compiled statement and the history reads'
+    decoder (as ``get_session``: the Core select and its Row cost more than
+    the query)."""
+    stmt = prepared(conn.dialect, "messages.get", _get_message_statement)
+    row = stmt.execute(cursor(conn), {"mid": message_id, "owner": owner_id}).fetchone()
     if row is None:
         raise MessageNotFound(message_id)
-    return to_message(row)
+    return trusted(Message, _read_decoder(conn.dialect).decode(row))
+
+
+def _get_message_statement() -> sa.Executable:
+    c = messages.c
+    return sa.select(*_READ_COLUMNS).where(
+        c.id == sa.bindparam("mid"), c.owner_id == sa.bindparam("owner")
+    )
 
 
 def _replayed(
