@@ -319,3 +319,60 @@ def test_a_chosen_event_id_that_is_taken_raises_already_exists_and_writes_nothin
                 actor, mine.id, [{"id": "t2", "name": "a"}, {"id": "t2", "name": "b"}]
             )
     assert tk.get_tool_event(other_actor, tool.id).name == "x"
+
+
+def test_event_reads_give_what_the_general_row_path_gives(tk, actor, other_actor):
+    """The event reads run compiled statements and decode rows themselves
+    (store/events.py); each event must equal the Core select's row through
+    ``model_construct``: every field, its type, the status enum, aware
+    datetimes, JSON of every shape. Filters and foreign ids still hold."""
+    import sqlalchemy as sa
+
+    from threadkeep import TimelineEvent, ToolEvent
+    from threadkeep.store import tables
+    from threadkeep.store.events import to_timeline_event, to_tool_event
+
+    s = new_session(tk, actor)
+    msg = tk.append_message(actor, s.id, {"role": "user", "content": "q"}).value
+    tk.record_tool_events(
+        actor,
+        s.id,
+        [
+            {"name": "grep", "input": {"q": [1, None, "ü"]}, "message_id": msg.id},
+            {"name": "ls", "input": None, "output": PAYLOADS[0], "status": "succeeded"},
+            {"name": "rm", "error": "denied", "status": "failed", "call_id": "c9"},
+        ],
+    )
+    tk.append_timeline_events(
+        actor, s.id, [{"kind": f"k{i}", "payload": p} for i, p in enumerate(PAYLOADS)]
+    )
+
+    def core(table: sa.Table, convert, order) -> list:
+        q = sa.select(table).where(table.c.session_id == s.id).order_by(*order)
+        return tk.engine.read(lambda c: [convert(r) for r in c.execute(q)])
+
+    t, e = tables.tool_events, tables.timeline_events
+    tools = core(t, to_tool_event, (t.c.created_at, t.c.id))
+    timeline = core(e, to_timeline_event, (e.c.seq,))
+
+    def same(got: list, want: list, model: type) -> None:
+        assert got == want and len(got) == len(want) > 0
+        for g, w in zip(got, want, strict=True):
+            assert g.model_dump() == w.model_dump()
+            for name in model.model_fields:
+                assert type(getattr(g, name)) is type(getattr(w, name)), name
+            assert g.created_at.tzinfo is UTC
+
+    same(tk.list_tool_events(actor, s.id), tools, ToolEvent)
+    same([tk.get_tool_event(actor, x.id) for x in tools], tools, ToolEvent)
+    same(tk.list_tool_events(actor, s.id, message_id=msg.id), tools[:1], ToolEvent)
+    assert type(tools[0].status) is ToolStatus
+    same(tk.list_timeline_events(actor, s.id), timeline, TimelineEvent)
+    same(tk.list_timeline_events(actor, s.id, after_seq=2, limit=2), timeline[2:4], TimelineEvent)
+    same(tk.list_timeline_events(actor, s.id, limit=1), timeline[:1], TimelineEvent)
+    with pytest.raises(ToolEventNotFound):
+        tk.get_tool_event(other_actor, tools[0].id)
+    with pytest.raises(SessionNotFound):
+        tk.list_tool_events(other_actor, s.id)
+    with pytest.raises(SessionNotFound):
+        tk.list_timeline_events(other_actor, s.id)

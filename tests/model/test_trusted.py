@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from threadkeep import Message, MessageStatus, Role, Session
+from threadkeep import Message, MessageStatus, Role, Session, TimelineEvent, ToolEvent, ToolStatus
 from threadkeep.model.trusted import trusted
 
 NOW = datetime(2026, 11, 21, 6, 0, tzinfo=UTC)
@@ -32,6 +32,22 @@ ROWS: list[tuple[type[BaseModel], dict[str, Any]]] = [
             "head_seq": 3, "event_seq": 0, "input_tokens": 1, "output_tokens": 2,
             "cost_usd": 0.5, "version": 2, "created_at": NOW, "updated_at": NOW,
             "last_activity_at": NOW, "deleted_at": None,
+        },
+    ),
+    (
+        ToolEvent,
+        {
+            "id": "t", "owner_id": "u", "session_id": "s", "message_id": None, "call_id": "c",
+            "name": "grep", "status": ToolStatus.SUCCEEDED, "input": {"q": 1}, "output": [1],
+            "error": None, "started_at": NOW, "finished_at": NOW, "duration_ms": 0,
+            "version": 1, "created_at": NOW, "updated_at": NOW,
+        },
+    ),
+    (
+        TimelineEvent,
+        {
+            "id": "e", "owner_id": "u", "session_id": "s", "seq": 1, "kind": "k",
+            "payload": None, "message_id": "m1", "created_at": NOW,
         },
     ),
 ]  # fmt: skip
