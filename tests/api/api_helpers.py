@@ -12,13 +12,14 @@ import functools
 import json
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
+from fastapi import FastAPI
 
 from conftest import row_counts, shared_store_fixture
 from threadkeep import Actor, Threadkeep
@@ -61,21 +62,37 @@ class Api:
 
 
 @contextmanager
+def in_process(app: FastAPI, *, lifespan: bool = False) -> Iterator[Api]:
+    """``app`` served in-process through httpx's ASGI transport; with
+    ``lifespan``, its lifespan runs around the requests, as a server runs it."""
+    with start_blocking_portal() as portal:
+        running = (
+            portal.wrap_async_context_manager(app.router.lifespan_context(app))
+            if lifespan
+            else nullcontext()
+        )
+        with running:
+            client = httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+            )
+            try:
+                yield Api(portal, client)
+            finally:
+                portal.call(client.aclose)
+
+
+@contextmanager
 def api_client(
     tk: Threadkeep, api: ApiSettings | None = None, settings: Settings | None = None
 ) -> Iterator[Api]:
     app = create_app(
         tk, settings, api=api or ApiSettings(max_body_bytes=256 * 1024, max_json_depth=100)
     )
-    with start_blocking_portal() as portal:
-        client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-        )
+    with in_process(app) as client:
         try:
-            yield Api(portal, client)
+            yield client
         finally:
-            portal.call(client.aclose)
-            portal.call(app.state.sync.stop)  # the sync hub, if a shape request started it
+            client.portal.call(app.state.sync.stop)  # the sync hub, if a shape request started it
 
 
 def api_client_fixture() -> Any:

@@ -13,10 +13,8 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
 
-import httpx
 import pytest
-from anyio.from_thread import start_blocking_portal
-from api_helpers import Api, api_store_fixture, new_caller
+from api_helpers import Api, api_store_fixture, in_process, new_caller
 from fastapi import FastAPI
 
 from conftest import row_counts
@@ -48,24 +46,10 @@ def embedding_app(tk: Threadkeep) -> tuple[FastAPI, FastAPI]:
     return app, chat
 
 
-@contextlib.contextmanager
-def serving(app: FastAPI) -> Iterator[Api]:
-    """``app`` in-process with its lifespan run, as a server runs it."""
-    with start_blocking_portal() as portal:
-        with portal.wrap_async_context_manager(app.router.lifespan_context(app)):
-            client = httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-            )
-            try:
-                yield Api(portal, client)
-            finally:
-                portal.call(client.aclose)
-
-
 @pytest.fixture
 def embedded(store: Threadkeep) -> Iterator[tuple[Api, FastAPI]]:
     app, chat = embedding_app(store)
-    with serving(app) as client:
+    with in_process(app, lifespan=True) as client:
         yield client, chat
 
 
@@ -137,7 +121,7 @@ def test_the_parent_lifespan_starts_and_stops_threadkeeps(store: Threadkeep) -> 
     prefix, and leaving the parent's lifespan stops sync."""
     app, chat = embedding_app(store)
     me = new_caller(store)
-    with serving(app) as client:
+    with in_process(app, lifespan=True) as client:
         assert chat.state.sync.hub.started
         sid = client.post("/chat/v1/sessions", json={}, headers=me.headers).json()["id"]
         r = client.get(
@@ -152,6 +136,6 @@ def test_the_parent_lifespan_starts_and_stops_threadkeeps(store: Threadkeep) -> 
 
 
 def test_the_index_names_root_paths_when_not_mounted(store: Threadkeep) -> None:
-    with serving(create_app(store, Settings())) as client:
+    with in_process(create_app(store, Settings()), lifespan=True) as client:
         index = client.get("/").json()
         assert (index["api"], index["openapi"], index["docs"]) == ("/v1", "/openapi.json", "/docs")
