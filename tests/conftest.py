@@ -69,13 +69,35 @@ def _with_db(url: str, dbname: str) -> str:
     return sa.make_url(url).set(database=dbname).render_as_string(hide_password=False)
 
 
-def create_pg_database() -> str:
-    """A fresh scratch database; returns its URL."""
+# Set, every PostgreSQL test runs on a store in this schema of a database
+# whose ``public`` holds an application's tables with threadkeep's names
+# (tests/test_pg_schema.py runs that case in every CI run; this runs the
+# whole suite so, e.g. `THREADKEEP_TEST_PG_SCHEMA=chat make test`).
+PG_SCHEMA = os.environ.get("THREADKEEP_TEST_PG_SCHEMA") or None
+_DECOYS = """
+CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY);
+INSERT INTO alembic_version VALUES ('3f2a9c1d7b4e');
+CREATE TABLE users (id text PRIMARY KEY, name text);
+CREATE TABLE sessions (id text PRIMARY KEY, owner_id text, title text);
+CREATE TABLE messages (id text PRIMARY KEY, session_id text, content text);
+CREATE TABLE changes (log_offset bigint PRIMARY KEY);
+"""
+
+
+def create_pg_database(*, plain: bool = False) -> str:
+    """A fresh scratch database; returns its URL. ``plain``: never in
+    THREADKEEP_TEST_PG_SCHEMA's set-up, for tests that make their own."""
     require_pg()
     name = f"tk_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    return _with_db(PG_ADMIN_URL, name)
+    url = _with_db(PG_ADMIN_URL, name)
+    if PG_SCHEMA is None or plain:
+        return url
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(_DECOYS)
+    u = sa.make_url(url).update_query_dict({"schema": PG_SCHEMA})
+    return u.render_as_string(hide_password=False)
 
 
 def drop_pg_database(url: str) -> None:
@@ -155,6 +177,11 @@ def migrated_database(request: pytest.FixtureRequest, engine: str, path: Path) -
         yield template.copy_to(path)
         return
     require_pg()
+    if PG_SCHEMA is not None:  # the pool's wipe knows public only
+        with empty_database(engine, path) as url:
+            Threadkeep.open(url).close()
+            yield url
+        return
     pool: PostgresPool = request.getfixturevalue("_pg_pool")
     url = pool.take()
     try:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from conftest import (
     create_pg_database,
@@ -279,39 +280,41 @@ def test_a_backup_taken_during_random_writes_of_every_kind_restores_a_consistent
         assert_views_agree(restored, me)
 
 
-def test_pg_tools_commit_durably_whatever_the_databases_default() -> None:
-    """pg_restore writes a whole database: it runs with synchronous_commit on
-    (PGOPTIONS), like every threadkeep connection, even where the database's
-    default is off. Checked through libpq itself, with psql and the same
-    environment pg_restore gets."""
+@pytest.mark.parametrize("query", ["", "?schema=chat", "?options=-c%20statement_timeout%3D0"])
+def test_pg_tools_commit_durably_whatever_the_databases_default(query: str) -> None:
+    """pg_dump and pg_restore run with synchronous_commit on, like every
+    threadkeep connection, even where the database's default is off; also
+    when the URL sets libpq options of its own (a schema does), which make
+    libpq ignore PGOPTIONS. Checked through libpq itself, with psql and the
+    connection string and environment pg_restore gets."""
     import subprocess
 
     from threadkeep.store import backup as backup_q
+    from threadkeep.store import pg_url
 
     url = create_pg_database()
     try:
-        name = url.rsplit("/", 1)[1]
+        name = sa.make_url(url).database
+        url = sa.make_url(url).difference_update_query(["schema"]).render_as_string(False)
+        url += query
         conninfo, env = backup_q.libpq(url)
+        psql = backup_q.pg_tool("psql")
         subprocess.run(
-            [
-                backup_q.pg_tool("psql"),
-                conninfo,
-                "-c",
-                f'ALTER DATABASE "{name}" SET synchronous_commit = off',
-            ],
+            [psql, conninfo, "-c", f'ALTER DATABASE "{name}" SET synchronous_commit = off'],
             check=True,
             capture_output=True,
         )
+        # The URL's own connection string, without the tools' environment.
         plain = {k: v for k, v in env.items() if k != "PGOPTIONS"}
         shown = [
             subprocess.run(
-                [backup_q.pg_tool("psql"), conninfo, "-Atc", "SHOW synchronous_commit"],
+                [psql, c, "-Atc", "SHOW synchronous_commit"],
                 check=True,
                 capture_output=True,
                 text=True,
                 env=e,
             ).stdout.strip()
-            for e in (plain, env)
+            for c, e in ((pg_url.conninfo(url, with_password=False), plain), (conninfo, env))
         ]
         assert shown == ["off", "on"]
     finally:

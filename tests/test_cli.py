@@ -13,6 +13,7 @@ from typer.testing import CliRunner, Result
 import threadkeep
 from threadkeep import Actor, Threadkeep
 from threadkeep.cli.main import app
+from threadkeep.store import backup as backup_q
 from threadkeep.store import migrate as migrations
 
 HEAD = migrations.code_head()
@@ -32,10 +33,7 @@ def run(*args: str) -> Result:
 
 def raw_engine(url: str) -> sa.Engine:
     """A plain SQLAlchemy engine: reads the database whatever its revision."""
-    u = sa.make_url(url)
-    if u.drivername in ("postgresql", "postgres"):
-        u = u.set(drivername="postgresql+psycopg")
-    return sa.create_engine(u, poolclass=sa.NullPool)
+    return backup_q.raw_engine(url)
 
 
 def revision(url: str) -> str | None:

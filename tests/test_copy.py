@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from conftest import empty_database, row_counts, running_in_threads
@@ -31,6 +32,7 @@ from threadkeep.copy_store import copy_store
 from threadkeep.errors import CopyError, CopyTargetNotEmpty
 from threadkeep.store import copy as copy_q
 from threadkeep.store import tables
+from threadkeep.store.pg_url import conninfo as pg_conninfo
 from threadkeep.sync.shapes import Shape
 
 sys.path.insert(0, str(Path(__file__).parent / "api"))
@@ -179,7 +181,7 @@ def _lose_rows_on_insert(url: str) -> None:
                 "BEGIN DELETE FROM todos WHERE id = NEW.id; END"
             )
         return
-    with psycopg.connect(url, autocommit=True) as c:
+    with psycopg.connect(pg_conninfo(url), autocommit=True) as c:
         c.execute(
             "CREATE FUNCTION lose() RETURNS trigger LANGUAGE plpgsql AS "
             "$$ BEGIN DELETE FROM todos WHERE id = NEW.id; RETURN NULL; END $$"
@@ -304,7 +306,7 @@ def test_change_rows_not_yet_numbered_on_postgres_are_numbered_in_commit_order(
         state = tk.sync_state()
     # The state a snapshot can catch: the last two transactions committed,
     # their rows not numbered yet, log_state not moved past them.
-    with psycopg.connect(source, autocommit=True) as c:
+    with psycopg.connect(pg_conninfo(source), autocommit=True) as c:
         txids = [
             r[0]
             for r in c.execute(
@@ -333,8 +335,8 @@ def test_the_copy_commits_durably_whatever_the_targets_default(target: Settings)
     with Threadkeep.open(settings=target):
         pass
     if url.startswith("postgresql"):
-        name = url.rsplit("/", 1)[1]
-        with psycopg.connect(url, autocommit=True) as c:
+        name = sa.make_url(url).database
+        with psycopg.connect(pg_conninfo(url), autocommit=True) as c:
             c.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
         setting = "SHOW synchronous_commit"
         want = "on"

@@ -40,7 +40,7 @@ from threadkeep.model.common import utcnow
 from threadkeep.model.sync import SyncState
 from threadkeep.store import backup as backup_q
 from threadkeep.store import migrate as migrations
-from threadkeep.store import shown_url
+from threadkeep.store import pg_url, shown_url
 
 FORMAT = "threadkeep-backup"
 FORMAT_VERSION = 1
@@ -75,6 +75,9 @@ class Manifest:
     counts: dict[str, int]
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     missing_blobs: list[str] = field(default_factory=list)
+    # PostgreSQL: the schema of its own (``?schema=``) that the dump holds
+    # alone; None for a dump of the whole database (threadkeep in ``public``).
+    schema: str | None = None
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 
@@ -206,6 +209,7 @@ def _backup_into(tk: Threadkeep, root: Path, report: Progress) -> Manifest:
         blob_backend=backend,
         blobs={"fs": "included", "postgres": "in-database"}.get(backend, "not-included"),
         counts=counts,
+        schema=tk.engine.schema,
     )
     if manifest.blobs == "included":
         _copy_blobs(tk, root, wanted, manifest, report)
@@ -332,6 +336,8 @@ def restore_store(
         from threadkeep.errors import SchemaTooNew
 
         raise SchemaTooNew(manifest.schema_revision, migrations.code_head())
+    if engine_name == "postgresql":
+        _check_schema(url, manifest)
     _check_target(url, settings, force)
     db_file = root / manifest.database_file
 
@@ -361,7 +367,27 @@ def restore_store(
     return RestoreResult(manifest, url, restored, state)
 
 
+def _check_schema(url: str, manifest: Manifest) -> None:
+    """A dump names the schema it came from, and pg_restore cannot rename it:
+    the target must name the same one (or none, for a whole-database dump)."""
+    target = pg_url.schema_of(url)
+    if target == manifest.schema:
+        return
+
+    def named(schema: str | None) -> str:
+        return "no schema (public)" if schema is None else f"?schema={schema}"
+
+    raise BackupError(
+        f"this backup holds a store with {named(manifest.schema)} and the target URL "
+        f"has {named(target)}: restore it with {named(manifest.schema)} in the URL "
+        "(a dump cannot move to another schema; `threadkeep copy` can, see docs/backup.md)"
+    )
+
+
 def _check_target(url: str, settings: Settings, force: bool) -> None:
+    """Refuse a target that holds data: any table with rows where the dump
+    goes (the whole database's ``public``, or threadkeep's own schema, the
+    only one its connections see)."""
     holds: list[str] = []
     if sa.make_url(url).get_backend_name() == "sqlite":
         path = backup_q.sqlite_path(url)

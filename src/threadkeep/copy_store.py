@@ -34,7 +34,7 @@ from threadkeep.errors import BlobMissing, CopyError, CopyTargetNotEmpty, StoreE
 from threadkeep.library import Threadkeep
 from threadkeep.store import backup as backup_q
 from threadkeep.store import copy as copy_q
-from threadkeep.store import shown_url
+from threadkeep.store import pg_url, shown_url
 
 #: (phase, done, total). Phases: ``blobs`` (bytes), ``rows``, ``compare`` (tables).
 Progress = Callable[[str, int, int], None]
@@ -64,10 +64,11 @@ def _same_database(a: str, b: str) -> bool:
         return Path(ua.database or "").expanduser().resolve() == (
             Path(ub.database or "").expanduser().resolve()
         )
-    return (ua.host or "localhost", ua.port or 5432, ua.database) == (
+    return (ua.host or "localhost", ua.port or 5432, ua.database, pg_url.schema_of(ua)) == (
         ub.host or "localhost",
         ub.port or 5432,
         ub.database,
+        pg_url.schema_of(ub),
     )
 
 

@@ -214,6 +214,20 @@ class SchemaTooNew(StoreError):
         )
 
 
+class SchemaInUse(StoreError):
+    """Another application's tables are where threadkeep's would go. Nothing
+    was written; give threadkeep a schema (or a database) of its own."""
+
+    def __init__(self, where: str, why: str) -> None:
+        self.where = where
+        super().__init__(
+            f"{where} is another application's: {why}. threadkeep keeps its own tables "
+            "and its own alembic_version, so nothing was written; give it a schema of "
+            "its own by adding ?schema=threadkeep to the PostgreSQL URL, or a database "
+            "of its own (docs/postgresql.md)"
+        )
+
+
 class BlobMissing(StoreError):
     """An upload's bytes are not in the blob store (deleted behind threadkeep's back,
     or a blob store other than the one that stored them is configured)."""

@@ -20,6 +20,7 @@ from contract_helpers import new_session, writes_nothing
 from threadkeep import Actor, InvalidState, SessionNotFound
 from threadkeep.model.messages import NewMessage
 from threadkeep.store import messages as message_q
+from threadkeep.store import pg_url
 
 RICH = [
     {
@@ -173,7 +174,7 @@ def test_an_append_after_its_connection_was_dropped_is_written_once(tk, actor, d
     if tk.engine.supports_append_at_once:
         # Kill every backend of this database but ours: the appenders' idle
         # connection is now dead, and the next append must still go through.
-        with psycopg.connect(db_url.replace("postgresql+psycopg", "postgresql")) as admin:
+        with psycopg.connect(pg_url.conninfo(db_url)) as admin:
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
@@ -189,7 +190,7 @@ def test_the_hot_path_holds_at_most_max_open_connections(tk, engine_name):
         pytest.skip("the one-statement path's connections are PostgreSQL's")
     from threadkeep.store.pg_append import AppendConnections
 
-    conns = AppendConnections(tk.engine._libpq_url(), max_idle=1, max_open=2, timeout=0.05)
+    conns = AppendConnections(pg_url.conninfo(tk.engine.url), max_idle=1, max_open=2, timeout=0.05)
     a, b = conns.get(), conns.get()
     assert a is not None and b is not None
     assert conns.get() is None, "a third connection while two are out"

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from threadkeep import Actor, Message, Threadkeep
 from threadkeep.store import tables
-from threadkeep.store.postgres import normalise_url
+from threadkeep.store.pg_url import sa_url
 
 CHILD = str(Path(__file__).with_name("guarantee_child.py"))
 
@@ -90,7 +90,7 @@ def settle_after_kill(db_url: str, timeout: float = 30.0) -> None:
     if not db_url.startswith("postgresql"):
         return
     # Autocommit: pg_stat_activity is a snapshot per transaction.
-    eng = sa.create_engine(normalise_url(db_url), isolation_level="AUTOCOMMIT")
+    eng = sa.create_engine(sa_url(db_url), isolation_level="AUTOCOMMIT")
     deadline = time.monotonic() + timeout
     try:
         with eng.connect() as conn:

@@ -20,8 +20,8 @@ from guarantee_helpers import Child
 import threadkeep
 from conftest import empty_database, row_counts
 from threadkeep import Actor, Threadkeep
-from threadkeep.store import migrate, open_engine, search, tables
-from threadkeep.store.postgres import normalise_url
+from threadkeep.store import migrate, open_engine, pg_url, search, tables
+from threadkeep.store.pg_url import sa_url
 
 FUTURE = "ffff_from_the_future"
 OPEN_ROUNDS = 1  # child start-up dominates; raise to hunt for a lock race
@@ -31,7 +31,7 @@ def _sa_engine(url: str) -> sa.Engine:
     """A plain engine beside threadkeep's own, to look at the database."""
     if url.startswith("sqlite"):
         return sa.create_engine(url, poolclass=sa.pool.NullPool)
-    return sa.create_engine(normalise_url(url), poolclass=sa.pool.NullPool)
+    return sa.create_engine(sa_url(url), poolclass=sa.pool.NullPool)
 
 
 def _schema(url: str) -> dict[str, Any]:
@@ -106,6 +106,10 @@ def _described_checks(engine_name: str, tmp_path: Path) -> dict[str, Any]:
         with empty_database(engine_name, tmp_path / "described.db") as url:
             eng = _sa_engine(url)
             try:
+                schema = pg_url.schema_of_engine(eng)  # THREADKEEP_TEST_PG_SCHEMA
+                if schema is not None:
+                    with eng.begin() as conn:
+                        migrate.ensure_schema(conn, schema)
                 tables.metadata.create_all(eng)
             finally:
                 eng.dispose()

@@ -98,7 +98,8 @@ def test_the_proxy_sets_the_shape_and_secret_itself_and_streams_the_answer_back(
     for req in seen:
         q = req["query"]
         keys = [k for k, _ in q]
-        assert dict(q)["table"] == "sessions" and keys.count("table") == 1
+        table = "sessions" if tk.engine.schema is None else f"{tk.engine.schema}.sessions"
+        assert dict(q)["table"] == table and keys.count("table") == 1
         assert dict(q)["where"] == "owner_id = $1 AND deleted_at IS NULL"
         assert dict(q)["params[1]"] == "alice" and keys.count("params[1]") == 1
         assert dict(q)["secret"] == SECRET and keys.count("secret") == 1

@@ -13,17 +13,23 @@ import sqlalchemy as sa
 from threadkeep.blobs.contract import BlobInfo, BlobStore, check_sha256
 from threadkeep.config import BlobSettings, data_dir
 from threadkeep.errors import StoreError
+from threadkeep.store import pg_url
 
 
 def default_path(database_url: str) -> Path:
     """Where the fs backend keeps blobs when no path is set: next to the SQLite
     file (``threadkeep.db`` -> ``threadkeep.db-blobs/``, like its -wal file), else
-    under the data dir, one directory per database."""
+    under the data dir, one directory per database (and schema)."""
     url = sa.make_url(database_url)
     if url.get_backend_name() == "sqlite" and url.database:
         db = Path(url.database).expanduser()
         return db.with_name(db.name + "-blobs")
     name = f"{url.host or 'local'}-{url.port or 5432}-{url.database or 'db'}"
+    schema = pg_url.schema_of(url)
+    if schema is not None:
+        # Two stores in two schemas of one database are two stores: one's
+        # cleanup must never remove bytes that only the other names.
+        name += f"-{schema}"
     return data_dir() / "blobs" / name
 
 

@@ -30,7 +30,7 @@ from threadkeep.cli.errors import EXIT_CHECK_FAILED, EXIT_OK, describe
 from threadkeep.cli.errors import _one_line as one_line
 from threadkeep.cli.migrate import DatabaseUrl
 from threadkeep.config import Settings, data_dir, load_settings
-from threadkeep.errors import SchemaTooNew, ThreadkeepError
+from threadkeep.errors import SchemaInUse, SchemaTooNew, ThreadkeepError
 from threadkeep.library import Threadkeep
 from threadkeep.model.common import utcnow
 from threadkeep.store import diagnostics, open_engine, shown_url
@@ -390,6 +390,13 @@ def run_checks(database_url: str | None = None, host: str | None = None) -> Repo
             _one_line(exc),
             "upgrade threadkeep to the version that migrated this database, or restore "
             "a backup taken before (docs/rollback.md)",
+        )
+    except SchemaInUse as exc:
+        report.add(
+            "schema",
+            "fail",
+            _one_line(exc),
+            "add ?schema=threadkeep to the database URL (docs/postgresql.md)",
         )
     except (ThreadkeepError, sa.exc.SQLAlchemyError, OSError) as exc:
         report.add("database", "fail", f"{shown_url(url)}: {_plain(exc)}", _CONNECT_HINT)

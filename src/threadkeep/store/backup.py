@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from threadkeep.errors import BackupError, BackupToolMissing
+from threadkeep.store import pg_url
 from threadkeep.store.tables import metadata, uploads
 
 #: (done, total): pages for SQLite, tables for PostgreSQL.
@@ -86,18 +87,20 @@ def pg_tool(name: str) -> str:
 
 
 def libpq(url: str) -> tuple[str, dict[str, str]]:
-    """A URL for libpq tools (no SQLAlchemy driver suffix) and the environment
-    that carries its password (kept out of the command line, which others see)
-    and ``synchronous_commit=on``: a restore that says it is done is on disk,
+    """A connection string for libpq tools and the environment that carries
+    its password (kept out of the command line, which others see) and
+    ``synchronous_commit=on``: a restore that says it is done is on disk,
     even where the server's or the database's default is off, as every
     threadkeep write is (store/postgres.py)."""
     u = sa.make_url(url)
     env = dict(os.environ)
     if u.password is not None:
         env["PGPASSWORD"] = str(u.password)
-    env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} -c synchronous_commit=on".strip()
-    plain = u.set(drivername="postgresql", password=None)
-    return plain.render_as_string(hide_password=False), env
+    # Both: a connection string with options of its own (a schema, or the
+    # URL's ``options``) makes libpq ignore PGOPTIONS.
+    durable = f"{env.get('PGOPTIONS', '')} -c synchronous_commit=on".strip()
+    env["PGOPTIONS"] = durable
+    return pg_url.conninfo(url, with_password=False, options=durable), env
 
 
 def _run_tool(args: list[str], env: dict[str, str], marker: re.Pattern[str], on_item: Any) -> None:
@@ -129,10 +132,16 @@ _RESTORING = re.compile(r"processing data for table")
 
 def pg_dump(url: str, target: Path, snapshot: str | None, report: Report, tables: int) -> None:
     """``pg_dump --format=custom`` of the database into ``target``; with
-    ``snapshot`` (an exported snapshot) it dumps exactly what that snapshot sees."""
+    ``snapshot`` (an exported snapshot) it dumps exactly what that snapshot sees.
+    A store with a schema of its own (``?schema=``) dumps that schema alone:
+    the application sharing the database keeps its data out of threadkeep's
+    backups, and out of the way of their restore."""
     tool = pg_tool("pg_dump")
     conninfo, env = libpq(url)
     args = [tool, "--format=custom", "--verbose", f"--file={target}"]
+    schema = pg_url.schema_of(url)
+    if schema is not None:
+        args.append(f"--schema={schema}")
     if snapshot is not None:
         args.append(f"--snapshot={snapshot}")
     done = [0]
@@ -190,12 +199,9 @@ def exported_snapshot(url: str) -> Iterator[tuple[str, sa.Connection]]:
 
 
 def sa_url(url: str) -> sa.URL:
-    """``url`` with psycopg 3 named as PostgreSQL's driver (a bare
-    ``postgresql://`` would make SQLAlchemy look for psycopg2)."""
+    """``url`` as SQLAlchemy connects to it (store/pg_url.py for PostgreSQL)."""
     u = sa.make_url(url)
-    if u.drivername in ("postgresql", "postgres"):
-        u = u.set(drivername="postgresql+psycopg")
-    return u
+    return u if u.get_backend_name() == "sqlite" else pg_url.sa_url(u)
 
 
 def raw_engine(url: str) -> sa.Engine:

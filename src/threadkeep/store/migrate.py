@@ -4,6 +4,14 @@ Each engine takes its own lock for the whole migration (PostgreSQL: a
 transaction-scoped advisory lock; SQLite: ``BEGIN IMMEDIATE``), and DDL is
 transactional on both, so concurrent openers migrate once and a failed
 migration leaves the previous schema intact.
+
+Before anything is written, the database is checked for another
+application's tables where threadkeep's would go: its ``alembic_version``,
+or tables named like threadkeep's. Migrating there would fail halfway
+through DDL at best, and at worst write threadkeep's revision into the
+application's version table, which its own ``alembic upgrade`` could then
+no longer read. Either is refused with a way out: a schema of threadkeep's
+own (``?schema=``, store/pg_url.py), which is created here when missing.
 """
 
 from __future__ import annotations
@@ -16,7 +24,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from threadkeep.errors import SchemaTooNew
+from threadkeep.errors import SchemaInUse, SchemaTooNew, StoreError
+from threadkeep.store import pg_url
+from threadkeep.store.tables import metadata
 
 # Any constant will do; it names threadkeep's migration lock on PostgreSQL.
 _PG_LOCK_KEY = 0x7468_6B65_6570  # "thkeep"
@@ -46,20 +56,70 @@ def database_revision(conn: sa.Connection) -> str | None:
 
 
 def check_not_newer(conn: sa.Connection) -> str | None:
+    """The database's revision. Raises SchemaTooNew for a newer threadkeep's,
+    SchemaInUse when the version table or the tables are another
+    application's."""
     current = database_revision(conn)
     if current is not None and current not in known_revisions():
-        raise SchemaTooNew(current, code_head())
+        # log_state is threadkeep's own bookkeeping: its version table beside it
+        # is a newer threadkeep's, not an application's.
+        if "log_state" in sa.inspect(conn).get_table_names():
+            raise SchemaTooNew(current, code_head())
+        raise SchemaInUse(
+            _where(conn), f"its alembic_version holds another application's revision {current!r}"
+        )
+    if current is None:
+        present = set(sa.inspect(conn).get_table_names())
+        taken = sorted(present & set(metadata.tables))
+        if taken:
+            raise SchemaInUse(
+                _where(conn), f"it already has tables named {', '.join(taken)} (not threadkeep's)"
+            )
     return current
 
 
+def _where(conn: sa.Connection) -> str:
+    """The schema (PostgreSQL) or file (SQLite) being checked, for messages."""
+    if conn.dialect.name == "sqlite":
+        return f"the database file {conn.engine.url.database}"
+    schema = conn.execute(sa.text("SELECT current_schema()")).scalar()
+    return f"schema {schema!r} of database {conn.engine.url.database!r}"
+
+
+def ensure_schema(conn: sa.Connection, schema: str) -> None:
+    """Create ``schema`` if it is missing (in the caller's transaction, under
+    the migration lock). An existing schema needs no privilege to create it,
+    so an administrator may create it for a role that cannot."""
+    exists = conn.execute(
+        sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": schema}
+    ).first()
+    if exists is not None:
+        return
+    try:
+        with conn.begin_nested():
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    except sa.exc.ProgrammingError as exc:
+        user = conn.execute(sa.text("SELECT current_user")).scalar()
+        raise StoreError(
+            f"schema {schema!r} does not exist and the role {user!r} may not create it "
+            f"({str(exc.orig).splitlines()[0]}); as an administrator, run: "
+            f'CREATE SCHEMA "{schema}" AUTHORIZATION "{user}"'
+        ) from None
+
+
 def upgrade(engine: sa.Engine, target: str = "head") -> str | None:
-    """Bring the database to ``target``; return the revision it was at before."""
+    """Bring the database to ``target``; return the revision it was at before.
+    On PostgreSQL, the schema the URL gave threadkeep is created first if
+    missing."""
+    schema = pg_url.schema_of_engine(engine)
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
         try:
+            if schema is not None:
+                ensure_schema(conn, schema)
             before = check_not_newer(conn)
             if before != target and not (target == "head" and before == code_head()):
                 command.upgrade(alembic_config(conn), target)

@@ -18,14 +18,23 @@ import psycopg
 
 CHANNEL = "threadkeep_changes"
 
+
+def channel_for(schema: str | None) -> str:
+    """The channel of the store in ``schema``: channels belong to the whole
+    database, so two stores in two schemas of one database must not share
+    one (each would wake the other's readers for nothing)."""
+    return CHANNEL if schema is None else f"{CHANNEL}_{schema}"
+
+
 log = logging.getLogger(__name__)
 
 
 class PgChangeChannel:
     """Send and receive commit notifications on one PostgreSQL database."""
 
-    def __init__(self, conninfo: str) -> None:
+    def __init__(self, conninfo: str, *, schema: str | None = None) -> None:
         self._conninfo = conninfo
+        self.channel = channel_for(schema)
         self._stop = threading.Event()
         self._pending = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -58,7 +67,7 @@ class PgChangeChannel:
         while not self._stop.is_set():
             try:
                 with self._connect() as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
+                    conn.execute(f"LISTEN {self.channel}")
                     # Whatever was missed while (re)connecting is picked up by
                     # the readers' next poll; wake them now to make it sooner.
                     on_notify()
@@ -82,7 +91,7 @@ class PgChangeChannel:
             try:
                 if conn is None or conn.closed:
                     conn = self._connect()
-                conn.execute(f"NOTIFY {CHANNEL}")
+                conn.execute(f"NOTIFY {self.channel}")
             except psycopg.Error as exc:
                 log.warning("sync notify failed (%s); readers will poll", exc)
                 if conn is not None:

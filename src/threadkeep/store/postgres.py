@@ -22,12 +22,11 @@ import psycopg
 import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
 
-from threadkeep.errors import CommitInDoubt, StoreClosed, StoreError
+from threadkeep.errors import CommitInDoubt, StoreClosed
 from threadkeep.model.common import Committed, utcnow
 from threadkeep.model.jsontext import dumps
-from threadkeep.store import pg_append
+from threadkeep.store import pg_append, pg_url
 from threadkeep.store.changes import assign_offsets, change_params
 from threadkeep.store.contract import ChangeRow, ReadFn, StoreEngine, WriteFn, WriteTx
 from threadkeep.store.notify import PgChangeChannel
@@ -46,15 +45,6 @@ _MAX_ATTEMPTS = 4
 # How long an append waits for one of the one-statement path's connections
 # before taking the general path (and its pool) instead.
 _APPEND_SLOT_TIMEOUT = 5.0
-
-
-def normalise_url(url: str) -> sa.URL:
-    u = make_url(url)
-    if u.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
-        u = u.set(drivername="postgresql+psycopg")
-    if u.drivername != "postgresql+psycopg":
-        raise StoreError(f"not a PostgreSQL URL: {url}")
-    return u
 
 
 def _commit(trans: sa.RootTransaction) -> None:
@@ -82,8 +72,9 @@ class PostgresStore(StoreEngine):
 
     def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 20) -> None:
         self.url = url
+        self.schema = pg_url.schema_of(url)
         self._engine = sa.create_engine(
-            normalise_url(url),
+            pg_url.sa_url(url),
             pool_size=pool_size,
             max_overflow=max_overflow,
             # No pre-ping: it would add a round trip to every operation. A
@@ -97,7 +88,7 @@ class PostgresStore(StoreEngine):
         )
         event.listen(self._engine, "connect", self._on_connect)
         self._appenders = pg_append.AppendConnections(
-            self._libpq_url(),
+            pg_url.conninfo(url),
             max_idle=pool_size,
             max_open=pool_size + max_overflow,
             timeout=_APPEND_SLOT_TIMEOUT,
@@ -195,12 +186,8 @@ class PostgresStore(StoreEngine):
     def txid_sql(self) -> sa.ColumnElement[int]:
         return _TXID
 
-    def _libpq_url(self) -> str:
-        u = normalise_url(self.url).set(drivername="postgresql")
-        return u.render_as_string(hide_password=False)
-
     def change_channel(self) -> PgChangeChannel:
-        return PgChangeChannel(self._libpq_url())
+        return PgChangeChannel(pg_url.conninfo(self.url), schema=self.schema)
 
     def snapshot_read(self, fn: ReadFn[T]) -> T:
         """One REPEATABLE READ transaction that first takes the assigners' lock

@@ -39,13 +39,15 @@ def new_client() -> httpx.AsyncClient:
 
 
 def upstream_params(
-    query: list[tuple[str, str]], shape: Shape, secret: str | None
+    query: list[tuple[str, str]], shape: Shape, secret: str | None, schema: str | None = None
 ) -> list[tuple[str, str]]:
     """The query sent upstream: the client's protocol parameters, then the
-    definition and the secret set here."""
+    definition and the secret set here. Electric reads ``public`` unless the
+    table is qualified: a store with a schema of its own names it."""
     out = [(k, v) for k, v in query if k in PROTOCOL_PARAMS]
     where, values = shape.electric_where()
-    out += [("table", shape.table), ("where", where)]
+    table = shape.table if schema is None else f"{schema}.{shape.table}"
+    out += [("table", table), ("where", where)]
     out += [(f"params[{i}]", v) for i, v in enumerate(values, start=1)]
     # The columns tables.py declares: never the search index's generated
     # ``search_vector`` (revision 0006), which Electric would otherwise ship.
@@ -74,7 +76,10 @@ async def forward(
     shape = Shape(table, actor.user_id, session_id)
     url = str(runtime.electric_url).rstrip("/") + "/v1/shape"
     params = upstream_params(
-        list(request.query_params.multi_items()), shape, runtime.electric_secret
+        list(request.query_params.multi_items()),
+        shape,
+        runtime.electric_secret,
+        runtime.tk.engine.schema,
     )
     client = runtime.http()
     accept = request.headers.get("accept", "*/*")
