@@ -218,13 +218,17 @@ class SchemaInUse(StoreError):
     """Another application's tables are where threadkeep's would go. Nothing
     was written; give threadkeep a schema (or a database) of its own."""
 
-    def __init__(self, where: str, why: str) -> None:
+    def __init__(self, where: str, why: str, *, sqlite: bool = False) -> None:
         self.where = where
+        way_out = (
+            "give it a database file of its own"
+            if sqlite
+            else "give it a schema of its own by adding ?schema=threadkeep to the "
+            "PostgreSQL URL, or a database of its own (docs/postgresql.md)"
+        )
         super().__init__(
             f"{where} is another application's: {why}. threadkeep keeps its own tables "
-            "and its own alembic_version, so nothing was written; give it a schema of "
-            "its own by adding ?schema=threadkeep to the PostgreSQL URL, or a database "
-            "of its own (docs/postgresql.md)"
+            f"and its own alembic_version, so nothing was written; {way_out}"
         )
 
 

@@ -294,6 +294,50 @@ def test_autogenerate_comparison_would_see_a_difference(db_url: str) -> None:
     assert ("remove_index",) in kinds
 
 
+@pytest.mark.parametrize(
+    "occupant",
+    [
+        "CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY);"
+        "INSERT INTO alembic_version VALUES ('3f2a9c1d7b4e')",
+        "CREATE TABLE users (id integer PRIMARY KEY, email text)",
+    ],
+    ids=["alembic_version", "users"],
+)
+def test_another_applications_tables_are_refused_and_left_unchanged(
+    db_url: str, occupant: str
+) -> None:
+    """Pointed at another application's database (an Alembic version table
+    that is not threadkeep's, or tables with its names), opening the store
+    refuses with a way out and writes nothing, on both engines. It is not
+    taken for a newer threadkeep (that one has log_state beside it)."""
+    eng = _sa_engine(db_url)
+    try:
+        with eng.begin() as conn:
+            for statement in occupant.split(";"):
+                conn.execute(sa.text(statement))
+    finally:
+        eng.dispose()
+    before = _tables_and_rows(db_url)
+    for migrate_flag in (True, False):
+        with pytest.raises(threadkeep.SchemaInUse) as err:
+            Threadkeep.open(db_url, migrate=migrate_flag)
+        way_out = "file of its own" if db_url.startswith("sqlite") else "?schema=threadkeep"
+        assert "nothing was written" in str(err.value) and way_out in str(err.value)
+        assert _tables_and_rows(db_url) == before
+
+
+def _tables_and_rows(url: str) -> dict[str, list[Any]]:
+    eng = _sa_engine(url)
+    try:
+        with eng.connect() as conn:
+            names = sorted(sa.inspect(conn).get_table_names())
+            return {
+                n: [tuple(r) for r in conn.execute(sa.text(f"SELECT * FROM {n}"))] for n in names
+            }
+    finally:
+        eng.dispose()
+
+
 def test_a_newer_database_is_refused_and_left_unchanged(db_url: str) -> None:
     with Threadkeep.open(db_url) as tk:
         a = Actor(tk.create_user("ada").value.id)

@@ -66,14 +66,18 @@ def check_not_newer(conn: sa.Connection) -> str | None:
         if "log_state" in sa.inspect(conn).get_table_names():
             raise SchemaTooNew(current, code_head())
         raise SchemaInUse(
-            _where(conn), f"its alembic_version holds another application's revision {current!r}"
+            _where(conn),
+            f"its alembic_version holds another application's revision {current!r}",
+            sqlite=conn.dialect.name == "sqlite",
         )
     if current is None:
         present = set(sa.inspect(conn).get_table_names())
         taken = sorted(present & set(metadata.tables))
         if taken:
             raise SchemaInUse(
-                _where(conn), f"it already has tables named {', '.join(taken)} (not threadkeep's)"
+                _where(conn),
+                f"it already has tables named {', '.join(taken)} (not threadkeep's)",
+                sqlite=conn.dialect.name == "sqlite",
             )
     return current
 
