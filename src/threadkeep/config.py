@@ -196,6 +196,31 @@ class RetentionSettings(BaseModel):
     )
 
 
+class PoolSettings(BaseModel):
+    """PostgreSQL connections per open store (``THREADKEEP_POOL__SIZE``...).
+
+    Each store keeps two sets of this size: SQLAlchemy's pool, and the
+    one-statement append's own connections (store/pg_append.py). Under full
+    load a process may hold ``2 * (size + max_overflow)`` connections, plus
+    two for sync's LISTEN and NOTIFY: size them so that every process's
+    share fits the server's ``max_connections``."""
+
+    size: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="Connections kept open in each set; more open under load, up to "
+        "size + max_overflow.",
+    )
+    max_overflow: int = Field(
+        default=20,
+        ge=0,
+        le=1000,
+        description="Connections each set may open above `size` under load, closed "
+        "again when they are handed back.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="THREADKEEP_", env_nested_delimiter="__", extra="forbid"
@@ -211,6 +236,7 @@ class Settings(BaseSettings):
     electric_secret: str | None = None
     blobs: BlobSettings = Field(default_factory=BlobSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    pool: PoolSettings = Field(default_factory=PoolSettings)
     host: str = "127.0.0.1"
     port: int = Field(default=8765, ge=0, le=65535)
 

@@ -214,6 +214,18 @@ class SchemaTooNew(StoreError):
         )
 
 
+class StoreBusy(StoreError):
+    """Every database connection this process may open stayed in use for the
+    pool's whole timeout. Nothing was done; retry, or raise ``pool.size`` /
+    ``pool.max_overflow`` if the database allows it (docs/postgresql.md)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            f"every database connection stayed in use ({detail}); nothing was done: retry, "
+            "or allow more connections with pool.size / pool.max_overflow"
+        )
+
+
 class SchemaInUse(StoreError):
     """Another application's tables are where threadkeep's would go. Nothing
     was written; give threadkeep a schema (or a database) of its own."""

@@ -104,7 +104,12 @@ class Threadkeep(
             SchemaTooNew: the database was migrated by a newer threadkeep.
         """
         settings = settings or load_settings()
-        engine = open_engine(url or settings.database_url, migrate=migrate)
+        engine = open_engine(
+            url or settings.database_url,
+            migrate=migrate,
+            pool_size=settings.pool.size,
+            max_overflow=settings.pool.max_overflow,
+        )
         return cls(engine, settings.limits, blobs=settings.blobs, retention=settings.retention)
 
     @property

@@ -32,6 +32,7 @@ from threadkeep.errors import (
     InvalidInput,
     InvalidText,
     NotFound,
+    StoreBusy,
     StoreClosed,
     StoreError,
     ThreadkeepError,
@@ -195,6 +196,14 @@ def problem_for(exc: BaseException, request: Request | None = None) -> ProblemSp
         # Not "retry": the write may have been applied. The client reads back
         # (or retries with the same client_id, which is safe).
         return ProblemSpec(503, "commit-in-doubt", "Commit in doubt", str(exc))
+    if isinstance(exc, StoreBusy):
+        return ProblemSpec(
+            503,
+            "database-busy",
+            "Database busy",
+            "every database connection stayed in use; retry",
+            {"Retry-After": "1"},
+        )
     if isinstance(exc, StoreError):
         # The driver's text may quote SQL or a connection string: keep it in the log.
         if isinstance(exc.__cause__, sa_exc.OperationalError):
@@ -296,7 +305,7 @@ def error_responses(*statuses: int, body: bool = False) -> dict[int | str, dict[
         415: "The body is not in the media type the route reads.",
         422: "The input does not fit the schema or holds text no engine stores.",
         500: "A bug or a database error; the server log has the details.",
-        503: "The database is unreachable or the server is shutting down.",
+        503: "The database is unreachable or busy, or the server is shutting down.",
     }
     wanted = {401, 403, 422, 500, 503, *statuses}
     if body:

@@ -18,8 +18,12 @@ def shown_url(url: str) -> str:
     return url if parsed.password is None else parsed.render_as_string(hide_password=True)
 
 
-def open_engine(url: str, *, migrate: bool = True) -> StoreEngine:
-    """Open the database at ``url`` (``sqlite:///...`` or ``postgresql://...``)."""
+def open_engine(
+    url: str, *, migrate: bool = True, pool_size: int = 10, max_overflow: int = 20
+) -> StoreEngine:
+    """Open the database at ``url`` (``sqlite:///...`` or ``postgresql://...``).
+    ``pool_size`` and ``max_overflow`` size PostgreSQL's two connection sets
+    (config.PoolSettings); SQLite has one writer and a reader per thread."""
     from threadkeep.store import migrate as migrations
 
     engine: StoreEngine
@@ -30,7 +34,7 @@ def open_engine(url: str, *, migrate: bool = True) -> StoreEngine:
     elif url.startswith(("postgresql", "postgres")):
         from threadkeep.store.postgres import PostgresStore
 
-        engine = PostgresStore(url)
+        engine = PostgresStore(url, pool_size=pool_size, max_overflow=max_overflow)
     else:
         raise StoreError(
             f"unsupported database URL {url!r}: use sqlite:///path/to/file.db or "

@@ -103,6 +103,12 @@ class PostgresStore(StoreEngine):
         dbapi_conn.execute("SET TimeZone TO 'UTC'")
         dbapi_conn.autocommit = autocommit
 
+    def _connect(self) -> sa.Connection:
+        """A pool connection; a pool that stays exhausted for its whole
+        timeout raises StoreBusy (a threadkeep error) before anything ran."""
+        with translate_errors():
+            return self._engine.connect()
+
     @property
     def sa_engine(self) -> sa.Engine:
         return self._engine
@@ -114,7 +120,7 @@ class PostgresStore(StoreEngine):
         while True:
             attempt += 1
             try:
-                with self._engine.connect() as conn:
+                with self._connect() as conn:
                     with conn.begin() as trans:
                         tx = WriteTx(conn=conn, now=utcnow(), store=self)
                         tx.spill = functools.partial(self._insert_changes, tx)
@@ -156,7 +162,7 @@ class PostgresStore(StoreEngine):
             # and COMMIT round trips. Set on the driver's connection (as
             # append_at_once does), not through SQLAlchemy's isolation-level
             # option, whose set-and-reset cost ~30 µs a read.
-            with self._engine.connect() as conn, translate_errors():
+            with self._connect() as conn, translate_errors():
                 raw: psycopg.Connection[Any] = conn.connection.dbapi_connection  # type: ignore[assignment]
                 raw.autocommit = True
                 try:
@@ -165,7 +171,7 @@ class PostgresStore(StoreEngine):
                     if not raw.closed:
                         raw.autocommit = False
         with (
-            self._engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn,
+            self._connect().execution_options(isolation_level="REPEATABLE READ") as conn,
             translate_errors(),
             conn.begin(),
         ):
@@ -202,9 +208,7 @@ class PostgresStore(StoreEngine):
             attempt += 1
             try:
                 with (
-                    self._engine.connect().execution_options(
-                        isolation_level="REPEATABLE READ"
-                    ) as conn,
+                    self._connect().execution_options(isolation_level="REPEATABLE READ") as conn,
                     conn.begin(),
                 ):
                     while assign_offsets(conn, lock_always=True) >= 10_000:
@@ -221,7 +225,7 @@ class PostgresStore(StoreEngine):
                     raise
 
     def prepare_changes_read(self) -> None:
-        with self._engine.connect() as conn, translate_errors():
+        with self._connect() as conn, translate_errors():
             while True:
                 with conn.begin():
                     n = assign_offsets(conn)

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import sqlalchemy.exc as sa_exc
 
-from threadkeep.errors import InvalidInput, StoreError, ThreadkeepError
+from threadkeep.errors import InvalidInput, StoreBusy, StoreError, ThreadkeepError
 
 
 def _driver_error(exc: BaseException) -> BaseException:
@@ -47,6 +47,8 @@ def _translated(exc: BaseException) -> BaseException | None:
         return InvalidInput("row", f"violates a database constraint: {exc.orig}")
     if isinstance(exc, sa_exc.DataError):
         return InvalidInput("row", f"the database refused a value: {exc.orig}")
+    if isinstance(exc, sa_exc.TimeoutError):  # the pool's, not the server's
+        return StoreBusy(str(exc).split(" (Background")[0])
     if isinstance(exc, sa_exc.SQLAlchemyError):
         return StoreError(f"database error: {exc}")
     # The hot paths run on the DBAPI cursor (store/prepared.py): same mapping.
