@@ -394,3 +394,28 @@ def test_the_schema_becomes_every_connections_search_path_and_only_that() -> Non
     assert "password" not in psycopg.conninfo.conninfo_to_dict(
         pg_url.conninfo(url, with_password=False)
     )
+
+
+def test_a_search_path_lost_on_the_way_is_refused_before_anything_is_written(
+    shared_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pooler that drops libpq's startup options (PgBouncer with
+    ignore_startup_parameters) would leave threadkeep's statements in
+    ``public``. Simulated by resetting the search path as each connection
+    opens: the store refuses to open, and nothing is written anywhere."""
+    from threadkeep.store import postgres
+
+    real_on_connect = postgres.PostgresStore._on_connect
+
+    def lose_the_search_path(dbapi_conn: Any, record: Any) -> None:
+        real_on_connect(dbapi_conn, record)
+        autocommit = dbapi_conn.autocommit
+        dbapi_conn.autocommit = True
+        dbapi_conn.execute("SET search_path TO public")
+        dbapi_conn.autocommit = autocommit
+
+    monkeypatch.setattr(postgres.PostgresStore, "_on_connect", staticmethod(lose_the_search_path))
+    before, names = app_state(shared_db), schemas(shared_db)
+    with pytest.raises(StoreError, match="did not reach the server"):
+        Threadkeep.open(with_schema(shared_db, "threadkeep"))
+    assert app_state(shared_db) == before and schemas(shared_db) == names

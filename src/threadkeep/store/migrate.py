@@ -97,18 +97,28 @@ def ensure_schema(conn: sa.Connection, schema: str) -> None:
     exists = conn.execute(
         sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": schema}
     ).first()
-    if exists is not None:
-        return
-    try:
-        with conn.begin_nested():
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    except sa.exc.ProgrammingError as exc:
-        user = conn.execute(sa.text("SELECT current_user")).scalar()
+    if exists is None:
+        try:
+            with conn.begin_nested():
+                conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        except sa.exc.ProgrammingError as exc:
+            user = conn.execute(sa.text("SELECT current_user")).scalar()
+            raise StoreError(
+                f"schema {schema!r} does not exist and the role {user!r} may not create "
+                f"it ({str(exc.orig).splitlines()[0]}); as an administrator, run: "
+                f'CREATE SCHEMA "{schema}" AUTHORIZATION "{user}"'
+            ) from None
+    # The search path comes from libpq's startup ``options``, which a pooler
+    # may drop (PgBouncer refuses them, or ignores them when told to): then
+    # every statement would silently run in the server's default schema.
+    used = conn.execute(sa.text("SELECT current_schema()")).scalar()
+    if used != schema:
         raise StoreError(
-            f"schema {schema!r} does not exist and the role {user!r} may not create it "
-            f"({str(exc.orig).splitlines()[0]}); as an administrator, run: "
-            f'CREATE SCHEMA "{schema}" AUTHORIZATION "{user}"'
-        ) from None
+            f"the database URL names schema {schema!r} but its connections use {used!r}: "
+            "the search path threadkeep sets when connecting did not reach the server "
+            "(a pooler such as PgBouncer drops libpq's options); connect to PostgreSQL "
+            "directly, or give threadkeep a database of its own without ?schema="
+        )
 
 
 def upgrade(engine: sa.Engine, target: str = "head") -> str | None:
