@@ -144,3 +144,23 @@ def test_an_exhausted_pool_is_a_store_busy_error_and_a_503_with_nothing_written(
                 held.close()
         titles = [s.title for s in tk.list_sessions(me).items]
         assert "never" not in titles and len(titles) == 1
+
+
+@pytest.mark.parametrize(
+    ("query", "name"), [("", "threadkeep"), ("?application_name=chat-api", "chat-api")]
+)
+def test_threadkeeps_connections_are_named_for_the_operator(
+    pg_db: str, query: str, name: str
+) -> None:
+    """Every connection a store opens (the pool, the append's, pg tools) is
+    named ``threadkeep`` in pg_stat_activity, unless the URL names it."""
+    with Threadkeep.open(pg_db + query) as tk:
+        me = Actor(tk.create_user("ada").value.id)
+        sid = tk.create_session(me).value.id
+        tk.append_message(me, sid, {"role": "user", "content": "hi"})  # the append's own set
+        with psycopg.connect(pg_url.conninfo(pg_db), autocommit=True) as conn:
+            names = conn.execute(
+                "SELECT application_name FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchall()
+    assert len(names) >= 2 and {n for (n,) in names} == {name}

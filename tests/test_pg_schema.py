@@ -387,6 +387,7 @@ def test_the_schema_becomes_every_connections_search_path_and_only_that() -> Non
         "dbname": "app",
         "sslmode": "require",
         "options": "-c search_path=chat",
+        "fallback_application_name": "threadkeep",
     }
     given = "postgresql://u@h/app?schema=chat&options=-c%20statement_timeout%3D5000"
     assert pg_url.sa_url(given).query["options"] == "-c statement_timeout=5000 -c search_path=chat"

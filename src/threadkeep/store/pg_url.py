@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from threadkeep.errors import StoreError
 
 SCHEMA_PARAM = "schema"
+APPLICATION_NAME = "threadkeep"
 
 # Lower-case unquoted identifiers only: what psql users type without quotes,
 # never folded or quoted differently by one tool or another. 45 characters
@@ -67,6 +68,16 @@ def _blank_schema(url: str) -> bool:
     return any(k == SCHEMA_PARAM for k, _ in urllib.parse.parse_qsl(query, keep_blank_values=True))
 
 
+def _named(u: sa.URL) -> dict[str, str]:
+    """``fallback_application_name=threadkeep``, so that an operator sharing
+    the server tells threadkeep's connections apart in ``pg_stat_activity``
+    and the logs. A fallback: the URL's ``application_name`` and PGAPPNAME
+    win; a URL's own fallback is kept."""
+    if "fallback_application_name" in u.query:
+        return {}
+    return {"fallback_application_name": APPLICATION_NAME}
+
+
 def _search_path_option(u: sa.URL, schema: str) -> str:
     """libpq's ``options`` with the search path appended to any the URL sets."""
     given = u.query.get("options")
@@ -91,6 +102,7 @@ def sa_url(url: str | sa.URL) -> sa.URL:
     u = parse(url)
     schema = schema_of(u)
     u = u.set(drivername="postgresql+psycopg")
+    u = u.update_query_dict(_named(u))
     if schema is None:
         return u
     u = u.difference_update_query([SCHEMA_PARAM])
@@ -111,6 +123,7 @@ def conninfo(url: str | sa.URL, *, with_password: bool = True, options: str = ""
     params: dict[str, Any] = {
         k: v for k, v in u.query.items() if k != SCHEMA_PARAM and isinstance(v, str)
     }
+    params.update(_named(u))
     if schema is not None:
         params["options"] = _search_path_option(u, schema)
     if options:
