@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner, Result
 
 from conftest import write_past_the_index
@@ -208,3 +209,35 @@ def test_a_search_index_behind_its_table_fails_until_reindex_rebuilds_it(db_url:
     with Threadkeep.open(db_url) as tk:
         me = Actor(tk.list_users()[0].id)
         assert [h.id for h in tk.search(me, "older process").items] == [lost]
+
+
+def test_a_schema_whose_search_path_does_not_reach_the_server_fails(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ?schema=, doctor checks that connections really use it (a pooler
+    can drop the search path on the way)."""
+    if db_url.startswith("sqlite"):
+        pytest.skip("a schema in the URL is PostgreSQL's")
+    from threadkeep.store import postgres
+
+    url = sa.make_url(db_url).update_query_dict({"schema": "chat"})
+    url_text = url.render_as_string(hide_password=False)
+    set_up(url_text)
+    code, found = checks("--database-url", url_text)
+    assert code == 0, found
+    assert found["schema search path"]["status"] == "ok"
+    assert found["schema search path"]["detail"] == "connections use schema 'chat'"
+    real = postgres.PostgresStore._on_connect
+
+    def lose_the_search_path(dbapi_conn: Any, record: Any) -> None:
+        real(dbapi_conn, record)
+        autocommit = dbapi_conn.autocommit
+        dbapi_conn.autocommit = True
+        dbapi_conn.execute("SET search_path TO public")
+        dbapi_conn.autocommit = autocommit
+
+    monkeypatch.setattr(postgres.PostgresStore, "_on_connect", staticmethod(lose_the_search_path))
+    code, found = checks("--database-url", url_text)
+    assert code == 1
+    assert found["schema search path"]["status"] == "fail"
+    assert "connections use 'public'" in found["schema search path"]["detail"]

@@ -87,9 +87,14 @@ def _plain(exc: BaseException) -> str:
 
 
 @contextmanager
-def _opened(url: str) -> Iterator[StoreEngine]:
+def _opened(url: str, settings: Settings) -> Iterator[StoreEngine]:
     with translate_errors():
-        engine = open_engine(url, migrate=False)
+        engine = open_engine(
+            url,
+            migrate=False,
+            pool_size=settings.pool.size,
+            max_overflow=settings.pool.max_overflow,
+        )
     try:
         yield engine
     finally:
@@ -285,6 +290,19 @@ def _check_postgres(report: Report, engine: StoreEngine) -> None:
         )
     else:
         report.add("synchronous_commit", "ok", str(sync))
+    if engine.schema is not None:
+        with engine.sa_engine.connect() as conn:
+            used = conn.execute(sa.text("SELECT current_schema()")).scalar()
+        if used == engine.schema:
+            report.add("schema search path", "ok", f"connections use schema {used!r}")
+        else:
+            report.add(
+                "schema search path",
+                "fail",
+                f"the URL names schema {engine.schema!r}, connections use {used!r}",
+                "run `threadkeep migrate` (it creates the schema); behind a pooler such "
+                "as PgBouncer, connect to PostgreSQL directly (docs/postgresql.md)",
+            )
     pool = engine.sa_engine.pool
     size = getattr(pool, "size", lambda: 0)() + getattr(pool, "_max_overflow", 0)
     try:
@@ -302,7 +320,8 @@ def _check_postgres(report: Report, engine: StoreEngine) -> None:
             "pool",
             "warn",
             f"{detail}, fewer than one instance's pool may open ({size})",
-            "raise max_connections, or run fewer instances (or a pooler such as PgBouncer)",
+            "lower pool.size / pool.max_overflow (docs/postgresql.md), raise "
+            "max_connections, or run fewer instances",
         )
     else:
         report.add("pool", "ok", detail)
@@ -373,7 +392,7 @@ def run_checks(database_url: str | None = None, host: str | None = None) -> Repo
                 return report
             header_journal = diagnostics.sqlite_file_journal(path)
     try:
-        with _opened(url) as engine:
+        with _opened(url, settings) as engine:
             report.add("database", "ok", f"reachable: {shown_url(url)} ({engine.dialect})")
             if is_sqlite:
                 _check_sqlite(report, engine, header_journal)
