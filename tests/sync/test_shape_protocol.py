@@ -81,6 +81,45 @@ def test_an_offset_beyond_the_head_is_out_of_bounds(tk: Threadkeep, api: Api) ->
     assert "out of bounds" in body["detail"]
 
 
+def test_out_of_bounds_live_is_400_at_once_and_a_stale_handle_there_is_409(
+    tk: Threadkeep, api: Api
+) -> None:
+    """The bounds and the handle are checked on the poll's one read of the
+    log: a live request beyond the head is not held, and a handle that can
+    no longer be served answers 409 first, wherever its offset points."""
+    me = new_caller(tk)
+    handle, offset, _ = _follow(api, me.headers, "sessions")
+    far = f"{int(offset.split('_')[0]) + 1000}_0"
+    started = time.monotonic()
+    r = _get(api, me.headers, table="sessions", offset=far, handle=handle, live="true")
+    assert "out of bounds" in assert_problem(r, 400)["detail"]
+    assert time.monotonic() - started < SETTINGS.sync.long_poll_seconds / 2
+    stale = _get(api, me.headers, table="sessions", offset=far, handle="garbage-1")
+    assert stale.status_code == 409 and stale.headers["electric-handle"] == handle
+
+
+def test_a_caught_up_poll_reads_the_database_once_besides_its_token(
+    tk: Threadkeep, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every connected client renews each of its shapes every long-poll
+    period, so a caught-up poll is the most frequent request of a synced
+    deployment: one read of the log (its state and the shape's changes
+    together), not a separate read of the state first."""
+    me = new_caller(tk)
+    handle, offset, _ = _follow(api, me.headers, "sessions")
+    reads: list[str] = []
+    real_read = tk.engine.read
+
+    def counted(fn: Any, **kwargs: Any) -> Any:
+        reads.append(getattr(fn, "__qualname__", repr(fn)))
+        return real_read(fn, **kwargs)
+
+    monkeypatch.setattr(tk.engine, "read", counted)
+    r = _get(api, me.headers, table="sessions", offset=offset, handle=handle)
+    assert r.json()[-1]["headers"]["control"] == "up-to-date"
+    assert len([q for q in reads if "token" not in q.lower()]) == 1, reads
+
+
 def test_another_users_session_is_not_found_and_a_missing_token_is_401(
     tk: Threadkeep, api: Api
 ) -> None:

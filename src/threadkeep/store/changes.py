@@ -120,14 +120,16 @@ def read_changes(
     tables: Sequence[str] | None = None,
 ) -> list[Change]:
     """Changes with offset > ``after``, in offset order."""
-    q = sa.select(changes).where(changes.c.log_offset > after)
-    if owner_id is not None:
-        q = q.where(changes.c.owner_id == owner_id)
-    if session_id is not None:
-        q = q.where(changes.c.session_id == session_id)
-    if tables:
-        q = q.where(changes.c.table_name.in_(list(tables)))
-    q = q.order_by(changes.c.log_offset).limit(limit)
+    q: sa.Executable
+    params: dict[str, Any] = {}
+    if owner_id is not None and tables is not None and len(tables) == 1:
+        # One shape's read (every live poll): a statement built once.
+        q = _SHAPE_CHANGES[session_id is not None]
+        params = {"after": after, "owner": owner_id, "table": tables[0], "limit": limit}
+        if session_id is not None:
+            params["session"] = session_id
+    else:
+        q = _changes_query(after, limit, owner_id, session_id, tables)
     return [
         Change.model_construct(
             offset=r.log_offset,
@@ -140,12 +142,43 @@ def read_changes(
             session_id=r.session_id,
             created_at=r.created_at,
         )
-        for r in conn.execute(q)
+        for r in conn.execute(q, params)
     ]
+
+
+def _changes_query(
+    after: int,
+    limit: int,
+    owner_id: str | None,
+    session_id: str | None,
+    tables: Sequence[str] | None,
+) -> sa.Select[Any]:
+    q = sa.select(changes).where(changes.c.log_offset > after)
+    if owner_id is not None:
+        q = q.where(changes.c.owner_id == owner_id)
+    if session_id is not None:
+        q = q.where(changes.c.session_id == session_id)
+    if tables:
+        q = q.where(changes.c.table_name.in_(list(tables)))
+    return q.order_by(changes.c.log_offset).limit(limit)
+
+
+def _shape_changes(with_session: bool) -> sa.Select[Any]:
+    q = sa.select(changes).where(
+        changes.c.log_offset > sa.bindparam("after", type_=sa.BigInteger()),
+        changes.c.owner_id == sa.bindparam("owner"),
+        changes.c.table_name == sa.bindparam("table"),
+    )
+    if with_session:
+        q = q.where(changes.c.session_id == sa.bindparam("session"))
+    return q.order_by(changes.c.log_offset).limit(sa.bindparam("limit", type_=sa.Integer()))
+
+
+# Indexed by "narrowed to one session": the two statements a shape reads with.
+_SHAPE_CHANGES = (_shape_changes(False), _shape_changes(True))
+_LAST_OFFSET = sa.select(log_state.c.last_offset).where(log_state.c.id == 1)
 
 
 def last_offset(conn: sa.Connection) -> int:
     """The newest offset handed out (0 for an empty log)."""
-    return int(
-        conn.execute(sa.select(log_state.c.last_offset).where(log_state.c.id == 1)).scalar_one()
-    )
+    return int(conn.execute(_LAST_OFFSET).scalar_one())

@@ -21,8 +21,13 @@ def synced_table(name: str) -> sa.Table:
     return metadata.tables[name]
 
 
+# Built once: every shape request reads the state, and a select built per call
+# costs more in SQLAlchemy (construction, cache key) than the one-row read.
+_STATE = sa.select(log_state).where(log_state.c.id == 1)
+
+
 def read_state(conn: sa.Connection) -> SyncState:
-    r = conn.execute(sa.select(log_state).where(log_state.c.id == 1)).one()._mapping
+    r = conn.execute(_STATE).one()._mapping
     return SyncState(
         last_offset=int(r["last_offset"]),
         last_txid=int(r["last_txid"]),

@@ -95,9 +95,9 @@ class Emulator:
             raise ProtocolError("live", "can't be true when offset is -1 or now")
         if offset.initial and req.log == "full":
             return await self._snapshot(actor, shape)
-        state = await asyncio.to_thread(self.tk.sync_state)
         if offset.initial or offset.now:
             # `now`, or -1 on a changes-only log: no rows, straight to the head.
+            state = await asyncio.to_thread(self.tk.sync_state)
             head = state.last_offset
             return self._answer(
                 shape, shape.handle(state.epoch), head, [protocol.up_to_date(head)], req, True
@@ -105,14 +105,9 @@ class Emulator:
         if req.handle is None:
             raise ProtocolError("handle", "can't be blank when offset != -1")
         assert offset.position is not None
-        position = offset.position
-        stale = self._stale(shape, req.handle, position, state)
-        if stale is not None:
-            return stale
-        if position > state.last_offset:
-            raise ProtocolError("offset", "out of bounds for this shape")
-        self.hub.note_reader(req.handle, position)
-        return await self._changes(actor, shape, req, position)
+        # The log's state (for the handle and the bounds) comes with the first
+        # read of the changes: one read and one thread hop per poll, not two.
+        return await self._changes(actor, shape, req, offset.position)
 
     # --- answers ----------------------------------------------------------------
 
@@ -133,6 +128,7 @@ class Emulator:
         assert req.handle is not None
         deadline = time.monotonic() + self.long_poll_seconds
         head = position
+        first = True
         while True:
             # Registered before reading: a change committed after the read
             # wakes this waiter, so none slips between the read and the wait.
@@ -143,6 +139,11 @@ class Emulator:
                 stale = self._stale(shape, req.handle, position, got.state)
                 if stale is not None:
                     return stale
+                if first:
+                    if position > got.head:
+                        raise ProtocolError("offset", "out of bounds for this shape")
+                    self.hub.note_reader(req.handle, position)
+                    first = False
                 msgs = list(shared)  # the shared list is not ours to append to
                 if not got.complete:
                     last = got.changes[-1].offset
@@ -209,6 +210,10 @@ class Emulator:
         )
         if ok:
             return None
+        return self._must_refetch(shape, state)
+
+    @staticmethod
+    def _must_refetch(shape: Shape, state: SyncState) -> ShapeResponse:
         return ShapeResponse(
             409,
             protocol.MUST_REFETCH,
