@@ -266,6 +266,43 @@ def idle_subscribers(
     return out
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def poll_cpu(server: Serve, token: str, sid: str, polls: int) -> dict[str, Any]:
+    """The server's CPU per caught-up, non-live poll of one session's
+    messages, over one keep-alive connection: the request every synced
+    client repeats for each of its shapes every long-poll period."""
+    with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=30) as c:
+        r = c.get(
+            server.shape_url(), params={"table": "messages", "session_id": sid, "offset": "-1"}
+        )
+        params = {
+            "table": "messages",
+            "session_id": sid,
+            "offset": r.headers["electric-offset"],
+            "handle": r.headers["electric-handle"],
+        }
+        for _ in range(100):  # warm: connection, caches, prepared plans
+            c.get(server.shape_url(), params=params)
+        per_poll = []
+        for _ in range(3):
+            cpu0, t0 = _cpu_seconds(server.proc.pid), time.perf_counter()
+            for _ in range(polls):
+                r = c.get(server.shape_url(), params=params)
+                assert r.status_code == 200, r.text
+            cpu1, t1 = _cpu_seconds(server.proc.pid), time.perf_counter()
+            per_poll.append(((cpu1 - cpu0) / polls * 1e6, (t1 - t0) / polls * 1e6))
+    return {
+        "polls": polls,
+        "runs": 3,
+        "server_cpu_us_median": round(statistics.median(x for x, _ in per_poll)),
+        "wall_us_median": round(statistics.median(y for _, y in per_poll)),
+    }
+
+
 def initial_sync(
     server: Serve, tk: Threadkeep, me: Actor, token: str, messages: int
 ) -> dict[str, Any]:
@@ -336,6 +373,9 @@ def run_engine(engine: str, subs: list[int], idle: list[int], writes: int) -> di
                 log(f"{engine}: {n} raw HTTP subscribers")
                 out["raw_latency"].append(raw_latency(server, token, sid, n, writes))
                 log(f"  {out['raw_latency'][-1]}")
+            log(f"{engine}: server CPU per caught-up poll")
+            out["poll_cpu"] = poll_cpu(server, token, tk.create_session(me).value.id, 1000)
+            log(f"  {out['poll_cpu']}")
             log(f"{engine}: initial sync of 10k messages")
             out["initial_sync"] = initial_sync(server, tk, me, token, 10_000)
             log(f"  {out['initial_sync']}")
@@ -393,6 +433,20 @@ def markdown(results: list[dict[str, Any]]) -> str:
         for x in r["idle"]:
             rss = f"{x['rss_mb']} ({x['base_mb']})"
             lines.append(_row(r["engine"], x["held"], rss, x["per_subscriber_kb"], x["fit_in_1gb"]))
+    lines.append("")
+    lines.append(
+        "Server CPU per caught-up poll (non-live, nothing new; one keep-alive connection; "
+        "median of 3 runs):"
+    )
+    lines.append("")
+    lines.append(_row("engine", "polls per run", "server CPU µs per poll", "wall µs per poll"))
+    lines.append("|---|---:|---:|---:|")
+    for r in results:
+        x = r.get("poll_cpu")
+        if x:
+            lines.append(
+                _row(r["engine"], x["polls"], x["server_cpu_us_median"], x["wall_us_median"])
+            )
     lines.append("")
     lines.append(_row("engine", "messages", "HTTP p50 ms", "bytes", "Node client p50 ms"))
     lines.append("|---|---:|---:|---:|---:|")
