@@ -117,7 +117,11 @@ def test_a_caught_up_poll_reads_the_database_once_besides_its_token(
     monkeypatch.setattr(tk.engine, "read", counted)
     r = _get(api, me.headers, table="sessions", offset=offset, handle=handle)
     assert r.json()[-1]["headers"]["control"] == "up-to-date"
-    assert len([q for q in reads if "token" not in q.lower()]) == 1, reads
+    # Besides the token lookup and, on PostgreSQL, the one-statement question
+    # "any change not numbered yet?" (store/postgres.py prepare_changes_read).
+    assert len([q for q in reads if "token" not in q.lower() and q != "changes_waiting"]) == 1, (
+        reads
+    )
 
 
 def test_another_users_session_is_not_found_and_a_missing_token_is_401(

@@ -81,17 +81,23 @@ def pending_in_commit_order(conn: sa.Connection, limit: int | None = None) -> li
     return [int(i) for i in conn.execute(q).scalars()]
 
 
+# Any committed change still without an offset? (The partial index
+# ix_changes_unsequenced holds exactly those rows.)
+_WAITING = sa.select(changes.c.id).where(changes.c.log_offset.is_(None)).limit(1)
+
+
+def changes_waiting(conn: sa.Connection) -> bool:
+    """True if some committed change has no offset yet (PostgreSQL)."""
+    return conn.execute(_WAITING).first() is not None
+
+
 def assign_offsets(conn: sa.Connection, *, lock_always: bool = False) -> int:
     """Number the committed rows that have no offset yet (PostgreSQL). Returns how
     many were numbered. Must run in its own transaction, committed right after.
     With ``lock_always`` the assigners' lock is taken even when nothing waits
     (a sync snapshot needs it held whatever it finds)."""
-    if not lock_always:
-        waiting = conn.execute(
-            sa.select(changes.c.id).where(changes.c.log_offset.is_(None)).limit(1)
-        ).first()
-        if waiting is None:
-            return 0
+    if not lock_always and not changes_waiting(conn):
+        return 0
     # Take the assigners' lock, then look again: rows that committed while we
     # waited are ours to number too.
     last = conn.execute(

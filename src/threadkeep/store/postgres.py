@@ -27,7 +27,7 @@ from threadkeep.errors import CommitInDoubt, StoreClosed
 from threadkeep.model.common import Committed, utcnow
 from threadkeep.model.jsontext import dumps
 from threadkeep.store import pg_append, pg_url
-from threadkeep.store.changes import assign_offsets, change_params
+from threadkeep.store.changes import assign_offsets, change_params, changes_waiting
 from threadkeep.store.contract import ChangeRow, ReadFn, StoreEngine, WriteFn, WriteTx
 from threadkeep.store.notify import PgChangeChannel
 from threadkeep.store.tables import changes
@@ -225,6 +225,13 @@ class PostgresStore(StoreEngine):
                     raise
 
     def prepare_changes_read(self) -> None:
+        # Every poll of every synced client comes through here, and almost
+        # always nothing waits: ask in one autocommit statement, and open the
+        # assigners' transaction only when there is numbering to do. A change
+        # that commits just after the question is numbered by the next read,
+        # as one that commits just after a numbering transaction always was.
+        if not self.read(changes_waiting, single_statement=True):
+            return
         with self._connect() as conn, translate_errors():
             while True:
                 with conn.begin():
