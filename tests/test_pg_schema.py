@@ -420,3 +420,34 @@ def test_a_search_path_lost_on_the_way_is_refused_before_anything_is_written(
     with pytest.raises(StoreError, match="did not reach the server"):
         Threadkeep.open(with_schema(shared_db, "threadkeep"))
     assert app_state(shared_db) == before and schemas(shared_db) == names
+
+
+def test_a_new_schema_beside_a_store_in_public_says_where_the_sessions_are(
+    other_db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Adding ?schema= to the URL of a deployment that ran in public gives an
+    empty store: nothing is lost (public is untouched), and the log says
+    where the sessions are and how to move them."""
+    with Threadkeep.open(other_db) as old:
+        me = Actor(old.create_user("ada").value.id)
+        old.create_session(me, title="kept")
+    with caplog.at_level("WARNING", logger="threadkeep.store.migrate"):
+        with Threadkeep.open(with_schema(other_db, "chat")) as new:
+            assert new.list_users() == []
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "1 session(s)" in said[0] and "threadkeep copy" in said[0]
+    with Threadkeep.open(other_db) as old:  # untouched
+        assert [s.title for s in old.list_sessions(me).items] == ["kept"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="threadkeep.store.migrate"):
+        Threadkeep.open(with_schema(other_db, "chat")).close()  # not new any more
+        Threadkeep.open(with_schema(other_db, "fresh")).close()
+    assert len(caplog.records) == 1  # only for the new schema
+
+
+def test_a_new_schema_beside_an_applications_tables_says_nothing(
+    shared_db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="threadkeep.store.migrate"):
+        Threadkeep.open(with_schema(shared_db, "chat")).close()
+    assert caplog.records == []

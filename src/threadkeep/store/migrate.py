@@ -16,6 +16,7 @@ own (``?schema=``, store/pg_url.py), which is created here when missing.
 
 from __future__ import annotations
 
+import logging
 from importlib.resources import files
 
 import sqlalchemy as sa
@@ -27,6 +28,8 @@ from alembic.script import ScriptDirectory
 from threadkeep.errors import SchemaInUse, SchemaTooNew, StoreError
 from threadkeep.store import pg_url
 from threadkeep.store.tables import metadata
+
+log = logging.getLogger(__name__)
 
 # Any constant will do; it names threadkeep's migration lock on PostgreSQL.
 _PG_LOCK_KEY = 0x7468_6B65_6570  # "thkeep"
@@ -121,6 +124,37 @@ def ensure_schema(conn: sa.Connection, schema: str) -> None:
         )
 
 
+def _warn_of_a_store_in_public(conn: sa.Connection, schema: str) -> None:
+    """A new store in ``schema`` while ``public`` holds one with sessions: most
+    likely a deployment that added ?schema= to its URL and now sees an empty
+    store. Nothing is lost (the old store is untouched), but say so, and how
+    to move it."""
+    found = conn.execute(
+        sa.text(
+            "SELECT to_regclass('public.log_state') IS NOT NULL "
+            "AND to_regclass('public.alembic_version') IS NOT NULL "
+            "AND to_regclass('public.sessions') IS NOT NULL"
+        )
+    ).scalar()
+    if not found:
+        return
+    revision = conn.execute(sa.text("SELECT version_num FROM public.alembic_version")).scalar()
+    if revision not in known_revisions():
+        return
+    sessions = conn.execute(sa.text("SELECT count(*) FROM public.sessions")).scalar()
+    if not sessions:
+        return
+    log.warning(
+        "creating an empty threadkeep store in schema %r, while schema 'public' of this "
+        "database holds a threadkeep store with %d session(s), left as it is. If you meant "
+        "to keep using that one, remove ?schema= from the URL; to move it into %r, run "
+        "`threadkeep copy` from the old URL to the new one (docs/postgresql.md)",
+        schema,
+        sessions,
+        schema,
+    )
+
+
 def upgrade(engine: sa.Engine, target: str = "head") -> str | None:
     """Bring the database to ``target``; return the revision it was at before.
     On PostgreSQL, the schema the URL gave threadkeep is created first if
@@ -135,6 +169,12 @@ def upgrade(engine: sa.Engine, target: str = "head") -> str | None:
             if schema is not None:
                 ensure_schema(conn, schema)
             before = check_not_newer(conn)
+            if schema is not None and before is None:
+                try:
+                    with conn.begin_nested():  # a role that may not read public is fine
+                        _warn_of_a_store_in_public(conn, schema)
+                except sa.exc.DBAPIError:
+                    pass
             if before != target and not (target == "head" and before == code_head()):
                 command.upgrade(alembic_config(conn), target)
         except BaseException:
