@@ -210,10 +210,6 @@ class Emulator:
         )
         if ok:
             return None
-        return self._must_refetch(shape, state)
-
-    @staticmethod
-    def _must_refetch(shape: Shape, state: SyncState) -> ShapeResponse:
         return ShapeResponse(
             409,
             protocol.MUST_REFETCH,
