@@ -202,7 +202,11 @@ def test_a_commit_wakes_the_listeners_of_its_own_schema_only(shared_db: str) -> 
     try:
         for name, ch in channels.items():
             ch.start(counter(name))
-        time.sleep(1.0)  # listening (each wakes once on connecting)
+        deadline = time.monotonic() + 20
+        while min(woken.values()) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)  # each listener wakes once when its LISTEN is in place
+        assert min(woken.values()) >= 1, woken
+        time.sleep(0.5)
         settled = dict(woken)
         channels["a"].notify()
         deadline = time.monotonic() + 10
