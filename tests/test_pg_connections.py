@@ -56,12 +56,14 @@ def _peak_connections(url: str, stop: threading.Event, peak: list[int]) -> None:
 def test_a_store_holds_no_more_connections_than_its_pool_settings_allow(
     pg_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("THREADKEEP_POOL__SIZE", "1")
-    monkeypatch.setenv("THREADKEEP_POOL__MAX_OVERFLOW", "1")
+    # No overflow: a connection closed under load leaves its backend in
+    # pg_stat_activity for a moment, which the sampler would count twice.
+    monkeypatch.setenv("THREADKEEP_POOL__SIZE", "2")
+    monkeypatch.setenv("THREADKEEP_POOL__MAX_OVERFLOW", "0")
     settings = load_settings(database_url=pg_db)
     with Threadkeep.open(settings=settings) as tk:
         pool = tk.engine.sa_engine.pool
-        assert (pool.size(), pool._max_overflow) == (1, 1)  # type: ignore[attr-defined]
+        assert (pool.size(), pool._max_overflow) == (2, 0)  # type: ignore[attr-defined]
         me = Actor(tk.create_user("ada").value.id)
         sessions = [tk.create_session(me).value.id for _ in range(8)]
         stop, peak = threading.Event(), [0]
@@ -89,7 +91,7 @@ def test_a_store_holds_no_more_connections_than_its_pool_settings_allow(
         for sid in sessions:  # the threads waited for a connection; nothing lost
             assert [m.seq for m in tk.get_messages(me, sid)] == list(range(1, 26))
     # Two sets (the pool, the append's) of at most size + max_overflow each.
-    assert 1 <= peak[0] <= 2 * (1 + 1)
+    assert 1 <= peak[0] <= 2 * (2 + 0)
 
 
 @pytest.mark.parametrize(
