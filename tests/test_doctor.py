@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner, Result
 
-from conftest import write_past_the_index
+from conftest import create_pg_database, drop_pg_database, write_past_the_index
 from threadkeep import Actor, Threadkeep
 from threadkeep.cli.main import app
 
@@ -211,16 +212,24 @@ def test_a_search_index_behind_its_table_fails_until_reindex_rebuilds_it(db_url:
         assert [h.id for h in tk.search(me, "older process").items] == [lost]
 
 
+@pytest.fixture
+def pg_db() -> Iterator[str]:
+    """A scratch PostgreSQL database (a schema in the URL is PostgreSQL's)."""
+    url = create_pg_database(plain=True)
+    try:
+        yield url
+    finally:
+        drop_pg_database(url)
+
+
 def test_a_schema_whose_search_path_does_not_reach_the_server_fails(
-    db_url: str, monkeypatch: pytest.MonkeyPatch
+    pg_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With ?schema=, doctor checks that connections really use it (a pooler
     can drop the search path on the way)."""
-    if db_url.startswith("sqlite"):
-        pytest.skip("a schema in the URL is PostgreSQL's")
     from threadkeep.store import postgres
 
-    url = sa.make_url(db_url).update_query_dict({"schema": "chat"})
+    url = sa.make_url(pg_db).update_query_dict({"schema": "chat"})
     url_text = url.render_as_string(hide_password=False)
     set_up(url_text)
     code, found = checks("--database-url", url_text)

@@ -102,6 +102,10 @@ class Threadkeep(
 
         Raises:
             SchemaTooNew: the database was migrated by a newer threadkeep.
+            SchemaInUse: another application's tables are where threadkeep's
+                would go (nothing written; see ``?schema=`` in docs/postgresql.md).
+            StoreError: the URL or its ``?schema=`` is invalid, or the database
+                cannot be reached or migrated.
         """
         settings = settings or load_settings()
         engine = open_engine(
