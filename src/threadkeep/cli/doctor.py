@@ -291,8 +291,7 @@ def _check_postgres(report: Report, engine: StoreEngine) -> None:
     else:
         report.add("synchronous_commit", "ok", str(sync))
     if engine.schema is not None:
-        with engine.sa_engine.connect() as conn:
-            used = conn.execute(sa.text("SELECT current_schema()")).scalar()
+        used = found.get("current_schema")
         if used == engine.schema:
             report.add("schema search path", "ok", f"connections use schema {used!r}")
         else:

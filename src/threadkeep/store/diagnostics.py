@@ -38,6 +38,13 @@ def sqlite_pragmas(conn: sa.Connection) -> dict[str, str]:
     }
 
 
+def current_schema(conn: sa.Connection) -> str | None:
+    """The schema this connection creates and finds tables in: the first of
+    its search path that exists (None if none does)."""
+    value = conn.execute(sa.text("SELECT current_schema()")).scalar()
+    return None if value is None else str(value)
+
+
 def postgres_settings(conn: sa.Connection) -> dict[str, Any]:
     """Server version, the durability settings (on this connection and the
     server's default for others) and connection head-room."""
@@ -52,6 +59,7 @@ def postgres_settings(conn: sa.Connection) -> dict[str, Any]:
     for name, setting, reset_val in rows:
         out[name] = setting
         out[f"{name}.default"] = reset_val
+    out["current_schema"] = current_schema(conn)
     out["connections"] = int(
         conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity")).scalar_one()
     )

@@ -26,7 +26,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from threadkeep.errors import SchemaInUse, SchemaTooNew, StoreError
-from threadkeep.store import pg_url
+from threadkeep.store import diagnostics, pg_url
 from threadkeep.store.tables import metadata
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def _where(conn: sa.Connection) -> str:
     """The schema (PostgreSQL) or file (SQLite) being checked, for messages."""
     if conn.dialect.name == "sqlite":
         return f"the database file {conn.engine.url.database}"
-    schema = conn.execute(sa.text("SELECT current_schema()")).scalar()
+    schema = diagnostics.current_schema(conn)
     return f"schema {schema!r} of database {conn.engine.url.database!r}"
 
 
@@ -114,7 +114,7 @@ def ensure_schema(conn: sa.Connection, schema: str) -> None:
     # The search path comes from libpq's startup ``options``, which a pooler
     # may drop (PgBouncer refuses them, or ignores them when told to): then
     # every statement would silently run in the server's default schema.
-    used = conn.execute(sa.text("SELECT current_schema()")).scalar()
+    used = diagnostics.current_schema(conn)
     if used != schema:
         raise StoreError(
             f"the database URL names schema {schema!r} but its connections use {used!r}: "
