@@ -148,6 +148,42 @@ def running_in_threads(*loops: Callable[[], None]) -> Iterator[None]:
         raise failures[0]
 
 
+@pytest.fixture
+def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No config file, data dir or database URL leaks in from the machine.
+    A module that reads settings opts in with
+    ``pytestmark = pytest.mark.usefixtures("isolated_settings")``."""
+    monkeypatch.setenv("THREADKEEP_CONFIG", str(tmp_path / "no-config.toml"))
+    monkeypatch.setenv("THREADKEEP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("THREADKEEP_DATABASE_URL", raising=False)
+
+
+@pytest.fixture
+def pg_db(tmp_path: Path) -> Iterator[str]:
+    """An empty PostgreSQL database, for the tests about that engine alone."""
+    with empty_database("postgres", tmp_path / "unused") as url:
+        yield url
+
+
+@pytest.fixture
+def search_path_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a pooler that drops libpq's startup options (PgBouncer) does to
+    a store with ``?schema=``: every new connection's search path is back
+    to ``public``."""
+    from threadkeep.store import postgres
+
+    real = postgres.PostgresStore._on_connect
+
+    def lose_the_search_path(dbapi_conn: Any, record: Any) -> None:
+        real(dbapi_conn, record)
+        autocommit = dbapi_conn.autocommit
+        dbapi_conn.autocommit = True
+        dbapi_conn.execute("SET search_path TO public")
+        dbapi_conn.autocommit = autocommit
+
+    monkeypatch.setattr(postgres.PostgresStore, "_on_connect", staticmethod(lose_the_search_path))
+
+
 @pytest.fixture(params=ENGINES)
 def engine_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)

@@ -40,12 +40,7 @@ from api_helpers import api_client
 BIG = bytes(range(256)) * 12_000  # 3 MB: several chunks in every blob store
 
 
-@pytest.fixture(autouse=True)
-def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No config file, data dir or database URL leaks in from the machine."""
-    monkeypatch.setenv("THREADKEEP_CONFIG", str(tmp_path / "no-config.toml"))
-    monkeypatch.setenv("THREADKEEP_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("THREADKEEP_DATABASE_URL", raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_settings")
 
 
 @pytest.fixture

@@ -13,12 +13,7 @@ from typer.testing import CliRunner, Result
 from threadkeep import Actor, Threadkeep
 from threadkeep.cli.main import app
 
-
-@pytest.fixture(autouse=True)
-def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("THREADKEEP_CONFIG", str(tmp_path / "no-config.toml"))
-    monkeypatch.setenv("THREADKEEP_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("THREADKEEP_DATABASE_URL", raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_settings")
 
 
 def run(*args: str, input: str | None = None) -> Result:

@@ -47,12 +47,7 @@ PAIRS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No config file, data dir or database URL leaks in from the machine."""
-    monkeypatch.setenv("THREADKEEP_CONFIG", str(tmp_path / "no-config.toml"))
-    monkeypatch.setenv("THREADKEEP_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("THREADKEEP_DATABASE_URL", raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_settings")
 
 
 @pytest.fixture(params=PAIRS, ids=[f"{a}-to-{b}" for a, b in PAIRS])
@@ -71,13 +66,6 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]
     """An empty target database on each engine (the source: a SQLite file)."""
     with empty_database(str(request.param), tmp_path / "target" / "threadkeep.db") as url:
         yield load_settings(database_url=url)
-
-
-@pytest.fixture
-def pg_url(tmp_path: Path) -> Iterator[str]:
-    """An empty PostgreSQL database, for the tests about that engine alone."""
-    with empty_database("postgres", tmp_path / "unused") as url:
-        yield url
 
 
 def test_a_copy_taken_during_random_writes_is_the_store_at_one_moment(
@@ -142,7 +130,7 @@ def test_a_copy_taken_during_random_writes_is_the_store_at_one_moment(
 
 
 def test_the_target_refuses_a_row_and_holds_nothing_then_a_second_copy_succeeds(
-    tmp_path: Path, pg_url: str
+    tmp_path: Path, pg_db: str
 ) -> None:
     """A SQLite file can hold a value the schema's types forbid (SQLite does
     not check lengths); PostgreSQL refuses it. A copy with such a row fails
@@ -157,7 +145,7 @@ def test_the_target_refuses_a_row_and_holds_nothing_then_a_second_copy_succeeds(
         up = tk.upload(me, s.id, [b"the bytes"], filename="a.txt").value
     with closing(sqlite3.connect(tmp_path / "source.db")) as raw, raw:
         raw.execute("UPDATE sessions SET model = ? WHERE id = ?", ("m" * 300, s.id))
-    target = load_settings(database_url=pg_url)
+    target = load_settings(database_url=pg_db)
     with Threadkeep.open(source) as tk:
         with pytest.raises(CopyError, match="refused a row of sessions"):
             copy_store(tk, target)
@@ -243,7 +231,7 @@ def test_digests_ignore_row_order_and_see_any_changed_value() -> None:
 
 
 def test_the_copy_command_moves_a_sqlite_store_to_postgres_and_says_what_it_did(
-    tmp_path: Path, pg_url: str
+    tmp_path: Path, pg_db: str
 ) -> None:
     source = f"sqlite:///{tmp_path / 'source.db'}"
     with Threadkeep.open(source) as tk:
@@ -251,7 +239,7 @@ def test_the_copy_command_moves_a_sqlite_store_to_postgres_and_says_what_it_did(
         s = tk.create_session(me, title="plan").value
         tk.append_messages(me, s.id, [{"role": "user", "content": f"m{i}"} for i in range(5)])
     runner = CliRunner()
-    target = pg_url
+    target = pg_db
     r = runner.invoke(app, ["copy", target, "--database-url", source])
     assert r.exit_code == 0, r.output
     assert "copied 1 users, 1 sessions, 5 messages, 0 uploads" in r.output
@@ -291,13 +279,13 @@ def test_branches_whose_ids_sort_before_their_parents_copy_parents_first(
 
 
 def test_change_rows_not_yet_numbered_on_postgres_are_numbered_in_commit_order(
-    pg_url: str, target: Settings
+    pg_db: str, target: Settings
 ) -> None:
     """On PostgreSQL a change row is numbered just after it commits
     (store/changes.py). A copy whose snapshot falls in between numbers such
     rows itself, as the assigner would: SQLite would never number them, and
     a client following the copy's log would miss them."""
-    source = pg_url
+    source = pg_db
     with Threadkeep.open(source) as tk:
         me = Actor(tk.create_user("ada").value.id)
         s = tk.create_session(me, title="plan").value

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner, Result
 
-from conftest import create_pg_database, drop_pg_database, write_past_the_index
+from conftest import write_past_the_index
 from threadkeep import Actor, Threadkeep
 from threadkeep.cli.main import app
 
@@ -212,23 +211,11 @@ def test_a_search_index_behind_its_table_fails_until_reindex_rebuilds_it(db_url:
         assert [h.id for h in tk.search(me, "older process").items] == [lost]
 
 
-@pytest.fixture
-def pg_db() -> Iterator[str]:
-    """A scratch PostgreSQL database (a schema in the URL is PostgreSQL's)."""
-    url = create_pg_database(plain=True)
-    try:
-        yield url
-    finally:
-        drop_pg_database(url)
-
-
 def test_a_schema_whose_search_path_does_not_reach_the_server_fails(
-    pg_db: str, monkeypatch: pytest.MonkeyPatch
+    pg_db: str, request: pytest.FixtureRequest
 ) -> None:
     """With ?schema=, doctor checks that connections really use it (a pooler
     can drop the search path on the way)."""
-    from threadkeep.store import postgres
-
     url = sa.make_url(pg_db).update_query_dict({"schema": "chat"})
     url_text = url.render_as_string(hide_password=False)
     set_up(url_text)
@@ -236,16 +223,7 @@ def test_a_schema_whose_search_path_does_not_reach_the_server_fails(
     assert code == 0, found
     assert found["schema search path"]["status"] == "ok"
     assert found["schema search path"]["detail"] == "connections use schema 'chat'"
-    real = postgres.PostgresStore._on_connect
-
-    def lose_the_search_path(dbapi_conn: Any, record: Any) -> None:
-        real(dbapi_conn, record)
-        autocommit = dbapi_conn.autocommit
-        dbapi_conn.autocommit = True
-        dbapi_conn.execute("SET search_path TO public")
-        dbapi_conn.autocommit = autocommit
-
-    monkeypatch.setattr(postgres.PostgresStore, "_on_connect", staticmethod(lose_the_search_path))
+    request.getfixturevalue("search_path_lost")
     code, found = checks("--database-url", url_text)
     assert code == 1
     assert found["schema search path"]["status"] == "fail"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -14,7 +13,6 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from conftest import create_pg_database, drop_pg_database
 from threadkeep import Actor, StoreBusy, Threadkeep
 from threadkeep.cli.main import app
 from threadkeep.config import load_settings
@@ -24,21 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent / "api"))
 
 from api_helpers import api_client
 
-
-@pytest.fixture(autouse=True)
-def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("THREADKEEP_CONFIG", str(tmp_path / "no-config.toml"))
-    monkeypatch.setenv("THREADKEEP_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("THREADKEEP_DATABASE_URL", raising=False)
-
-
-@pytest.fixture
-def pg_db() -> Iterator[str]:
-    url = create_pg_database()
-    try:
-        yield url
-    finally:
-        drop_pg_database(url)
+pytestmark = pytest.mark.usefixtures("isolated_settings")
 
 
 def _peak_connections(url: str, stop: threading.Event, peak: list[int]) -> None:

@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from conftest import create_pg_database, drop_pg_database, require_pg, running_in_threads
+from conftest import create_pg_database, drop_pg_database, running_in_threads
 from random_writes import make_world, random_writers
 from replay_checks import assert_log_rebuilds, assert_views_agree
 from test_backup import fill, found_everything
@@ -53,11 +53,7 @@ INSERT INTO messages (body) VALUES ('the app''s own message');
 """
 
 
-@pytest.fixture(autouse=True)
-def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("THREADKEEP_CONFIG", str(tmp_path / "no-config.toml"))
-    monkeypatch.setenv("THREADKEEP_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("THREADKEEP_DATABASE_URL", raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_settings")
 
 
 def with_schema(url: str, schema: str) -> str:
@@ -377,7 +373,6 @@ def test_the_electric_proxy_names_the_table_in_its_schema() -> None:
 
 
 def test_the_schema_becomes_every_connections_search_path_and_only_that() -> None:
-    require_pg()
     url = "postgresql://u:p%40ss@db.internal:6543/app?schema=chat&sslmode=require"
     assert pg_url.schema_of(url) == "chat"
     assert "schema" not in pg_url.sa_url(url).query
@@ -402,24 +397,12 @@ def test_the_schema_becomes_every_connections_search_path_and_only_that() -> Non
 
 
 def test_a_search_path_lost_on_the_way_is_refused_before_anything_is_written(
-    shared_db: str, monkeypatch: pytest.MonkeyPatch
+    shared_db: str, search_path_lost: None
 ) -> None:
     """A pooler that drops libpq's startup options (PgBouncer with
     ignore_startup_parameters) would leave threadkeep's statements in
     ``public``. Simulated by resetting the search path as each connection
     opens: the store refuses to open, and nothing is written anywhere."""
-    from threadkeep.store import postgres
-
-    real_on_connect = postgres.PostgresStore._on_connect
-
-    def lose_the_search_path(dbapi_conn: Any, record: Any) -> None:
-        real_on_connect(dbapi_conn, record)
-        autocommit = dbapi_conn.autocommit
-        dbapi_conn.autocommit = True
-        dbapi_conn.execute("SET search_path TO public")
-        dbapi_conn.autocommit = autocommit
-
-    monkeypatch.setattr(postgres.PostgresStore, "_on_connect", staticmethod(lose_the_search_path))
     before, names = app_state(shared_db), schemas(shared_db)
     with pytest.raises(StoreError, match="did not reach the server"):
         Threadkeep.open(with_schema(shared_db, "threadkeep"))

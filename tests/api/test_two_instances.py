@@ -21,22 +21,12 @@ import pytest
 from rich.console import Console
 from test_serve import Server
 
-from conftest import create_pg_database, drop_pg_database
 from threadkeep import Threadkeep
 from threadkeep.cli.serve import _first_start
 from threadkeep.cli.token import LOCAL_USER_ID
 
 THREADS_PER_INSTANCE = 2
 APPENDS_PER_THREAD = 50
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    url = create_pg_database()
-    try:
-        yield url
-    finally:
-        drop_pg_database(url)
 
 
 def instance_env(tmp_path: Path, name: str) -> dict[str, str]:
@@ -61,9 +51,9 @@ def printed_token(server: Server) -> str | None:
 
 
 def test_writes_through_either_instance_are_read_through_the_other_in_one_order(
-    pg_url: str, tmp_path: Path, servers: list[Server]
+    pg_db: str, tmp_path: Path, servers: list[Server]
 ) -> None:
-    args = ["--database-url", pg_url]
+    args = ["--database-url", pg_db]
     a = Server(instance_env(tmp_path, "a"), tmp_path / "a.log", args)
     servers.append(a)
     token = printed_token(a)
@@ -133,9 +123,9 @@ def test_writes_through_either_instance_are_read_through_the_other_in_one_order(
 
 
 def test_two_instances_starting_at_once_create_one_user_and_one_token(
-    pg_url: str, tmp_path: Path, servers: list[Server]
+    pg_db: str, tmp_path: Path, servers: list[Server]
 ) -> None:
-    args = ["--database-url", pg_url]
+    args = ["--database-url", pg_db]
     both = [
         Server(instance_env(tmp_path, name), tmp_path / f"{name}.log", args, wait=False)
         for name in ("a", "b")
@@ -149,7 +139,7 @@ def test_two_instances_starting_at_once_create_one_user_and_one_token(
     assert len(issued) == 1, [s.stdout for s in both]
     loser = both[tokens.index(None)]
     assert "threadkeep token create" in "\n".join(loser.stdout)
-    with Threadkeep.open(pg_url) as tk:
+    with Threadkeep.open(pg_db) as tk:
         users = tk.list_users()
         assert [u.name for u in users] == ["local"]
         assert len(tk.list_all_tokens()) == 1
