@@ -150,3 +150,39 @@ def test_threadkeeps_connections_are_named_for_the_operator(
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             ).fetchall()
     assert len(names) >= 2 and {n for (n,) in names} == {name}
+
+
+def test_no_operation_holds_one_connection_while_it_waits_for_another(
+    pg_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one connection in all, an upload and an erasure with blobs in the
+    database still finish: what they ask the blob store under a blob's lock
+    runs in their own transaction (blobs/contract.py ``in_transaction``). On
+    a second connection it would wait for one that its own transaction
+    holds, until the pool's timeout; through a transaction pooler whose
+    server connections are all held that way, for ever."""
+    monkeypatch.setenv("THREADKEEP_POOL__SIZE", "1")
+    monkeypatch.setenv("THREADKEEP_POOL__MAX_OVERFLOW", "0")
+    monkeypatch.setenv("THREADKEEP_BLOBS__BACKEND", "postgres")
+    settings = load_settings(database_url=pg_db)
+    done: list[str] = []
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            with Threadkeep.open(settings=settings) as tk:
+                ada = tk.create_user("ada").value
+                sid = tk.create_session(Actor(ada.id)).value.id
+                up = tk.upload(Actor(ada.id), sid, [b"bytes of a file"], filename="a.txt").value
+                done.append("upload")
+                tk.erase_user(ada.id)
+                done.append("erase")
+                assert not tk.blobs.exists(up.sha256)
+        except BaseException as exc:
+            failures.append(exc)
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    worker.join(timeout=20)  # the pool waits 30 s for a connection
+    assert not failures, failures[0]
+    assert done == ["upload", "erase"]

@@ -511,35 +511,43 @@ def test_an_erasure_waits_for_an_upload_writing_its_row_and_keeps_its_bytes(
     data = b"a file both users have, again\n"
     sha = tk.upload(gone, tk.create_session(gone).value.id, [data], filename="a").value.sha256
     sid = tk.create_session(me).value.id
-    engine = tk.engine.sa_engine
-    exists = tk.blobs.exists
+    postgres = tk.engine.sa_engine.dialect.name == "postgresql"
+    in_transaction = tk.blobs.in_transaction
     erasing: list[threading.Thread] = []
 
-    def erasure_waiting_on_the_lock() -> bool:
-        with engine.connect() as conn:
+    def asked_while_erasing(conn: Any) -> Any:
+        # The upload asks the blob store inside its transaction, on ``conn``
+        # (so this needs no second connection either).
+        view = in_transaction(conn)
+        exists = view.exists
+
+        def erasure_waiting_on_the_lock() -> bool:
             waiting = conn.execute(
                 sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
             ).scalar_one()
-        return bool(waiting)
+            return bool(waiting)
 
-    def exists_while_erasing(sha256: str) -> bool:
-        if not erasing:  # the upload's row is written, not committed
-            erasing.append(threading.Thread(target=tk.erase_user, args=(gone.user_id,)))
-            erasing[0].start()
-            deadline = time.monotonic() + 20
-            if engine.dialect.name == "postgresql":
-                while not erasure_waiting_on_the_lock():
-                    assert time.monotonic() < deadline, "the erasure never waited"
-                    time.sleep(0.01)
-            else:
-                time.sleep(0.3)  # it queues behind this write
-        return exists(sha256)
+        def exists_while_erasing(sha256: str) -> bool:
+            if not erasing:  # the upload's row is written, not committed
+                erasing.append(threading.Thread(target=tk.erase_user, args=(gone.user_id,)))
+                erasing[0].start()
+                deadline = time.monotonic() + 20
+                if postgres:
+                    while not erasure_waiting_on_the_lock():
+                        assert time.monotonic() < deadline, "the erasure never waited"
+                        time.sleep(0.01)
+                else:
+                    time.sleep(0.3)  # it queues behind this write
+            return bool(exists(sha256))
 
-    monkeypatch.setattr(tk.blobs, "exists", exists_while_erasing)
+        monkeypatch.setattr(view, "exists", exists_while_erasing)
+        return view
+
+    monkeypatch.setattr(tk.blobs, "in_transaction", asked_while_erasing)
     up = tk.upload(me, sid, [data], filename="a").value
     erasing[0].join(30)
     assert not erasing[0].is_alive()
     with pytest.raises(UserNotFound):
         tk.get_user(gone.user_id)
-    assert exists(sha)
+    assert tk.blobs.exists(sha)
     assert b"".join(tk.open_upload(me, up.id).chunks) == data

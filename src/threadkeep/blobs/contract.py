@@ -134,6 +134,16 @@ class BlobStore(abc.ABC):
     #: The name used in the settings (``fs``, ``postgres``, ``s3``).
     name: str
 
+    def in_transaction(self, conn: Any) -> BlobStore:
+        """This store, for calls made inside the caller's open database
+        transaction ``conn`` (one that holds a blob's lock, say). A store
+        outside the database is itself. One inside it answers on ``conn``:
+        otherwise the transaction would wait for a second connection while
+        holding its first, and when every connection of the pool (or of a
+        transaction pooler, whose server connections are few) is held that
+        way, none comes free."""
+        return self
+
     @abc.abstractmethod
     def put(
         self, source: Source, *, max_bytes: int, expected_sha256: str | None = None

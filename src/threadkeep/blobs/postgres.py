@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -22,7 +23,7 @@ from threadkeep.store import blobs as blob_q
 class PostgresBlobStore(BlobStore):
     name = "postgres"
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, *, conn: sa.Connection | None = None) -> None:
         if engine.dialect.name != "postgresql":
             raise StoreError(
                 "the postgres blob store keeps bytes in a PostgreSQL database, and this "
@@ -30,6 +31,12 @@ class PostgresBlobStore(BlobStore):
                 "(docs/blobs.md)"
             )
         self.engine = engine
+        # Where the small calls (exists, touch, the delete) run: a caller's
+        # transaction (in_transaction), or a connection of their own.
+        self._bind: blob_q.Bind = conn if conn is not None else engine
+
+    def in_transaction(self, conn: Any) -> PostgresBlobStore:
+        return PostgresBlobStore(self.engine, conn=conn)
 
     def put(
         self, source: Source, *, max_bytes: int, expected_sha256: str | None = None
@@ -48,10 +55,10 @@ class PostgresBlobStore(BlobStore):
         return blob_q.open_blob(self.engine, sha256)
 
     def exists(self, sha256: str) -> bool:
-        return blob_q.blob_exists(self.engine, sha256)
+        return blob_q.blob_exists(self._bind, sha256)
 
     def touch(self, sha256: str) -> int | None:
-        return blob_q.touch_blob(self.engine, sha256)
+        return blob_q.touch_blob(self._bind, sha256)
 
     def list_blobs(self) -> Iterator[tuple[str, datetime]]:
         return iter(blob_q.list_blobs(self.engine))
@@ -65,7 +72,7 @@ class PostgresBlobStore(BlobStore):
             # delete statement itself.
             if referenced(sha256):
                 continue
-            if blob_q.delete_blob_if_older(self.engine, sha256, cutoff):
+            if blob_q.delete_blob_if_older(self._bind, sha256, cutoff):
                 deleted.append(sha256)
         return deleted
 
@@ -73,7 +80,7 @@ class PostgresBlobStore(BlobStore):
         # The age is checked by the delete statement itself.
         if referenced(sha256):
             return False
-        return blob_q.delete_blob_if_older(self.engine, sha256, cutoff)
+        return blob_q.delete_blob_if_older(self._bind, sha256, cutoff)
 
     def __repr__(self) -> str:
         return f"PostgresBlobStore({self.engine.url.render_as_string(hide_password=True)!r})"

@@ -115,8 +115,9 @@ class UploadOps(ServiceBase):
         """
         for sha in sorted(shas):
             upload_q.lock_blob(tx.conn, sha)
+        blobs = self.blobs.in_transaction(tx.conn)
         for sha in shas:
-            if not self.blobs.exists(sha):
+            if not blobs.exists(sha):
                 raise BlobGone(sha)
 
     def get_upload(self, actor: Actor, upload_id: str) -> Upload:

@@ -466,7 +466,8 @@ class UserDataOps(UploadOps):
             # the bytes before, and writes its row after, finds them gone and
             # is refused (store/uploads.py lock_blob).
             upload_q.lock_blob(tx.conn, sha256)
-            return self.blobs.discard(sha256, lambda s: upload_q.is_referenced(tx.conn, s), cutoff)
+            blobs = self.blobs.in_transaction(tx.conn)
+            return blobs.discard(sha256, lambda s: upload_q.is_referenced(tx.conn, s), cutoff)
 
         deleted = []
         for sha256 in sorted(shas):

@@ -11,6 +11,7 @@ are no half-written blobs to sweep.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -22,6 +23,19 @@ from threadkeep.model.ids import new_id
 from threadkeep.store.tables import blob_chunks, blobs
 
 _INSERT_CHUNK = blob_chunks.insert()
+
+# Where a statement runs: an engine (a connection and transaction of its
+# own), or the caller's connection, inside the caller's transaction.
+Bind = sa.Engine | sa.Connection
+
+
+@contextmanager
+def _connection(bind: Bind) -> Iterator[sa.Connection]:
+    if isinstance(bind, sa.Connection):
+        yield bind  # the caller's transaction commits it, or not
+        return
+    with bind.connect() as conn, conn.begin():
+        yield conn
 
 
 def store_blob(
@@ -85,17 +99,17 @@ def _chunks(engine: sa.Engine, sha256: str, data_id: str) -> Iterator[bytes]:
         yield bytes(data)
 
 
-def blob_exists(engine: sa.Engine, sha256: str) -> bool:
-    with engine.connect() as conn:
+def blob_exists(bind: Bind, sha256: str) -> bool:
+    with _connection(bind) as conn:
         q = sa.select(blobs.c.sha256).where(blobs.c.sha256 == sha256)
         return conn.execute(q).first() is not None
 
 
-def touch_blob(engine: sa.Engine, sha256: str) -> int | None:
+def touch_blob(bind: Bind, sha256: str) -> int | None:
     """Make the blob young; its size, or None when there is none. One
     statement, so a concurrent ``delete_blob_if_older`` either deleted it
     first or finds it young."""
-    with engine.connect() as conn, conn.begin():
+    with _connection(bind) as conn:
         return conn.execute(
             blobs.update()
             .where(blobs.c.sha256 == sha256)
@@ -110,12 +124,12 @@ def list_blobs(engine: sa.Engine) -> list[tuple[str, datetime]]:
         return [(r.sha256, r.touched_at) for r in conn.execute(q)]
 
 
-def delete_blob_if_older(engine: sa.Engine, sha256: str, cutoff: datetime) -> bool:
+def delete_blob_if_older(bind: Bind, sha256: str, cutoff: datetime) -> bool:
     """Delete the blob and its chunks if it was not touched since ``cutoff``, as
     one statement's decision: a put touching it concurrently either commits
     first (the row no longer matches) or waits for this delete, finds no blob,
     and stores the bytes anew."""
-    with engine.connect() as conn, conn.begin():
+    with _connection(bind) as conn:
         data_id = conn.execute(
             blobs.delete()
             .where(blobs.c.sha256 == sha256, blobs.c.touched_at < cutoff)
