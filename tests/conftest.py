@@ -15,6 +15,7 @@ tests are skipped with a message saying how to enable them, except under
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 import uuid
@@ -30,6 +31,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, Phase, settings
 
 from db_pool import PostgresPool, SqliteTemplate
+from pgbouncer import PgBouncer, find_binary
 from threadkeep import Actor, Threadkeep
 from threadkeep.config import BlobSettings, Limits, load_settings
 from threadkeep.store import tables
@@ -60,7 +62,7 @@ def require_pg() -> None:
         "(e.g. `pg_ctlcluster 15 main start`) or point THREADKEEP_TEST_PG_URL at a "
         "server where the user may CREATE DATABASE."
     )
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    if _in_ci():
         pytest.fail("CI requires PostgreSQL: " + message, pytrace=False)
     pytest.skip(message)
 
@@ -82,6 +84,42 @@ CREATE TABLE sessions (id text PRIMARY KEY, owner_id text, title text);
 CREATE TABLE messages (id text PRIMARY KEY, session_id text, content text);
 CREATE TABLE changes (log_offset bigint PRIMARY KEY);
 """
+
+
+# Set, every PostgreSQL test's store reaches its database through a real
+# PgBouncer in transaction mode, with ?pgbouncer=true (tests/test_pgbouncer.py
+# runs that case in every CI run; this runs the whole suite so, e.g.
+# `THREADKEEP_TEST_PG_POOLER=1 make test`).
+PG_POOLER = bool(os.environ.get("THREADKEEP_TEST_PG_POOLER"))
+_bouncer: list[PgBouncer] = []
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def shared_pgbouncer() -> PgBouncer:
+    """This worker's PgBouncer, started on first use; skips (fails in CI)
+    where PgBouncer is not installed."""
+    if not _bouncer:
+        binary = find_binary()
+        if binary is None:
+            message = (
+                "PgBouncer is not installed: `apt install pgbouncer` (Debian, Ubuntu) "
+                "runs the tests of threadkeep behind a transaction pooler"
+            )
+            if _in_ci():
+                pytest.fail("CI requires PgBouncer: " + message, pytrace=False)
+            pytest.skip(message)
+        _bouncer.append(PgBouncer(binary, PG_ADMIN_URL))
+        atexit.register(_bouncer[0].stop)
+    return _bouncer[0]
+
+
+def _as_tests_reach_it(url: str) -> str:
+    """``url`` as the store under test reaches it: through PgBouncer in
+    THREADKEEP_TEST_PG_POOLER's mode, else as it is."""
+    return shared_pgbouncer().url(url) if PG_POOLER else url
 
 
 def create_pg_database(*, plain: bool = False) -> str:
@@ -115,7 +153,7 @@ def empty_database(engine: str, path: Path) -> Iterator[str]:
         return
     url = create_pg_database()
     try:
-        yield url
+        yield _as_tests_reach_it(url)
     finally:
         drop_pg_database(url)
 
@@ -159,10 +197,21 @@ def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def pg_db(tmp_path: Path) -> Iterator[str]:
-    """An empty PostgreSQL database, for the tests about that engine alone."""
-    with empty_database("postgres", tmp_path / "unused") as url:
+def pg_db() -> Iterator[str]:
+    """An empty PostgreSQL database, for the tests about that engine alone:
+    reached directly, even in THREADKEEP_TEST_PG_POOLER's mode (those tests
+    look at the server's own connections and sessions)."""
+    url = create_pg_database()
+    try:
         yield url
+    finally:
+        drop_pg_database(url)
+
+
+def skip_behind_a_pooler(url: str, why: str) -> None:
+    """Skip a test of what a transaction pooler cannot do (THREADKEEP_TEST_PG_POOLER)."""
+    if "pgbouncer=true" in url:
+        pytest.skip(f"through a transaction pooler, {why}")
 
 
 @pytest.fixture
@@ -182,6 +231,13 @@ def search_path_lost(monkeypatch: pytest.MonkeyPatch) -> None:
         dbapi_conn.autocommit = autocommit
 
     monkeypatch.setattr(postgres.PostgresStore, "_on_connect", staticmethod(lose_the_search_path))
+
+
+@pytest.fixture
+def pgbouncer() -> PgBouncer:
+    """A PgBouncer in transaction mode in front of the test server."""
+    require_pg()
+    return shared_pgbouncer()
 
 
 @pytest.fixture(params=ENGINES)
@@ -221,7 +277,7 @@ def migrated_database(request: pytest.FixtureRequest, engine: str, path: Path) -
     pool: PostgresPool = request.getfixturevalue("_pg_pool")
     url = pool.take()
     try:
-        yield url
+        yield _as_tests_reach_it(url)
     finally:
         pool.give_back(url)
 

@@ -23,6 +23,7 @@ from conftest import (
     row_counts,
     running_in_threads,
     s3_blob_settings,
+    skip_behind_a_pooler,
 )
 from random_writes import make_world, random_writers
 from replay_checks import assert_log_rebuilds, assert_views_agree
@@ -41,6 +42,15 @@ BIG = bytes(range(256)) * 12_000  # 3 MB: several chunks in every blob store
 
 
 pytestmark = pytest.mark.usefixtures("isolated_settings")
+
+
+@pytest.fixture(autouse=True)
+def _direct(request: pytest.FixtureRequest) -> None:
+    if "db_url" in request.fixturenames:
+        skip_behind_a_pooler(
+            request.getfixturevalue("db_url"),
+            "backups are refused (tests/test_pgbouncer.py tests that)",
+        )
 
 
 @pytest.fixture

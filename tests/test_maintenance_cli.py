@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from conftest import create_pg_database, drop_pg_database, empty_database, row_counts
+from conftest import (
+    create_pg_database,
+    drop_pg_database,
+    empty_database,
+    row_counts,
+    skip_behind_a_pooler,
+)
 from threadkeep import Actor, Threadkeep
 from threadkeep.api import create_app
 from threadkeep.cli.main import app
@@ -91,6 +97,7 @@ def test_cleanup_lists_in_a_dry_run_then_deletes(db_url: str) -> None:
 def test_backup_and_restore_on_the_command_line(
     db_url: str, target_url: str, tmp_path: Path
 ) -> None:
+    skip_behind_a_pooler(db_url, "backups are refused (tests/test_pgbouncer.py tests that)")
     with Threadkeep.open(db_url) as tk:
         me = Actor(tk.create_user("ada").value.id)
         sid = tk.create_session(me, title="kept").value.id

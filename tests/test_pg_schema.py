@@ -185,7 +185,7 @@ def test_two_stores_in_two_schemas_of_one_database_see_only_their_own(shared_db:
 def test_a_commit_wakes_the_listeners_of_its_own_schema_only(shared_db: str) -> None:
     woken: dict[str, int] = {"a": 0, "a2": 0, "b": 0}
     channels = {
-        name: PgChangeChannel(pg_url.conninfo(shared_db), schema=schema)
+        name: PgChangeChannel(shared_db, schema=schema)
         for name, schema in (("a", "tenant_a"), ("a2", "tenant_a"), ("b", "tenant_b"))
     }
 

@@ -150,6 +150,7 @@ def backup_store(
         BackupToolMissing: PostgreSQL without pg_dump installed.
     """
     report = progress or _quiet
+    backup_q.require_direct(tk.engine.url)
     root = Path(dest).expanduser()
     if not _empty_dir(root):
         raise BackupError(f"{root} exists and is not empty; back up into a new directory")
@@ -337,6 +338,7 @@ def restore_store(
 
         raise SchemaTooNew(manifest.schema_revision, migrations.code_head())
     if engine_name == "postgresql":
+        backup_q.require_direct(url)
         _check_schema(url, manifest)
     _check_target(url, settings, force)
     db_file = root / manifest.database_file

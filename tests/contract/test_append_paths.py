@@ -190,7 +190,7 @@ def test_the_hot_path_holds_at_most_max_open_connections(tk, engine_name):
         pytest.skip("the one-statement path's connections are PostgreSQL's")
     from threadkeep.store.pg_append import AppendConnections
 
-    conns = AppendConnections(pg_url.conninfo(tk.engine.url), max_idle=1, max_open=2, timeout=0.05)
+    conns = AppendConnections(tk.engine.url, max_idle=1, max_open=2, timeout=0.05)
     a, b = conns.get(), conns.get()
     assert a is not None and b is not None
     assert conns.get() is None, "a third connection while two are out"

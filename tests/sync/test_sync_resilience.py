@@ -22,6 +22,7 @@ import pytest
 from sync_helpers import Probe, Serve, new_caller, probes, require_node, up_to_date
 
 from conftest import apply_changes
+from pgbouncer import PgBouncer
 from threadkeep import Threadkeep
 
 FAST = {"THREADKEEP_SYNC__LONG_POLL_SECONDS": "3", "THREADKEEP_SYNC__POLL_SECONDS": "0.5"}
@@ -69,6 +70,8 @@ def test_a_write_through_one_instance_wakes_a_long_poll_held_by_another(
     tk: Threadkeep, pg_only: str, tmp_path: Path
 ) -> None:
     require_node()
+    if "pgbouncer=true" in pg_only:
+        pytest.skip("no LISTEN through a transaction pooler: the next test covers that case")
     slow_poll = {"THREADKEEP_SYNC__LONG_POLL_SECONDS": "15", "THREADKEEP_SYNC__POLL_SECONDS": "10"}
     a = Serve(pg_only, tmp_path, slow_poll)
     b = Serve(pg_only, tmp_path, slow_poll)
@@ -93,6 +96,41 @@ def test_a_write_through_one_instance_wakes_a_long_poll_held_by_another(
                 )
                 lags.append(time.monotonic() - t0)
             assert max(lags) < 3.0, lags  # the fallback poll alone would take up to 10 s
+    finally:
+        a.kill()
+        b.kill()
+
+
+def test_behind_a_transaction_pooler_a_write_through_one_instance_reaches_another(
+    tk: Threadkeep, pg_only: str, tmp_path: Path, pgbouncer: PgBouncer
+) -> None:
+    """No LISTEN through a pooler (store/pg_connect.py): the other instance's
+    hub finds the change at its next poll."""
+    require_node()
+    url = pgbouncer.url(pg_only)
+    a, b = Serve(url, tmp_path, FAST), Serve(url, tmp_path, FAST)
+    me = new_caller(tk)
+    s = tk.create_session(me.actor).value
+    try:
+        with probes() as ps, httpx.Client(base_url=a.base, headers=me.headers) as api:
+            ps.append(p := Probe(b.shape_url(), me.token, params={"table": "messages"}))
+            p.wait_for(up_to_date)
+            time.sleep(1.0)  # held on b
+            lags = []
+            for i in range(3):
+                t0 = time.monotonic()
+                r = api.post(
+                    f"/v1/sessions/{s.id}/messages",
+                    json={"messages": [{"role": "user", "content": f"x{i}"}]},
+                )
+                assert r.status_code == 201
+                p.wait_for(
+                    lambda e, i=i: e["kind"] == "batch" and f"x{i}" in str(e["messages"]),
+                    timeout=12,
+                )
+                lags.append(time.monotonic() - t0)
+            assert max(lags) < 5.0, lags  # a poll every 0.5 s
+            assert _contents(p) == ["x0", "x1", "x2"]
     finally:
         a.kill()
         b.kill()

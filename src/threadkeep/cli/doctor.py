@@ -247,6 +247,31 @@ def _check_sqlite(report: Report, engine: StoreEngine, header_journal: str | Non
         )
 
 
+def _check_pooler(report: Report, engine: StoreEngine, server_port: int | None) -> None:
+    """Say how threadkeep reaches the server. A pooler cannot be seen from the
+    client; a port other than the server's own is the hint of one (or of a
+    forwarded port, hence a warning, not a failure)."""
+    if engine.pooled:
+        report.add(
+            "pooler",
+            "ok",
+            "transaction pooler declared (?pgbouncer=true): settings per transaction, "
+            "no prepared statements, sync wakes by polling",
+        )
+        return
+    url_port = sa.make_url(engine.url).port or 5432
+    if server_port is None or server_port == url_port:
+        return
+    report.add(
+        "pooler",
+        "warn",
+        f"the URL's port is {url_port} and the server listens on {server_port}: "
+        "a proxy or pooler is in between",
+        "if it is a transaction pooler (PgBouncer, Supavisor), add ?pgbouncer=true "
+        "to the URL (docs/postgresql.md)",
+    )
+
+
 def _check_postgres(report: Report, engine: StoreEngine) -> None:
     with engine.sa_engine.connect() as conn:
         found = diagnostics.postgres_settings(conn)
@@ -299,9 +324,10 @@ def _check_postgres(report: Report, engine: StoreEngine) -> None:
                 "schema search path",
                 "fail",
                 f"the URL names schema {engine.schema!r}, connections use {used!r}",
-                "run `threadkeep migrate` (it creates the schema); behind a pooler such "
-                "as PgBouncer, connect to PostgreSQL directly (docs/postgresql.md)",
+                "run `threadkeep migrate` (it creates the schema); behind a transaction "
+                "pooler such as PgBouncer, add ?pgbouncer=true to the URL (docs/postgresql.md)",
             )
+    _check_pooler(report, engine, found.get("server_port"))
     pool = engine.sa_engine.pool
     size = getattr(pool, "size", lambda: 0)() + getattr(pool, "_max_overflow", 0)
     try:

@@ -86,6 +86,19 @@ def pg_tool(name: str) -> str:
     return found
 
 
+def require_direct(url: str) -> None:
+    """Refuse a URL that goes through a transaction pooler: pg_dump and
+    pg_restore set session options at start-up, which PgBouncer refuses,
+    and keep session state that a pooler does not (store/pg_connect.py)."""
+    if sa.make_url(url).get_backend_name() == "sqlite" or not pg_url.through_pooler(url):
+        return
+    raise BackupError(
+        "backups and restores need a direct connection to PostgreSQL, not a transaction "
+        "pooler (the URL has ?pgbouncer=true): use the server's own host and port "
+        "(docs/backup.md)"
+    )
+
+
 def libpq(url: str) -> tuple[str, dict[str, str]]:
     """A connection string for libpq tools and the environment that carries
     its password (kept out of the command line, which others see) and

@@ -94,6 +94,9 @@ class StoreEngine(abc.ABC):
     # PostgreSQL: the schema the URL gives threadkeep (store/pg_url.py); None
     # for the connection's default (``public``) and on SQLite.
     schema: str | None = None
+    # PostgreSQL through a transaction pooler (``?pgbouncer=true``,
+    # store/pg_connect.py).
+    pooled: bool = False
     # Called (with no arguments, on the committing thread) after every durable
     # commit: sync wakes its live readers from here. Must be cheap and must not
     # raise; a listener that does is ignored, the write has already succeeded.

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from threadkeep.errors import CopyError
 from threadkeep.model.jsontext import dumps
 from threadkeep.model.sync import SyncState
-from threadkeep.store import search
+from threadkeep.store import pg_connect, search
 from threadkeep.store.backup import Report, row_counts, sa_url
 from threadkeep.store.changes import pending_in_commit_order
 from threadkeep.store.sync import read_state, reset_epochs
@@ -45,9 +45,20 @@ def _engine(url: str) -> sa.Engine:
     # Autocommit: the transactions are ours (BEGIN ... below), because
     # pysqlite would otherwise leave a run of SELECTs outside any transaction,
     # each seeing a different moment. JSON is written as threadkeep writes it.
+    if sa.make_url(url).get_backend_name() != "sqlite":
+        return pg_connect.create_engine(url, poolclass=sa.NullPool, isolation_level="AUTOCOMMIT")
     return sa.create_engine(
         sa_url(url), poolclass=sa.NullPool, isolation_level="AUTOCOMMIT", json_serializer=dumps
     )
+
+
+def _begin(conn: sa.Connection, url: str, begin: str) -> None:
+    """``begin`` and, through a transaction pooler, the settings a session
+    would hold (store/pg_connect.py)."""
+    conn.exec_driver_sql(begin)
+    settings = pg_connect.transaction_settings(url)
+    if settings is not None:
+        conn.exec_driver_sql(settings)
 
 
 @contextmanager
@@ -61,7 +72,7 @@ def snapshot(url: str) -> Iterator[sa.Connection]:
                 conn.exec_driver_sql("BEGIN")
                 conn.exec_driver_sql("SELECT count(*) FROM log_state")  # takes the snapshot
             else:
-                conn.exec_driver_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                _begin(conn, url, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             try:
                 yield conn
             finally:
@@ -84,7 +95,7 @@ def writing(url: str) -> Iterator[sa.Connection]:
                 conn.exec_driver_sql("PRAGMA synchronous=FULL")
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             else:
-                conn.exec_driver_sql("BEGIN")
+                _begin(conn, url, "BEGIN")
                 conn.exec_driver_sql("SET LOCAL synchronous_commit TO on")
             try:
                 yield conn
@@ -100,16 +111,12 @@ def holds_data(url: str) -> list[str]:
     """The tables of ``url`` that hold rows a copy would mix with its own.
     Not the blob store's: bytes put there by an earlier copy that failed
     later are orphans, and a new copy may put them again."""
-    engine = _engine(url)
-    try:
-        with engine.connect() as conn:
-            return [
-                t.name
-                for t in COPIED
-                if conn.execute(sa.select(sa.literal(1)).select_from(t).limit(1)).first()
-            ]
-    finally:
-        engine.dispose()
+    with snapshot(url) as conn:
+        return [
+            t.name
+            for t in COPIED
+            if conn.execute(sa.select(sa.literal(1)).select_from(t).limit(1)).first()
+        ]
 
 
 @dataclass

@@ -60,6 +60,8 @@ def postgres_settings(conn: sa.Connection) -> dict[str, Any]:
         out[name] = setting
         out[f"{name}.default"] = reset_val
     out["current_schema"] = current_schema(conn)
+    # None over a Unix socket; through a pooler, the server's port, not the URL's.
+    out["server_port"] = conn.execute(sa.text("SELECT inet_server_port()")).scalar()
     out["connections"] = int(
         conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity")).scalar_one()
     )

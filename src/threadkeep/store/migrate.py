@@ -119,8 +119,9 @@ def ensure_schema(conn: sa.Connection, schema: str) -> None:
         raise StoreError(
             f"the database URL names schema {schema!r} but its connections use {used!r}: "
             "the search path threadkeep sets when connecting did not reach the server "
-            "(a pooler such as PgBouncer drops libpq's options); connect to PostgreSQL "
-            "directly, or give threadkeep a database of its own without ?schema="
+            "(a pooler such as PgBouncer drops libpq's options); behind a transaction "
+            "pooler add ?pgbouncer=true to the URL, or connect to PostgreSQL directly "
+            "(docs/postgresql.md)"
         )
 
 

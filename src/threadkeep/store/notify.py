@@ -16,6 +16,8 @@ from typing import Any
 
 import psycopg
 
+from threadkeep.store import pg_connect
+
 CHANNEL = "threadkeep_changes"
 
 
@@ -32,19 +34,22 @@ log = logging.getLogger(__name__)
 class PgChangeChannel:
     """Send and receive commit notifications on one PostgreSQL database."""
 
-    def __init__(self, conninfo: str, *, schema: str | None = None) -> None:
-        self._conninfo = conninfo
+    def __init__(self, url: str, *, schema: str | None = None, listen: bool = True) -> None:
+        self._url = url
         self.channel = channel_for(schema)
+        # Through a transaction pooler a LISTEN lasts one transaction: the
+        # readers' poll is the only wake-up there (store/pg_connect.py).
+        self._listens = listen
         self._stop = threading.Event()
         self._pending = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def start(self, on_notify: Callable[[], None]) -> None:
         """Start the listener and the sender threads."""
-        for target, name in (
-            (lambda: self._listen(on_notify), "threadkeep-listen"),
-            (self._send_loop, "threadkeep-notify"),
-        ):
+        loops: list[tuple[Callable[[], None], str]] = [(self._send_loop, "threadkeep-notify")]
+        if self._listens:
+            loops.append((lambda: self._listen(on_notify), "threadkeep-listen"))
+        for target, name in loops:
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -61,7 +66,7 @@ class PgChangeChannel:
         self._threads.clear()
 
     def _connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
+        return pg_connect.connect(self._url, autocommit=True, connect_timeout=5)
 
     def _listen(self, on_notify: Callable[[], None]) -> None:
         while not self._stop.is_set():

@@ -27,6 +27,7 @@ Why these choices (each measured against raw psycopg on the peers' W1):
 
 from __future__ import annotations
 
+import functools
 import threading
 from datetime import datetime
 from typing import Any
@@ -35,6 +36,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from threadkeep.model.jsontext import dumps
+from threadkeep.store import pg_connect, pg_url
 
 # The session's change-log row after an append (as store/messages.py
 # session_change builds it on the general path).
@@ -49,8 +51,8 @@ _SESSION_CHANGE = """
 """
 
 _BUMP = """
-WITH s AS (
-    UPDATE sessions
+WITH {durable}s AS (
+    UPDATE {t}sessions
     SET head_seq = head_seq + %(n)s,
         input_tokens = input_tokens + %(in_tok)s,
         output_tokens = output_tokens + %(out_tok)s,
@@ -63,11 +65,11 @@ WITH s AS (
 """
 
 # One message, as typed parameters; its seq is the new head.
-APPEND_ONE = (
+_APPEND_ONE = (
     _BUMP
     + """
 m AS (
-    INSERT INTO messages (id, owner_id, session_id, seq, role, content, parts, tool_calls,
+    INSERT INTO {t}messages (id, owner_id, session_id, seq, role, content, parts, tool_calls,
                           model, input_tokens, output_tokens, client_id, metadata,
                           created_at, txid)
     SELECT %(id)s, %(owner)s, %(sid)s, s.head_seq, %(role)s, %(content)s,
@@ -76,7 +78,7 @@ m AS (
     FROM s
 ),
 c AS (
-    INSERT INTO changes (txid, table_name, row_key, op, row, owner_id, session_id, created_at)
+    INSERT INTO {t}changes (txid, table_name, row_key, op, row, owner_id, session_id, created_at)
     SELECT s.txid, 'messages', %(id)s, 'insert',
            jsonb_build_object(
                'id', %(id)s::text, 'owner_id', %(owner)s::text,
@@ -91,12 +93,12 @@ c AS (
     UNION ALL"""
     + _SESSION_CHANGE
     + """)
-SELECT s.head_seq, s.txid FROM s
+SELECT s.head_seq, s.txid FROM s{durable_from}
 """
 )
 
 # Several messages, as one JSON array; ``pos`` is each one's 1-based place.
-APPEND_MANY = (
+_APPEND_MANY = (
     _BUMP
     + """
 v AS (
@@ -106,7 +108,7 @@ v AS (
         metadata jsonb)
 ),
 m AS (
-    INSERT INTO messages (id, owner_id, session_id, seq, role, content, parts, tool_calls,
+    INSERT INTO {t}messages (id, owner_id, session_id, seq, role, content, parts, tool_calls,
                           model, input_tokens, output_tokens, client_id, metadata,
                           created_at, txid)
     SELECT v.id, %(owner)s, %(sid)s, s.head_seq - %(n)s + v.pos, v.role, v.content,
@@ -115,7 +117,7 @@ m AS (
     FROM s, v
 ),
 c AS (
-    INSERT INTO changes (txid, table_name, row_key, op, row, owner_id, session_id, created_at)
+    INSERT INTO {t}changes (txid, table_name, row_key, op, row, owner_id, session_id, created_at)
     SELECT s.txid, 'messages', v.id, 'insert',
            jsonb_build_object(
                'id', v.id, 'owner_id', %(owner)s::text, 'session_id', %(sid)s::text,
@@ -129,9 +131,29 @@ c AS (
     UNION ALL"""
     + _SESSION_CHANGE
     + """)
-SELECT s.head_seq, s.txid FROM s
+SELECT s.head_seq, s.txid FROM s{durable_from}
 """
 )
+
+# Behind a transaction pooler (store/pg_connect.py) the statement carries
+# what the session would: acknowledged-means-durable for its own implicit
+# transaction (set_config(..., true) holds until that transaction's commit),
+# and the schema, by name, since a search path cannot change within a
+# statement. (PostgreSQL resolves the generated search columns' functions and
+# the foreign keys when they are created, so naming the tables is enough.)
+_DURABLE = "d AS (SELECT set_config('synchronous_commit', 'on', true)),\n"
+
+
+@functools.cache
+def statements(*, pooled: bool = False, schema: str | None = None) -> tuple[str, str]:
+    """The one-message and the several-message append statements."""
+    parts = {
+        "durable": _DURABLE if pooled else "",
+        "durable_from": ", d" if pooled else "",
+        "t": f"{schema}." if pooled and schema is not None else "",
+    }
+    return _APPEND_ONE.format(**parts), _APPEND_MANY.format(**parts)
+
 
 _MESSAGE_KEYS = (
     "id",
@@ -152,10 +174,17 @@ def _json(value: Any) -> Jsonb | None:
 
 
 def statement(
-    owner_id: str, session_id: str, rows: list[dict[str, Any]], now: datetime
+    owner_id: str,
+    session_id: str,
+    rows: list[dict[str, Any]],
+    now: datetime,
+    *,
+    pooled: bool = False,
+    schema: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The append statement for message ``rows`` (store/messages.py
     ``message_rows``; their ``seq`` is ignored) and its parameters."""
+    append_one, append_many = statements(pooled=pooled, schema=schema)
     params: dict[str, Any] = {
         "n": len(rows),
         "in_tok": sum(r["input_tokens"] or 0 for r in rows),
@@ -179,10 +208,10 @@ def statement(
             client_id=r["client_id"],
             metadata=Jsonb(r["metadata"], dumps=dumps),
         )
-        return APPEND_ONE, params
+        return append_one, params
     records = [{"pos": i, **{k: r[k] for k in _MESSAGE_KEYS}} for i, r in enumerate(rows, 1)]
     params["rows"] = Jsonb(records, dumps=dumps)
-    return APPEND_MANY, params
+    return append_many, params
 
 
 class AppendConnections:
@@ -194,8 +223,11 @@ class AppendConnections:
     SQLAlchemy pool bounds its own (a burst of appenders must not exhaust the
     server's connection slots); at most ``max_idle`` are kept between uses."""
 
-    def __init__(self, conninfo: str, *, max_idle: int, max_open: int, timeout: float) -> None:
-        self._conninfo = conninfo
+    def __init__(self, url: str, *, max_idle: int, max_open: int, timeout: float) -> None:
+        self._url = url
+        # Through a pooler a session SET would stay on the pooler's server
+        # connection for its next client; the statement sets what it needs.
+        self._pooled = pg_url.through_pooler(url)
         self._max_idle = max_idle
         self._slots = threading.BoundedSemaphore(max_open)
         self._timeout = timeout
@@ -212,10 +244,11 @@ class AppendConnections:
             if self._idle:
                 return self._idle.pop()
         try:
-            conn = psycopg.connect(self._conninfo, autocommit=True)
-            # Acknowledged means durable, whatever the server's default.
-            conn.execute("SET synchronous_commit TO on")
-            conn.execute("SET TimeZone TO 'UTC'")
+            conn = pg_connect.connect(self._url, autocommit=True)
+            if not self._pooled:
+                # Acknowledged means durable, whatever the server's default.
+                conn.execute("SET synchronous_commit TO on")
+                conn.execute("SET TimeZone TO 'UTC'")
         except BaseException:
             self._slots.release()
             raise

@@ -11,6 +11,12 @@ pool, the one-statement append's connections, the change listener, pg_dump
 and pg_restore. So no statement names the schema, and the search path holds
 nothing else: a table of the application's can never answer for one of
 threadkeep's. (Prisma reads the same parameter the same way.)
+
+``?pgbouncer=true`` says that the URL reaches the server through a
+transaction pooler, which keeps no session state between transactions
+(store/pg_connect.py says what threadkeep does then). Also Prisma's
+spelling. Like ``schema``, it is threadkeep's, not libpq's, and is taken out
+of the URL before libpq sees it.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ import sqlalchemy as sa
 from threadkeep.errors import StoreError
 
 SCHEMA_PARAM = "schema"
+POOLER_PARAM = "pgbouncer"
+_OURS = (SCHEMA_PARAM, POOLER_PARAM)
 APPLICATION_NAME = "threadkeep"
 
 # Lower-case unquoted identifiers only: what psql users type without quotes,
@@ -49,7 +57,7 @@ def parse(url: str | sa.URL) -> sa.URL:
 def schema_of(url: str | sa.URL) -> str | None:
     """The schema ``?schema=`` names, checked; None when the URL names none."""
     value = parse(url).query.get(SCHEMA_PARAM)
-    if value is None and isinstance(url, str) and _blank_schema(url):
+    if value is None and isinstance(url, str) and _blank(url, SCHEMA_PARAM):
         value = ""  # SQLAlchemy drops a blank value; a typo must not mean public
     if value is None:
         return None
@@ -63,9 +71,29 @@ def schema_of(url: str | sa.URL) -> str | None:
     return value
 
 
-def _blank_schema(url: str) -> bool:
+def through_pooler(url: str | sa.URL) -> bool:
+    """True when ``?pgbouncer=true``: the URL reaches the server through a
+    transaction pooler. Only ``true`` and ``false`` are read; anything else is
+    refused, since a misspelt ``true`` would mean session state that does not
+    hold."""
+    value = parse(url).query.get(POOLER_PARAM)
+    if value is None and isinstance(url, str) and _blank(url, POOLER_PARAM):
+        value = ""  # SQLAlchemy drops a blank value
+    if value is None or value == "false":
+        return False
+    if value == "true":
+        return True
+    raise StoreError(
+        f"invalid {POOLER_PARAM}={value!r} in the database URL: use ?{POOLER_PARAM}=true "
+        "when the URL reaches PostgreSQL through a transaction pooler such as PgBouncer"
+    )
+
+
+def _blank(url: str, param: str) -> bool:
+    """True if ``url`` gives ``param`` an empty value."""
     query = urllib.parse.urlsplit(url).query
-    return any(k == SCHEMA_PARAM for k, _ in urllib.parse.parse_qsl(query, keep_blank_values=True))
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    return any(k == param and not v for k, v in pairs)
 
 
 def _named(u: sa.URL) -> dict[str, str]:
@@ -85,11 +113,20 @@ def _search_path_option(u: sa.URL, schema: str) -> str:
     return f"{given} {own}" if isinstance(given, str) and given else own
 
 
+# The engine execution option that names the schema of a pooled engine
+# (store/pg_connect.py), whose connections carry no search path of their own.
+SCHEMA_OPTION = "threadkeep_schema"
+
+
 def schema_of_engine(engine: sa.Engine) -> str | None:
-    """The schema an engine made by :func:`sa_url` connects to (read back from
-    the search path it sets); None on SQLite and for ``public``."""
+    """The schema an engine made by :func:`sa_url` or store/pg_connect.py
+    connects to (read back from the search path it sets, or the option a
+    pooled engine carries); None on SQLite and for ``public``."""
     if engine.dialect.name != "postgresql":
         return None
+    given = engine.get_execution_options().get(SCHEMA_OPTION)
+    if given is not None:
+        return str(given)
     options = engine.url.query.get("options")
     found = _OWN_OPTION.search(options) if isinstance(options, str) else None
     return found.group(1) if found else None
@@ -98,14 +135,15 @@ def schema_of_engine(engine: sa.Engine) -> str | None:
 def sa_url(url: str | sa.URL) -> sa.URL:
     """The URL SQLAlchemy connects with: psycopg 3 as the driver (a bare
     ``postgresql://`` would make SQLAlchemy look for psycopg2), and the schema
-    turned into the connections' search path."""
+    turned into the connections' search path (except through a pooler, which
+    refuses startup options: store/pg_connect.py sets it per transaction)."""
     u = parse(url)
     schema = schema_of(u)
-    u = u.set(drivername="postgresql+psycopg")
+    pooled = through_pooler(u)
+    u = u.set(drivername="postgresql+psycopg").difference_update_query(_OURS)
     u = u.update_query_dict(_named(u))
-    if schema is None:
+    if schema is None or pooled:
         return u
-    u = u.difference_update_query([SCHEMA_PARAM])
     return u.update_query_dict({"options": _search_path_option(u, schema)})
 
 
@@ -120,11 +158,12 @@ def conninfo(url: str | sa.URL, *, with_password: bool = True, options: str = ""
     not as well as it, so a setting that must hold goes here."""
     u = parse(url)
     schema = schema_of(u)
+    pooled = through_pooler(u)
     params: dict[str, Any] = {
-        k: v for k, v in u.query.items() if k != SCHEMA_PARAM and isinstance(v, str)
+        k: v for k, v in u.query.items() if k not in _OURS and isinstance(v, str)
     }
     params.update(_named(u))
-    if schema is not None:
+    if schema is not None and not pooled:
         params["options"] = _search_path_option(u, schema)
     if options:
         params["options"] = f"{params.get('options', '')} {options}".strip()

@@ -6,7 +6,8 @@
   different sessions never wait for each other, and their commits share WAL
   flushes.
 * ``synchronous_commit`` is forced on for threadkeep's connections, whatever
-  the server default: acknowledged means durable.
+  the server default: acknowledged means durable. (Behind a transaction
+  pooler, for each transaction instead: store/pg_connect.py.)
 * Change-log offsets are assigned after commit by :func:`assign_offsets`
   (store/changes.py explains why).
 """
@@ -17,7 +18,6 @@ import functools
 from datetime import datetime
 from typing import Any, TypeVar
 
-import orjson
 import psycopg
 import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
@@ -25,8 +25,7 @@ from sqlalchemy import event
 
 from threadkeep.errors import CommitInDoubt, StoreClosed
 from threadkeep.model.common import Committed, utcnow
-from threadkeep.model.jsontext import dumps
-from threadkeep.store import pg_append, pg_url
+from threadkeep.store import pg_append, pg_connect, pg_url
 from threadkeep.store.changes import assign_offsets, change_params, changes_waiting
 from threadkeep.store.contract import ChangeRow, ReadFn, StoreEngine, WriteFn, WriteTx
 from threadkeep.store.notify import PgChangeChannel
@@ -73,22 +72,26 @@ class PostgresStore(StoreEngine):
     def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 20) -> None:
         self.url = url
         self.schema = pg_url.schema_of(url)
-        self._engine = sa.create_engine(
-            pg_url.sa_url(url),
+        # Through a transaction pooler (store/pg_connect.py) a transaction's
+        # first statement sets what a session would hold, so reads run in
+        # transactions; the one-statement append carries its own settings.
+        self.pooled = pg_url.through_pooler(url)
+        self._engine = pg_connect.create_engine(
+            url,
             pool_size=pool_size,
             max_overflow=max_overflow,
             # No pre-ping: it would add a round trip to every operation. A
             # connection found dead raises a disconnect error, SQLAlchemy drops
             # it (and the pool's older ones), and write() runs again.
-            json_serializer=dumps,
-            # psycopg decodes json/jsonb itself, with json.loads unless told
-            # otherwise: orjson (the same values) halves the CPU cost of
-            # reading messages back.
-            json_deserializer=orjson.loads,
         )
-        event.listen(self._engine, "connect", self._on_connect)
+        if not self.pooled:
+            # Through a pooler a session setting would land on one server
+            # connection and leak to the pooler's next client on it, while
+            # this client's next transaction runs on another: there, each
+            # transaction sets its own (pg_connect.transaction_settings).
+            event.listen(self._engine, "connect", self._on_connect)
         self._appenders = pg_append.AppendConnections(
-            pg_url.conninfo(url),
+            url,
             max_idle=pool_size,
             max_open=pool_size + max_overflow,
             timeout=_APPEND_SLOT_TIMEOUT,
@@ -157,7 +160,7 @@ class PostgresStore(StoreEngine):
     def read(self, fn: ReadFn[T], *, single_statement: bool = False) -> T:
         if self._closed:
             raise StoreClosed()
-        if single_statement:
+        if single_statement and not self.pooled:
             # Autocommit: one statement is its own transaction, with no BEGIN
             # and COMMIT round trips. Set on the driver's connection (as
             # append_at_once does), not through SQLAlchemy's isolation-level
@@ -182,7 +185,9 @@ class PostgresStore(StoreEngine):
     ) -> tuple[int, int] | None:
         if self._closed:
             raise StoreClosed()
-        query, params = pg_append.statement(owner_id, session_id, rows, now)
+        query, params = pg_append.statement(
+            owner_id, session_id, rows, now, pooled=self.pooled, schema=self.schema
+        )
         got = pg_append.run(self._appenders, query, params)
         if got is not None:
             self._committed()
@@ -193,7 +198,7 @@ class PostgresStore(StoreEngine):
         return _TXID
 
     def change_channel(self) -> PgChangeChannel:
-        return PgChangeChannel(pg_url.conninfo(self.url), schema=self.schema)
+        return PgChangeChannel(self.url, schema=self.schema, listen=not self.pooled)
 
     def snapshot_read(self, fn: ReadFn[T]) -> T:
         """One REPEATABLE READ transaction that first takes the assigners' lock

@@ -36,6 +36,25 @@ def is_retryable(exc: BaseException) -> bool:
     return getattr(_driver_error(exc), "sqlstate", None) in ("40001", "40P01")
 
 
+# What psycopg's prepared statements meet behind a transaction pooler that
+# was not declared (store/pg_connect.py): no such statement, one of the same
+# name, or one of the same name with other parameters.
+_POOLER_SQLSTATES = ("26000", "42P05")
+_POOLER_HINT = (
+    " (is this URL a transaction pooler's, such as PgBouncer's? "
+    "Add ?pgbouncer=true to it: docs/postgresql.md)"
+)
+
+
+def _pooler_hint(exc: BaseException) -> str:
+    orig = _driver_error(exc)
+    if getattr(orig, "sqlstate", None) in _POOLER_SQLSTATES:
+        return _POOLER_HINT
+    if "prepared statement" in str(orig) and "bind message" in str(orig):
+        return _POOLER_HINT
+    return ""
+
+
 def _translated(exc: BaseException) -> BaseException | None:
     """The threadkeep error a driver error stands for; None to let it pass."""
     if isinstance(exc, ThreadkeepError):
@@ -50,14 +69,14 @@ def _translated(exc: BaseException) -> BaseException | None:
     if isinstance(exc, sa_exc.TimeoutError):  # the pool's, not the server's
         return StoreBusy(str(exc).split(" (Background")[0])
     if isinstance(exc, sa_exc.SQLAlchemyError):
-        return StoreError(f"database error: {exc}")
+        return StoreError(f"database error: {exc}{_pooler_hint(exc)}")
     # The hot paths run on the DBAPI cursor (store/prepared.py): same mapping.
     if isinstance(exc, sqlite3.IntegrityError | psycopg.IntegrityError):
         return InvalidInput("row", f"violates a database constraint: {exc}")
     if isinstance(exc, sqlite3.DataError | psycopg.DataError | OverflowError):
         return InvalidInput("row", f"the database refused a value: {exc}")
     if isinstance(exc, sqlite3.Error | psycopg.Error):
-        return StoreError(f"database error: {exc}")
+        return StoreError(f"database error: {exc}{_pooler_hint(exc)}")
     return None
 
 
