@@ -34,7 +34,7 @@ from db_pool import PostgresPool, SqliteTemplate
 from pgbouncer import PgBouncer, find_binary
 from threadkeep import Actor, Threadkeep
 from threadkeep.config import BlobSettings, Limits, load_settings
-from threadkeep.store import tables
+from threadkeep.store import pg_url, tables
 
 PG_ADMIN_URL = os.environ.get("THREADKEEP_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 ENGINES = ("sqlite", "postgres")
@@ -206,6 +206,17 @@ def pg_db() -> Iterator[str]:
         yield url
     finally:
         drop_pg_database(url)
+
+
+def server_conninfo(url: str) -> str:
+    """A libpq connection string to the server itself for a store URL of the
+    tests' (through PgBouncer in THREADKEEP_TEST_PG_POOLER's mode), with the
+    URL's schema: for a test's own look at the database, or its own DDL."""
+    u = sa.make_url(url)
+    if u.query.get("pgbouncer") == "true":
+        admin = sa.make_url(PG_ADMIN_URL)
+        u = u.set(host=admin.host, port=admin.port).difference_update_query(["pgbouncer"])
+    return pg_url.conninfo(u)
 
 
 def skip_behind_a_pooler(url: str, why: str) -> None:

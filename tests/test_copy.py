@@ -22,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from conftest import empty_database, row_counts, running_in_threads
+from conftest import empty_database, row_counts, running_in_threads, server_conninfo
 from random_writes import make_world, random_writers
 from replay_checks import assert_log_rebuilds, assert_views_agree
 from threadkeep import Actor, Threadkeep
@@ -32,7 +32,6 @@ from threadkeep.copy_store import copy_store
 from threadkeep.errors import CopyError, CopyTargetNotEmpty
 from threadkeep.store import copy as copy_q
 from threadkeep.store import tables
-from threadkeep.store.pg_url import conninfo as pg_conninfo
 from threadkeep.sync.shapes import Shape
 
 sys.path.insert(0, str(Path(__file__).parent / "api"))
@@ -169,7 +168,7 @@ def _lose_rows_on_insert(url: str) -> None:
                 "BEGIN DELETE FROM todos WHERE id = NEW.id; END"
             )
         return
-    with psycopg.connect(pg_conninfo(url), autocommit=True) as c:
+    with psycopg.connect(server_conninfo(url), autocommit=True) as c:
         c.execute(
             "CREATE FUNCTION lose() RETURNS trigger LANGUAGE plpgsql AS "
             "$$ BEGIN DELETE FROM todos WHERE id = NEW.id; RETURN NULL; END $$"
@@ -294,7 +293,7 @@ def test_change_rows_not_yet_numbered_on_postgres_are_numbered_in_commit_order(
         state = tk.sync_state()
     # The state a snapshot can catch: the last two transactions committed,
     # their rows not numbered yet, log_state not moved past them.
-    with psycopg.connect(pg_conninfo(source), autocommit=True) as c:
+    with psycopg.connect(server_conninfo(source), autocommit=True) as c:
         txids = [
             r[0]
             for r in c.execute(
@@ -324,7 +323,7 @@ def test_the_copy_commits_durably_whatever_the_targets_default(target: Settings)
         pass
     if url.startswith("postgresql"):
         name = sa.make_url(url).database
-        with psycopg.connect(pg_conninfo(url), autocommit=True) as c:
+        with psycopg.connect(server_conninfo(url), autocommit=True) as c:
             c.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
         setting = "SHOW synchronous_commit"
         want = "on"

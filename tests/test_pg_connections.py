@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import sqlalchemy as sa
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
@@ -140,7 +141,8 @@ def test_threadkeeps_connections_are_named_for_the_operator(
 ) -> None:
     """Every connection a store opens (the pool, the append's, pg tools) is
     named ``threadkeep`` in pg_stat_activity, unless the URL names it."""
-    with Threadkeep.open(pg_db + query) as tk:
+    url = sa.make_url(pg_db).update_query_string(query.lstrip("?"), append=True)
+    with Threadkeep.open(url.render_as_string(hide_password=False)) as tk:
         me = Actor(tk.create_user("ada").value.id)
         sid = tk.create_session(me).value.id
         tk.append_message(me, sid, {"role": "user", "content": "hi"})  # the append's own set

@@ -30,6 +30,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from conftest import create_pg_database, drop_pg_database
 from pgbouncer import SERVER_CONNECTIONS, PgBouncer
 from threadkeep import Actor, Threadkeep
 from threadkeep.backup import backup_store, restore_store
@@ -56,14 +57,25 @@ def _direct(url: str) -> psycopg.Connection[Any]:
     return psycopg.connect(pg_url.conninfo(sa.make_url(url).difference_update_query(["schema"])))
 
 
+@pytest.fixture
+def server_db() -> Iterator[str]:
+    """An empty database, reached directly, whatever mode the suite runs in
+    (these tests make their own schemas and pooled URLs)."""
+    url = create_pg_database(plain=True)
+    try:
+        yield url
+    finally:
+        drop_pg_database(url)
+
+
 @pytest.fixture(params=SCHEMAS, ids=["public", "schema"])
 def schema(request: pytest.FixtureRequest) -> str | None:
     return request.param  # type: ignore[no-any-return]
 
 
 @pytest.fixture
-def pooled_url(pg_db: str, pgbouncer: PgBouncer, schema: str | None) -> str:
-    return _with_schema(pgbouncer.url(pg_db), schema)
+def pooled_url(server_db: str, pgbouncer: PgBouncer, schema: str | None) -> str:
+    return _with_schema(pgbouncer.url(server_db), schema)
 
 
 @pytest.fixture
@@ -188,12 +200,12 @@ def _durability_off_by_default(db_url: str) -> None:
 
 
 def test_every_commit_is_durable_and_in_its_schema_whatever_the_servers_default(
-    pg_db: str, pgbouncer: PgBouncer, schema: str | None
+    server_db: str, pgbouncer: PgBouncer, schema: str | None
 ) -> None:
-    _durability_off_by_default(pg_db)
-    url = _with_schema(pgbouncer.url(pg_db), schema)
+    _durability_off_by_default(server_db)
+    url = _with_schema(pgbouncer.url(server_db), schema)
     Threadkeep.open(url).close()  # migrates through the pooler
-    with _direct(pg_db) as conn:
+    with _direct(server_db) as conn:
         conn.execute(_RECORD_AT_COMMIT)
         for table in ("sessions", "messages", "tool_events", "changes"):
             # Deferred: it runs as the transaction commits, with the settings
@@ -215,7 +227,7 @@ def test_every_commit_is_durable_and_in_its_schema_whatever_the_servers_default(
         tk.start_tool_event(me, s.id, {"name": "search", "input": {"q": "x"}})
     finally:
         tk.close()
-    with _direct(pg_db) as conn:
+    with _direct(server_db) as conn:
         seen = conn.execute(
             "SELECT tbl, sync_commit, count(*) FROM public.seen_at_commit GROUP BY 1, 2"
         ).fetchall()
@@ -233,10 +245,10 @@ def test_every_commit_is_durable_and_in_its_schema_whatever_the_servers_default(
 
 
 def test_nothing_threadkeep_sets_or_prepares_stays_on_the_poolers_connections(
-    pg_db: str, pgbouncer: PgBouncer, schema: str | None
+    server_db: str, pgbouncer: PgBouncer, schema: str | None
 ) -> None:
-    _durability_off_by_default(pg_db)  # so that a session's "on" would show
-    pooled_url = _with_schema(pgbouncer.url(pg_db), schema)
+    _durability_off_by_default(server_db)  # so that a session's "on" would show
+    pooled_url = _with_schema(pgbouncer.url(server_db), schema)
     pooled = Threadkeep.open(pooled_url)
     try:
         me = Actor(pooled.create_user("ada").value.id)
@@ -276,9 +288,9 @@ def test_nothing_threadkeep_sets_or_prepares_stays_on_the_poolers_connections(
 
 
 def test_an_undeclared_pooler_fails_loudly_names_the_fix_and_keeps_what_it_acknowledged(
-    pg_db: str, pgbouncer: PgBouncer
+    server_db: str, pgbouncer: PgBouncer
 ) -> None:
-    url = pgbouncer.url(pg_db, declared=False)
+    url = pgbouncer.url(server_db, declared=False)
     tk = Threadkeep.open(url)
     acknowledged: list[str] = []
     failures: list[BaseException] = []
@@ -310,14 +322,14 @@ def test_an_undeclared_pooler_fails_loudly_names_the_fix_and_keeps_what_it_ackno
     for exc in failures:
         assert isinstance(exc, StoreError), repr(exc)
         assert "prepared statement" in str(exc) and "Add ?pgbouncer=true" in str(exc)
-    with _direct(pg_db) as conn:
+    with _direct(server_db) as conn:
         stored = {r[0] for r in conn.execute("SELECT content FROM messages")}
     assert set(acknowledged) <= stored
     assert len(stored) <= len(acknowledged) + len(failures)  # at most the appends that raised
 
 
 def test_backup_and_restore_through_the_pooler_are_refused_before_anything_is_written(
-    pooled: Threadkeep, pooled_url: str, pg_db: str, tmp_path: Path, schema: str | None
+    pooled: Threadkeep, pooled_url: str, server_db: str, tmp_path: Path, schema: str | None
 ) -> None:
     me = Actor(pooled.create_user("ada").value.id)
     pooled.create_session(me, title="kept")
@@ -326,7 +338,7 @@ def test_backup_and_restore_through_the_pooler_are_refused_before_anything_is_wr
         backup_store(pooled, dest)
     assert not dest.exists()
     # A real backup, taken directly, then restored through the pooler.
-    direct = Threadkeep.open(_with_schema(pg_db, schema))
+    direct = Threadkeep.open(_with_schema(server_db, schema))
     try:
         backup_store(direct, dest)
     finally:
@@ -368,21 +380,21 @@ def test_the_change_channel_does_not_listen_through_the_pooler(pooled: Threadkee
 
 
 @pytest.mark.usefixtures("isolated_settings")
-def test_doctor_says_how_it_reaches_the_server(pg_db: str, pgbouncer: PgBouncer) -> None:
+def test_doctor_says_how_it_reaches_the_server(server_db: str, pgbouncer: PgBouncer) -> None:
     def checks(url: str) -> tuple[int, dict[str, dict[str, Any]]]:
         result = CliRunner().invoke(app, ["doctor", "--json", "--database-url", url])
         body = json.loads(result.stdout)
         return result.exit_code, {c["name"]: c for c in body["checks"]}
 
-    with Threadkeep.open(pg_db) as tk:
+    with Threadkeep.open(server_db) as tk:
         tk.create_token(Actor(tk.create_user("ada").value.id), "laptop")
-    code, direct = checks(pg_db)
+    code, direct = checks(server_db)
     assert code == 0 and "pooler" not in direct
-    code, undeclared = checks(pgbouncer.url(pg_db, declared=False))
+    code, undeclared = checks(pgbouncer.url(server_db, declared=False))
     assert undeclared["pooler"]["status"] == "warn"
     assert f"port is {pgbouncer.port}" in undeclared["pooler"]["detail"]
     assert "?pgbouncer=true" in undeclared["pooler"]["hint"]
-    code, declared = checks(pgbouncer.url(pg_db))
+    code, declared = checks(pgbouncer.url(server_db))
     assert code == 0, declared
     assert declared["pooler"]["status"] == "ok"
     assert declared["synchronous_commit"]["status"] in ("ok", "warn")

@@ -17,10 +17,10 @@ import psycopg
 import pytest
 from contract_helpers import new_session, writes_nothing
 
+from conftest import server_conninfo
 from threadkeep import Actor, InvalidState, SessionNotFound
 from threadkeep.model.messages import NewMessage
 from threadkeep.store import messages as message_q
-from threadkeep.store import pg_url
 
 RICH = [
     {
@@ -174,7 +174,7 @@ def test_an_append_after_its_connection_was_dropped_is_written_once(tk, actor, d
     if tk.engine.supports_append_at_once:
         # Kill every backend of this database but ours: the appenders' idle
         # connection is now dead, and the next append must still go through.
-        with psycopg.connect(pg_url.conninfo(db_url)) as admin:
+        with psycopg.connect(server_conninfo(db_url)) as admin:
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"

@@ -24,7 +24,7 @@ def _ordinary(conn: sa.Connection, digest: str) -> dict[str, Any] | None:
 
 def _both(tk: Any, secret: str) -> tuple[Any, Any]:
     digest = hash_token(secret)
-    with tk.engine.sa_engine.connect() as conn:
+    with tk.engine.sa_engine.connect() as conn, conn.begin():
         return tokens.find_by_hash(conn, digest), _ordinary(conn, digest)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from threadkeep.errors import BackupError, BackupToolMissing
-from threadkeep.store import pg_url
+from threadkeep.store import pg_connect, pg_url
 from threadkeep.store.tables import metadata, uploads
 
 #: (done, total): pages for SQLite, tables for PostgreSQL.
@@ -199,7 +199,7 @@ def pg_restore(url: str, source: Path, report: Report, tables: int) -> None:
 def exported_snapshot(url: str) -> Iterator[tuple[str, sa.Connection]]:
     """A REPEATABLE READ transaction whose snapshot is exported: pg_dump given
     its name dumps exactly what this connection reads (counts, upload list)."""
-    engine = sa.create_engine(sa_url(url), poolclass=sa.NullPool)
+    engine = raw_engine(url)
     try:
         with engine.connect() as conn:
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
@@ -218,8 +218,11 @@ def sa_url(url: str) -> sa.URL:
 
 
 def raw_engine(url: str) -> sa.Engine:
-    """A plain engine on ``url``, whatever the schema revision (no migration)."""
-    return sa.create_engine(sa_url(url), poolclass=sa.NullPool)
+    """A plain engine on ``url``, whatever the schema revision (no migration);
+    on PostgreSQL as store/pg_connect.py connects, pooler or not."""
+    if sa.make_url(url).get_backend_name() == "sqlite":
+        return sa.create_engine(sa_url(url), poolclass=sa.NullPool)
+    return pg_connect.create_engine(url, poolclass=sa.NullPool)
 
 
 # --- what a database holds -----------------------------------------------------------
