@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -188,3 +189,19 @@ def test_no_operation_holds_one_connection_while_it_waits_for_another(
     worker.join(timeout=20)  # the pool waits 30 s for a connection
     assert not failures, failures[0]
     assert done == ["upload", "erase"]
+
+
+def test_doctor_checks_a_pool_of_one_without_waiting_for_a_second_connection(
+    pg_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It opens two connections at once to check the pool, but never more
+    than the settings allow: a second would wait out the pool's 30 s."""
+    monkeypatch.setenv("THREADKEEP_POOL__SIZE", "1")
+    monkeypatch.setenv("THREADKEEP_POOL__MAX_OVERFLOW", "0")
+    Threadkeep.open(pg_db).close()
+    t0 = time.monotonic()
+    result = CliRunner().invoke(app, ["doctor", "--json", "--database-url", pg_db])
+    took = time.monotonic() - t0
+    pool = next(c for c in json.loads(result.stdout)["checks"] if c["name"] == "pool")
+    assert pool["status"] == "ok", pool
+    assert took < 20
