@@ -135,7 +135,9 @@ def test_asyncio_run_ends_after_shape_requests_and_a_write_without_a_lifespan(
     tk: Threadkeep, actor: Actor
 ) -> None:
     """The same through the app: a shape request starts sync on first use, a
-    write pokes the hub, and asyncio.run returns at once (it hung before)."""
+    write pokes the hub, and asyncio.run returns at once (it hung before).
+    What the hub started goes with it: on PostgreSQL the change channel's
+    threads and connections outlived the app before."""
     import json
     import threading
 
@@ -173,10 +175,15 @@ def test_asyncio_run_ends_after_shape_requests_and_a_write_without_a_lifespan(
             assert await call("GET", "/v1/shape", b"table=sessions&offset=-1") == 200
             assert await call("POST", f"/v1/sessions/{session}/messages", b"", body) == 201
 
+    before = set(threading.enumerate())
     runner = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
     runner.start()
     runner.join(20)
     assert not runner.is_alive(), "asyncio.run did not end: a sync task survived"
+    left = {t for t in set(threading.enumerate()) - before if t.name.startswith("threadkeep-")}
+    for t in left:
+        t.join(5)
+    assert not [t.name for t in left if t.is_alive()], "the change channel outlived the app"
 
 
 def test_a_held_request_cancelled_as_it_is_woken_is_cancelled(tk: Threadkeep, actor: Actor) -> None:

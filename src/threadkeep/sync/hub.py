@@ -77,10 +77,10 @@ class LiveHub:
     async def stop(self) -> None:
         if self._task is None:
             return
+        channel, self._channel = self._channel, None
         self.tk.engine.remove_commit_listener(self._local_commit)
-        if self._channel is not None:
-            await asyncio.to_thread(self._channel.stop)
-            self._channel = None
+        if channel is not None:
+            await asyncio.to_thread(channel.stop)
         if self._task is not None:
             # A flag, not only cancel(): the loop checks it after every wait.
             self._stopping = True
@@ -159,31 +159,46 @@ class LiveHub:
 
     async def _run(self) -> None:
         assert self._poke is not None
-        while not self._stopping:
-            poked = False
-            # asyncio.timeout, not wait_for: on Python 3.11, wait_for returns
-            # normally when a cancellation races with the poke it waits for,
-            # and a hub that survives its cancellation keeps asyncio.run (a
-            # server whose lifespan never ran: a mounted app) from ever ending.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.poll_seconds):
-                    await self._poke.wait()
-                poked = True
-            self._poke.clear()
-            if self._stopping:
-                return
-            try:
-                if self._waiters:
-                    await self._catch_up()
-                    self._head_behind = False
-                elif poked or self._head_behind:
-                    await self._move_head_while_idle()
-                await self._report_readers()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the store is down: keep trying, readers time out
-                log.warning("sync hub could not read the change log: %s", exc)
-                await asyncio.sleep(self.poll_seconds)
+        try:
+            while not self._stopping:
+                poked = False
+                # asyncio.timeout, not wait_for: on Python 3.11, wait_for returns
+                # normally when a cancellation races with the poke it waits for,
+                # and a hub that survives its cancellation keeps asyncio.run (a
+                # server whose lifespan never ran: a mounted app) from ever ending.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.poll_seconds):
+                        await self._poke.wait()
+                    poked = True
+                self._poke.clear()
+                if self._stopping:
+                    return
+                try:
+                    if self._waiters:
+                        await self._catch_up()
+                        self._head_behind = False
+                    elif poked or self._head_behind:
+                        await self._move_head_while_idle()
+                    await self._report_readers()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the store is down: keep trying, readers time out
+                    log.warning("sync hub could not read the change log: %s", exc)
+                    await asyncio.sleep(self.poll_seconds)
+        finally:
+            if not self._stopping:
+                # Cancelled without stop(): the end of asyncio.run for an app
+                # whose lifespan never ran (mounted, or driven in-process).
+                # Nobody else will end the change channel's threads and
+                # connections, which would outlive the app.
+                self._release()
+
+    def _release(self) -> None:
+        """Give back what start() took from the store."""
+        self.tk.engine.remove_commit_listener(self._local_commit)
+        if self._channel is not None:
+            self._channel.stop()  # its threads end within half a second
+            self._channel = None
 
     async def _move_head_while_idle(self) -> None:
         """Nobody to wake: move the head on without reading the changes, so
