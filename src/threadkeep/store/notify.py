@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from threadkeep.store import pg_connect
+from threadkeep.store import pg_connect, pg_url
 
 CHANNEL = "threadkeep_changes"
 
@@ -34,12 +34,12 @@ log = logging.getLogger(__name__)
 class PgChangeChannel:
     """Send and receive commit notifications on one PostgreSQL database."""
 
-    def __init__(self, url: str, *, schema: str | None = None, listen: bool = True) -> None:
+    def __init__(self, url: str) -> None:
         self._url = url
-        self.channel = channel_for(schema)
+        self.channel = channel_for(pg_url.schema_of(url))
         # Through a transaction pooler a LISTEN lasts one transaction: the
         # readers' poll is the only wake-up there (store/pg_connect.py).
-        self._listens = listen
+        self._listens = not pg_url.through_pooler(url)
         self._stop = threading.Event()
         self._pending = threading.Event()
         self._threads: list[threading.Thread] = []

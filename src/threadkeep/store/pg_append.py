@@ -27,7 +27,6 @@ Why these choices (each measured against raw psycopg on the peers' W1):
 
 from __future__ import annotations
 
-import functools
 import threading
 from datetime import datetime
 from typing import Any
@@ -144,9 +143,9 @@ SELECT s.head_seq, s.txid FROM s{durable_from}
 _DURABLE = "d AS (SELECT set_config('synchronous_commit', 'on', true)),\n"
 
 
-@functools.cache
 def statements(*, pooled: bool = False, schema: str | None = None) -> tuple[str, str]:
-    """The one-message and the several-message append statements."""
+    """The one-message and the several-message append statements (a store
+    builds them once)."""
     parts = {
         "durable": _DURABLE if pooled else "",
         "durable_from": ", d" if pooled else "",
@@ -154,6 +153,9 @@ def statements(*, pooled: bool = False, schema: str | None = None) -> tuple[str,
     }
     return _APPEND_ONE.format(**parts), _APPEND_MANY.format(**parts)
 
+
+# A direct connection's (the session holds the settings and the search path).
+DIRECT = statements()
 
 _MESSAGE_KEYS = (
     "id",
@@ -178,13 +180,12 @@ def statement(
     session_id: str,
     rows: list[dict[str, Any]],
     now: datetime,
-    *,
-    pooled: bool = False,
-    schema: str | None = None,
+    sql: tuple[str, str] = DIRECT,
 ) -> tuple[str, dict[str, Any]]:
     """The append statement for message ``rows`` (store/messages.py
-    ``message_rows``; their ``seq`` is ignored) and its parameters."""
-    append_one, append_many = statements(pooled=pooled, schema=schema)
+    ``message_rows``; their ``seq`` is ignored) and its parameters. ``sql``:
+    :func:`statements` for the store's connections."""
+    append_one, append_many = sql
     params: dict[str, Any] = {
         "n": len(rows),
         "in_tok": sum(r["input_tokens"] or 0 for r in rows),

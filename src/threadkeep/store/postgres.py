@@ -76,6 +76,7 @@ class PostgresStore(StoreEngine):
         # first statement sets what a session would hold, so reads run in
         # transactions; the one-statement append carries its own settings.
         self.pooled = pg_url.through_pooler(url)
+        self._append_sql = pg_append.statements(pooled=self.pooled, schema=self.schema)
         self._engine = pg_connect.create_engine(
             url,
             pool_size=pool_size,
@@ -185,9 +186,7 @@ class PostgresStore(StoreEngine):
     ) -> tuple[int, int] | None:
         if self._closed:
             raise StoreClosed()
-        query, params = pg_append.statement(
-            owner_id, session_id, rows, now, pooled=self.pooled, schema=self.schema
-        )
+        query, params = pg_append.statement(owner_id, session_id, rows, now, self._append_sql)
         got = pg_append.run(self._appenders, query, params)
         if got is not None:
             self._committed()
@@ -198,7 +197,7 @@ class PostgresStore(StoreEngine):
         return _TXID
 
     def change_channel(self) -> PgChangeChannel:
-        return PgChangeChannel(self.url, schema=self.schema, listen=not self.pooled)
+        return PgChangeChannel(self.url)
 
     def snapshot_read(self, fn: ReadFn[T]) -> T:
         """One REPEATABLE READ transaction that first takes the assigners' lock

@@ -77,8 +77,7 @@ class LiveHub:
     async def stop(self) -> None:
         if self._task is None:
             return
-        channel, self._channel = self._channel, None
-        self.tk.engine.remove_commit_listener(self._local_commit)
+        channel = self._detach()
         if channel is not None:
             await asyncio.to_thread(channel.stop)
         if self._task is not None:
@@ -191,14 +190,15 @@ class LiveHub:
                 # whose lifespan never ran (mounted, or driven in-process).
                 # Nobody else will end the change channel's threads and
                 # connections, which would outlive the app.
-                self._release()
+                channel = self._detach()
+                if channel is not None:
+                    channel.stop()  # its threads end within half a second
 
-    def _release(self) -> None:
-        """Give back what start() took from the store."""
+    def _detach(self) -> Any:
+        """Take back what start() gave the store; the change channel, to stop."""
         self.tk.engine.remove_commit_listener(self._local_commit)
-        if self._channel is not None:
-            self._channel.stop()  # its threads end within half a second
-            self._channel = None
+        channel, self._channel = self._channel, None
+        return channel
 
     async def _move_head_while_idle(self) -> None:
         """Nobody to wake: move the head on without reading the changes, so
