@@ -208,6 +208,14 @@ def pg_db() -> Iterator[str]:
         drop_pg_database(url)
 
 
+def with_schema(url: str, schema: str | None) -> str:
+    """``url`` with ``?schema=`` (as it is, for None)."""
+    if schema is None:
+        return url
+    u = sa.make_url(url).update_query_dict({"schema": schema})
+    return u.render_as_string(hide_password=False)
+
+
 def server_conninfo(url: str) -> str:
     """A libpq connection string to the server itself for a store URL of the
     tests' (through PgBouncer in THREADKEEP_TEST_PG_POOLER's mode), with the

@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from conftest import create_pg_database, drop_pg_database, running_in_threads
+from conftest import create_pg_database, drop_pg_database, running_in_threads, with_schema
 from random_writes import make_world, random_writers
 from replay_checks import assert_log_rebuilds, assert_views_agree
 from test_backup import fill, found_everything
@@ -54,11 +54,6 @@ INSERT INTO messages (body) VALUES ('the app''s own message');
 
 
 pytestmark = pytest.mark.usefixtures("isolated_settings")
-
-
-def with_schema(url: str, schema: str) -> str:
-    u = sa.make_url(url).update_query_dict({"schema": schema})
-    return u.render_as_string(hide_password=False)
 
 
 def psql(url: str, sql: str) -> list[tuple[Any, ...]]:
@@ -185,7 +180,7 @@ def test_two_stores_in_two_schemas_of_one_database_see_only_their_own(shared_db:
 def test_a_commit_wakes_the_listeners_of_its_own_schema_only(shared_db: str) -> None:
     woken: dict[str, int] = {"a": 0, "a2": 0, "b": 0}
     channels = {
-        name: PgChangeChannel(shared_db, schema=schema)
+        name: PgChangeChannel(with_schema(shared_db, schema))
         for name, schema in (("a", "tenant_a"), ("a2", "tenant_a"), ("b", "tenant_b"))
     }
 

@@ -30,7 +30,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from conftest import create_pg_database, drop_pg_database
+from conftest import create_pg_database, drop_pg_database, server_conninfo, with_schema
 from pgbouncer import SERVER_CONNECTIONS, PgBouncer
 from threadkeep import Actor, Threadkeep
 from threadkeep.backup import backup_store, restore_store
@@ -45,16 +45,11 @@ from threadkeep.store import pg_connect, pg_url
 SCHEMAS = (None, "chat")
 
 
-def _with_schema(url: str, schema: str | None) -> str:
-    if schema is None:
-        return url
-    u = sa.make_url(url).update_query_dict({"schema": schema})
-    return u.render_as_string(hide_password=False)
-
-
 def _direct(url: str) -> psycopg.Connection[Any]:
-    """A connection to the server itself, for the checks."""
-    return psycopg.connect(pg_url.conninfo(sa.make_url(url).difference_update_query(["schema"])))
+    """A connection to the server itself, in its default schema, for the
+    checks: never through the pooler, whose sessions are under test."""
+    u = sa.make_url(url).difference_update_query(["schema"])
+    return psycopg.connect(server_conninfo(u.render_as_string(hide_password=False)))
 
 
 @pytest.fixture
@@ -75,16 +70,13 @@ def schema(request: pytest.FixtureRequest) -> str | None:
 
 @pytest.fixture
 def pooled_url(server_db: str, pgbouncer: PgBouncer, schema: str | None) -> str:
-    return _with_schema(pgbouncer.url(server_db), schema)
+    return with_schema(pgbouncer.url(server_db), schema)
 
 
 @pytest.fixture
 def pooled(pooled_url: str) -> Iterator[Threadkeep]:
-    tk = Threadkeep.open(pooled_url)
-    try:
+    with Threadkeep.open(pooled_url) as tk:
         yield tk
-    finally:
-        tk.close()
 
 
 def _qualified(schema: str | None, table: str) -> str:
@@ -203,7 +195,7 @@ def test_every_commit_is_durable_and_in_its_schema_whatever_the_servers_default(
     server_db: str, pgbouncer: PgBouncer, schema: str | None
 ) -> None:
     _durability_off_by_default(server_db)
-    url = _with_schema(pgbouncer.url(server_db), schema)
+    url = with_schema(pgbouncer.url(server_db), schema)
     Threadkeep.open(url).close()  # migrates through the pooler
     with _direct(server_db) as conn:
         conn.execute(_RECORD_AT_COMMIT)
@@ -248,7 +240,7 @@ def test_nothing_threadkeep_sets_or_prepares_stays_on_the_poolers_connections(
     server_db: str, pgbouncer: PgBouncer, schema: str | None
 ) -> None:
     _durability_off_by_default(server_db)  # so that a session's "on" would show
-    pooled_url = _with_schema(pgbouncer.url(server_db), schema)
+    pooled_url = with_schema(pgbouncer.url(server_db), schema)
     pooled = Threadkeep.open(pooled_url)
     try:
         me = Actor(pooled.create_user("ada").value.id)
@@ -338,7 +330,7 @@ def test_backup_and_restore_through_the_pooler_are_refused_before_anything_is_wr
         backup_store(pooled, dest)
     assert not dest.exists()
     # A real backup, taken directly, then restored through the pooler.
-    direct = Threadkeep.open(_with_schema(server_db, schema))
+    direct = Threadkeep.open(with_schema(server_db, schema))
     try:
         backup_store(direct, dest)
     finally:
