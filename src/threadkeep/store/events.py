@@ -27,6 +27,7 @@ from threadkeep.model.trusted import trusted
 from threadkeep.store.changes import row_json
 from threadkeep.store.chosen_ids import check_free
 from threadkeep.store.contract import WriteTx
+from threadkeep.store.gc_pause import gc_paused
 from threadkeep.store.prepared import RowDecoder, cursor, custom_decoder, decoder, prepared
 from threadkeep.store.sessions import get_row
 from threadkeep.store.tables import timeline_events, tool_events
@@ -161,7 +162,9 @@ def list_tool_events(
         values["mid"] = message_id
         stmt = prepared(conn.dialect, "tool_events.list.of", lambda: _list_tool_statement(True))
     decode = _tool_decoder(conn.dialect)
-    return [trusted(ToolEvent, decode(r)) for r in stmt.execute(cursor(conn), values).fetchall()]
+    rows = stmt.execute(cursor(conn), values).fetchall()
+    with gc_paused(len(rows)):
+        return [trusted(ToolEvent, decode(r)) for r in rows]
 
 
 def _list_tool_statement(of_message: bool) -> sa.Executable:
@@ -237,7 +240,8 @@ def list_timeline_events(
     }
     decode = decoder(conn.dialect, timeline_events)
     rows = stmt.execute(cursor(conn), values).fetchall()
-    return [trusted(TimelineEvent, decode(r)) for r in rows]
+    with gc_paused(len(rows)):
+        return [trusted(TimelineEvent, decode(r)) for r in rows]
 
 
 def _list_timeline_statement() -> sa.Executable:

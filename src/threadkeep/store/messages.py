@@ -26,6 +26,7 @@ from threadkeep.store import sessions as session_q
 from threadkeep.store.chosen_ids import check_free
 from threadkeep.store.contract import StoreEngine, WriteTx
 from threadkeep.store.events import insert_timeline_events, insert_tool_events
+from threadkeep.store.gc_pause import gc_paused
 from threadkeep.store.prepared import RowDecoder, cursor, custom_decoder, decoder, prepared
 from threadkeep.store.tables import messages, sessions
 from threadkeep.store.types import UTCDateTime, enum_result
@@ -62,7 +63,8 @@ def _to_messages(dialect: Dialect, rows: Sequence[Any]) -> list[Message]:
     """Messages from rows of ``_READ_COLUMNS``: decoded straight into each
     model's fields, no copy (the hot loop of every history read)."""
     decode = _read_decoder(dialect).decode
-    return [trusted(Message, decode(r)) for r in rows]
+    with gc_paused(len(rows)):
+        return [trusted(Message, decode(r)) for r in rows]
 
 
 def to_message(row: Any) -> Message:
