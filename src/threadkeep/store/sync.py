@@ -14,6 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from threadkeep.model.sync import ChangeHead, SyncState, TxSnapshot
+from threadkeep.store.gc_pause import gc_paused
+from threadkeep.store.prepared import cursor, decoder, prepared
 from threadkeep.store.tables import changes, log_state, metadata, sessions, sync_readers
 
 
@@ -37,30 +39,42 @@ def read_state(conn: sa.Connection) -> SyncState:
     )
 
 
-def shape_predicate(
-    table: sa.Table, owner_id: str, session_id: str | None
-) -> sa.ColumnElement[bool]:
-    """The rows of ``table`` that belong to the shape (one indexed predicate)."""
+def _shape_predicate(table: sa.Table, narrowed: bool) -> sa.ColumnElement[bool]:
+    """The rows of ``table`` that belong to the shape (one indexed predicate),
+    for the parameters ``owner`` and, if ``narrowed``, ``sid``."""
+    cond = table.c.owner_id == sa.bindparam("owner")
     if table is sessions:
-        cond = sa.and_(sessions.c.owner_id == owner_id, sessions.c.deleted_at.is_(None))
-        if session_id is not None:
-            cond = sa.and_(cond, sessions.c.id == session_id)
-        return cond
-    cond = table.c.owner_id == owner_id
-    if session_id is not None:
-        cond = sa.and_(cond, table.c.session_id == session_id)
+        cond = sa.and_(cond, sessions.c.deleted_at.is_(None))
+    if narrowed:
+        key = sessions.c.id if table is sessions else table.c.session_id
+        cond = sa.and_(cond, key == sa.bindparam("sid"))
     return cond
+
+
+def _rows_statement(table: sa.Table, narrowed: bool) -> sa.Executable:
+    order = [table.c.seq] if "seq" in table.c else list(table.primary_key.columns)
+    return sa.select(table).where(_shape_predicate(table, narrowed)).order_by(*order)
 
 
 def read_rows(
     conn: sa.Connection, table_name: str, owner_id: str, session_id: str | None
 ) -> list[dict[str, Any]]:
+    """Every row of the shape, as dicts of the table's columns. A client's
+    first sync of a session reads its whole history here, so the statement is
+    compiled once and its rows decoded by the table's generated decoder
+    (store/prepared.py), as the history reads are."""
     table = synced_table(table_name)
-    q = sa.select(table).where(shape_predicate(table, owner_id, session_id))
-    pk = list(table.primary_key.columns)
-    order = [table.c.seq] if "seq" in table.c else pk
-    q = q.order_by(*order)
-    return [{str(k): v for k, v in r._mapping.items()} for r in conn.execute(q)]
+    narrowed = session_id is not None
+    stmt = prepared(
+        conn.dialect,
+        f"shape.rows.{table_name}.{'session' if narrowed else 'owner'}",
+        lambda: _rows_statement(table, narrowed),
+    )
+    values = {"owner": owner_id, "sid": session_id} if narrowed else {"owner": owner_id}
+    rows = stmt.execute(cursor(conn), values).fetchall()
+    decode = decoder(conn.dialect, table).decode
+    with gc_paused(len(rows)):
+        return [decode(r) for r in rows]
 
 
 def tx_snapshot(conn: sa.Connection, state: SyncState) -> TxSnapshot:

@@ -26,7 +26,7 @@ from typing import Any
 
 from threadkeep.library import Threadkeep
 from threadkeep.model.common import Actor
-from threadkeep.model.sync import ShapeChanges, SyncState
+from threadkeep.model.sync import ShapeChanges, ShapeSnapshot, SyncState
 from threadkeep.sync import protocol
 from threadkeep.sync.encoding import table_schema
 from threadkeep.sync.hub import LiveHub
@@ -112,10 +112,14 @@ class Emulator:
     # --- answers ----------------------------------------------------------------
 
     async def _snapshot(self, actor: Actor, shape: Shape) -> ShapeResponse:
-        snap = await asyncio.to_thread(
-            self.tk.shape_snapshot, actor, shape.table, session_id=shape.session_id
-        )
-        body = list(snapshot_messages(shape, snap.rows))
+        def read() -> tuple[ShapeSnapshot, list[dict[str, Any]]]:
+            # Encoded in the thread too: a long session's first sync encodes
+            # thousands of rows, which on the event loop would hold up every
+            # other request for as long.
+            snap = self.tk.shape_snapshot(actor, shape.table, session_id=shape.session_id)
+            return snap, list(snapshot_messages(shape, snap.rows))
+
+        snap, body = await asyncio.to_thread(read)
         t = snap.txids
         body.append(protocol.snapshot_end(t.xmin, t.xmax, t.xip))
         body.append(protocol.up_to_date(snap.offset))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -66,13 +67,19 @@ def column_kinds(table_name: str) -> dict[str, str]:
 
 
 def format_timestamptz(value: datetime | str) -> str:
-    """``2026-01-02 03:04:05.123456+00``, as PostgreSQL prints timestamptz in UTC."""
+    """``2026-01-02 03:04:05.123456+00``, as PostgreSQL prints timestamptz in UTC.
+
+    Written out field by field: ``strftime`` cost more than the rest of a
+    message's encoding, and a session's first sync formats one per message."""
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    u = value.astimezone(UTC)
-    text = u.strftime("%Y-%m-%d %H:%M:%S")
+        u = value
+    elif value.tzinfo is UTC:
+        u = value.replace(tzinfo=None)
+    else:
+        u = value.astimezone(UTC).replace(tzinfo=None)
+    text = f"{u.year:04d}-{u.month:02d}-{u.day:02d} {u.hour:02d}:{u.minute:02d}:{u.second:02d}"
     if u.microsecond:
         text += f".{u.microsecond:06d}".rstrip("0")
     return text + "+00"
@@ -88,26 +95,49 @@ def format_float(value: float) -> str:
     return repr(value)
 
 
+# jsonb's own output spacing (", " and ": "), non-ASCII kept. One encoder for
+# every value: json.dumps with any non-default argument builds a new one per
+# call, and a session's first sync encodes three jsonb values per message.
+_JSONB = json.JSONEncoder(ensure_ascii=False)
+
+
+def _int_text(value: Any) -> str:
+    return str(int(value))
+
+
+def _float_text(value: Any) -> str:
+    return format_float(float(value))
+
+
+def _bool_text(value: Any) -> str:
+    return "true" if value else "false"
+
+
+# Each type's text form of a non-null value.
+_TEXT: dict[str, Callable[[Any], str]] = {
+    "jsonb": _JSONB.encode,
+    "bool": _bool_text,
+    "timestamptz": format_timestamptz,
+    "int4": _int_text,
+    "int8": _int_text,
+    "float8": _float_text,
+}
+
+
 def encode_value(kind: str, value: Any) -> str | None:
     """One value in PostgreSQL text format (None stays null). ``value`` may be
     the database's Python value or its JSON form from the change log."""
     if value is None:
         return None
-    if kind == "jsonb":
-        # jsonb's own output spacing: ", " and ": ".
-        return json.dumps(value, ensure_ascii=False)
-    if kind == "bool":
-        return "true" if value else "false"
-    if kind == "timestamptz":
-        return format_timestamptz(value)
-    if kind in ("int4", "int8"):
-        return str(int(value))
-    if kind == "float8":
-        return format_float(float(value))
-    return str(value)
+    return _TEXT.get(kind, str)(value)
+
+
+@cache
+def _column_text(table_name: str) -> dict[str, Callable[[Any], str]]:
+    return {name: _TEXT.get(kind, str) for name, kind in column_kinds(table_name).items()}
 
 
 def encode_row(table_name: str, row: dict[str, Any]) -> dict[str, str | None]:
     """The columns of ``row`` that the table has, encoded; unknown keys dropped."""
-    kinds = column_kinds(table_name)
-    return {k: encode_value(kinds[k], v) for k, v in row.items() if k in kinds}
+    text = _column_text(table_name)
+    return {k: None if v is None else text[k](v) for k, v in row.items() if k in text}
