@@ -32,6 +32,7 @@ from threadkeep.errors import (
     InvalidInput,
     InvalidText,
     NotFound,
+    StorageFull,
     StoreBusy,
     StoreClosed,
     StoreError,
@@ -145,6 +146,7 @@ _HTTP_TITLES = {
     422: ("invalid-input", "Invalid input"),
     500: ("internal-error", "Internal server error"),
     503: ("unavailable", "Service unavailable"),
+    507: ("storage-full", "Insufficient storage"),
 }
 
 
@@ -203,6 +205,12 @@ def problem_for(exc: BaseException, request: Request | None = None) -> ProblemSp
             "Database busy",
             "every database connection stayed in use; retry",
             {"Retry-After": "1"},
+        )
+    if isinstance(exc, StorageFull):
+        # Not 503 with Retry-After: waiting does not free a disk; an operator
+        # must. The driver's text (a server file's path) stays in the log.
+        return _by_status(
+            507, "the database's disk is full; nothing was written: retry once space is freed"
         )
     if isinstance(exc, StoreError):
         # The driver's text may quote SQL or a connection string: keep it in the log.
@@ -306,8 +314,9 @@ def error_responses(*statuses: int, body: bool = False) -> dict[int | str, dict[
         422: "The input does not fit the schema or holds text no engine stores.",
         500: "A bug or a database error; the server log has the details.",
         503: "The database is unreachable or busy, or the server is shutting down.",
+        507: "The database's disk is full: nothing was written; an operator must free space.",
     }
-    wanted = {401, 403, 422, 500, 503, *statuses}
+    wanted = {401, 403, 422, 500, 503, 507, *statuses}
     if body:
         wanted |= {400, 413}
     out: dict[int | str, dict[str, Any]] = {}

@@ -33,7 +33,7 @@ from threadkeep.store.group_commit import GroupCommitQueue, Request
 from threadkeep.store.prepared import cursor, prepared
 from threadkeep.store.search import index_messages
 from threadkeep.store.tables import changes
-from threadkeep.store.translate import translate_errors
+from threadkeep.store.translate import storage_full, translate_errors
 
 T = TypeVar("T")
 
@@ -310,7 +310,7 @@ class SqliteStore(StoreEngine):
             cur.execute("BEGIN IMMEDIATE")
             return True
         except Exception as exc:
-            err = StoreError(f"could not start a write transaction: {exc}")
+            err = self._store_error(exc, "could not start a write transaction")
             for r in batch:
                 r.finish(error=err)
             return False
@@ -320,7 +320,7 @@ class SqliteStore(StoreEngine):
             cur.execute("COMMIT")
         except Exception as exc:
             self._rollback_quietly()
-            err = StoreError(f"commit failed, nothing was written: {exc}")
+            err = self._store_error(exc, "commit failed")
             for r in batch:
                 r.finish(error=err)
             return False
@@ -328,10 +328,16 @@ class SqliteStore(StoreEngine):
         return True
 
     @staticmethod
-    def _store_error(exc: BaseException) -> BaseException:
+    def _store_error(exc: BaseException, what: str = "write failed") -> BaseException:
+        """What the writers of a failed transaction are told: a threadkeep
+        error as it is, a full disk as :class:`StorageFull`, anything else as
+        a :class:`StoreError` saying ``what``. The transaction was rolled
+        back, so nothing of it was written."""
         if isinstance(exc, ThreadkeepError | KeyboardInterrupt | SystemExit):
             return exc
-        return StoreError(f"write failed, nothing was written: {exc}")
+        err = storage_full(exc) or StoreError(f"{what}, nothing was written: {exc}")
+        err.__cause__ = exc
+        return err
 
     def _rollback_quietly(self) -> None:
         try:

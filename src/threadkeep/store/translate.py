@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import sqlalchemy.exc as sa_exc
 
-from threadkeep.errors import InvalidInput, StoreBusy, StoreError, ThreadkeepError
+from threadkeep.errors import InvalidInput, StorageFull, StoreBusy, StoreError, ThreadkeepError
 
 
 def _driver_error(exc: BaseException) -> BaseException:
@@ -55,10 +55,33 @@ def _pooler_hint(exc: BaseException) -> str:
     return ""
 
 
+# SQLite's result code and PostgreSQL's SQLSTATE for a full disk.
+_SQLITE_FULL = sqlite3.SQLITE_FULL
+_PG_DISK_FULL = "53100"
+
+
+def storage_full(exc: BaseException) -> StorageFull | None:
+    """The :class:`StorageFull` a driver error stands for, or None. SQLite
+    reports a full disk as ``SQLITE_FULL`` (an ``OperationalError``);
+    PostgreSQL as SQLSTATE 53100 (``could not extend file``, ``could not
+    write``)."""
+    orig = _driver_error(exc)
+    full = getattr(orig, "sqlstate", None) == _PG_DISK_FULL or (
+        isinstance(orig, sqlite3.Error) and getattr(orig, "sqlite_errorcode", None) == _SQLITE_FULL
+    )
+    if not full:
+        return None
+    first_line = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    return StorageFull(first_line)
+
+
 def _translated(exc: BaseException) -> BaseException | None:
     """The threadkeep error a driver error stands for; None to let it pass."""
     if isinstance(exc, ThreadkeepError):
         return None
+    full = storage_full(exc)
+    if full is not None:
+        return full
     if isinstance(exc, sa_exc.IntegrityError):
         # Validation in model/ and service/ runs first, so a constraint firing
         # here means input the checks did not anticipate; it is still the

@@ -1,0 +1,255 @@
+"""A full disk: writes fail with StorageFull (HTTP 507), nothing of a failed
+write is stored, everything acknowledged before it stays, reads go on, and
+writes work again once space is freed.
+
+Run on a real small filesystem: a tmpfs mounted for the test (SQLite's file,
+and a PostgreSQL tablespace holding a database's tables). Mounting needs
+root; elsewhere these tests skip, and under CI=true they fail.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from conftest import PG_ADMIN_URL, _in_ci, _with_db, require_pg
+from threadkeep import Actor, StorageFull, Threadkeep
+from threadkeep.store import tables
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "api"))
+from api_helpers import api_client, assert_problem
+
+TEXT = "x" * 3000  # a few WAL pages per append: the disk fills in seconds
+
+
+def _small_disk(where: Path, megabytes: int) -> Path:
+    where.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m,mode=0777", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        why = (
+            "a full disk is tested on a small tmpfs, which needs root to mount "
+            f"({done.stderr.strip() or done.returncode}); run the suite as root to include it"
+        )
+        if _in_ci():
+            pytest.fail(why, pytrace=False)
+        pytest.skip(why)
+    return where
+
+
+def _unmount(where: Path) -> None:
+    subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command")
+    disk = _small_disk(tmp_path / "disk", 4)
+    try:
+        yield disk
+    finally:
+        _unmount(disk)
+
+
+def _filler(disk: Path, kilobytes: int) -> Path:
+    """Space taken now, to free later."""
+    path = disk / "filler"
+    path.write_bytes(b"\0" * (kilobytes * 1024))
+    return path
+
+
+def _append_until_full(
+    tk: Threadkeep, actor: Actor, sid: str, prefix: str, limit: int = 20_000
+) -> tuple[list[str], list[str], StorageFull]:
+    """Append until the disk is full, then a few more. Returns the client ids
+    acknowledged, those refused, and the first refusal."""
+    acked: list[str] = []
+    refused: list[str] = []
+    first: StorageFull | None = None
+    for i in range(limit):
+        cid = f"{prefix}-{i}"
+        try:
+            tk.append_message(actor, sid, {"role": "user", "content": TEXT, "client_id": cid})
+        except StorageFull as exc:
+            refused.append(cid)
+            first = first or exc
+            if len(refused) >= 3:
+                break
+        else:
+            acked.append(cid)  # after a refusal too: a write may still fit
+    assert first is not None, f"the disk never filled in {limit} appends"
+    return acked, refused, first
+
+
+def _check_stored(
+    tk: Threadkeep, actor: Actor, sid: str, acked: list[str], refused: list[str]
+) -> None:
+    """Every acknowledged append stored once, in one contiguous history with
+    its change row; nothing of a refused one anywhere."""
+    history = tk.get_history(actor, sid)
+    assert [m.seq for m in history] == list(range(1, len(history) + 1))
+    stored = [m.client_id for m in history]
+    assert sorted(stored) == sorted(acked)
+    assert not set(refused) & set(stored)
+    ids = {m.id for m in history}
+    with tk.engine.sa_engine.connect() as conn:
+        logged = conn.execute(
+            sa.select(tables.changes.c.row_key).where(
+                tables.changes.c.table_name == "messages",
+                tables.changes.c.session_id == sid,
+            )
+        ).scalars()
+        assert sorted(logged) == sorted(ids)
+
+
+def test_sqlite_on_a_full_disk_refuses_writes_and_keeps_every_acknowledged_one(
+    small_disk: Path,
+) -> None:
+    filler = _filler(small_disk, 1024)
+    url = f"sqlite:///{small_disk / 'tk.db'}"
+    tk = Threadkeep.open(url)
+    me = Actor(tk.create_user("full").value.id)
+    sid = tk.create_session(me).value.id
+
+    acked, refused, first = _append_until_full(tk, me, sid, "one")
+    assert "disk is full" in str(first) and "nothing was written" in str(first)
+    assert len(acked) > 5
+    _check_stored(tk, me, sid, acked, refused)  # reads go on while full
+
+    filler.unlink()
+    room = {"role": "user", "content": "room again", "client_id": "after"}
+    assert tk.append_message(me, sid, room).value.seq == len(acked) + 1
+    tk.close()
+
+    reopened = Threadkeep.open(url)
+    _check_stored(reopened, me, sid, [*acked, "after"], refused)
+    reopened.close()
+    with sqlite3.connect(small_disk / "tk.db") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_concurrent_writers_on_a_full_disk_are_each_told_and_nothing_refused_is_kept(
+    small_disk: Path,
+) -> None:
+    """Several writers share each commit (group commit): when it fails, every
+    writer in it is refused, and none of their rows is stored."""
+    _filler(small_disk, 1024)
+    url = f"sqlite:///{small_disk / 'tk.db'}"
+    tk = Threadkeep.open(url)
+    me = Actor(tk.create_user("full").value.id)
+    sid = tk.create_session(me).value.id
+    results: dict[int, tuple[list[str], list[str]]] = {}
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            acked, refused, _ = _append_until_full(tk, me, sid, f"w{n}")
+            results[n] = (acked, refused)
+        except BaseException as exc:  # surfaced below, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors
+    acked = [c for a, _ in results.values() for c in a]
+    refused = [c for _, r in results.values() for c in r]
+    assert len(results) == 4 and refused
+    _check_stored(tk, me, sid, acked, refused)
+    tk.close()
+
+
+def test_the_api_answers_507_on_a_full_disk_and_stores_nothing(small_disk: Path) -> None:
+    _filler(small_disk, 1024)
+    url = f"sqlite:///{small_disk / 'tk.db'}"
+    tk = Threadkeep.open(url)
+    me = Actor(tk.create_user("full").value.id)
+    token = tk.create_token(me, "t").value.token
+    sid = tk.create_session(me).value.id
+    _append_until_full(tk, me, sid, "fill")
+    before = tk.count_messages(me, sid)
+
+    with api_client(tk) as api:
+        r = api.post(
+            f"/v1/sessions/{sid}/messages",
+            json={"messages": [{"role": "user", "content": TEXT, "client_id": "api-1"}]},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    body = assert_problem(r, 507)
+    assert body["type"].endswith("storage-full")
+    assert "disk is full" in body["detail"] and "nothing was written" in body["detail"]
+    assert tk.count_messages(me, sid) == before
+    assert "api-1" not in {m.client_id for m in tk.get_history(me, sid)}
+    tk.close()
+
+
+# --- PostgreSQL: a database whose tables live in a tablespace on the small disk ----
+
+
+@pytest.fixture
+def pg_small_disk() -> Iterator[tuple[str, Path]]:
+    require_pg()
+    # Under /tmp itself: the server's user must reach it, and pytest's own
+    # directories are private to the user running the tests.
+    disk = _small_disk(Path(tempfile.mkdtemp(prefix="tk-pgdisk-")), 24)
+    shutil.chown(disk, "postgres", "postgres")
+    space = f"tk_full_{uuid.uuid4().hex[:8]}"
+    name = f"tk_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            try:
+                conn.execute(f"CREATE TABLESPACE {space} LOCATION '{disk}'")
+            except psycopg.Error as exc:
+                why = f"PostgreSQL could not use {disk} for a tablespace ({exc}): is it local?"
+                if _in_ci():
+                    pytest.fail(why, pytrace=False)
+                pytest.skip(why)
+            conn.execute(f'CREATE DATABASE "{name}" TABLESPACE {space}')
+        yield _with_db(PG_ADMIN_URL, name), disk
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f"DROP TABLESPACE IF EXISTS {space}")
+        _unmount(disk)
+        disk.rmdir()
+
+
+def test_postgresql_on_a_full_disk_refuses_writes_and_keeps_every_acknowledged_one(
+    pg_small_disk: tuple[str, Path],
+) -> None:
+    url, disk = pg_small_disk
+    tk = Threadkeep.open(url)
+    me = Actor(tk.create_user("full").value.id)
+    sid = tk.create_session(me).value.id
+    free = shutil.disk_usage(disk).free
+    filler = _filler(disk, max(0, free // 1024 - 1536))  # leave about 1.5 MB
+
+    acked, refused, first = _append_until_full(tk, me, sid, "pg")
+    assert "disk is full" in str(first)
+    assert len(acked) > 5
+    _check_stored(tk, me, sid, acked, refused)
+
+    filler.unlink()
+    room = {"role": "user", "content": "room again", "client_id": "after"}
+    assert tk.append_message(me, sid, room).value.seq == len(acked) + 1
+    tk.close()
+    reopened = Threadkeep.open(url)
+    _check_stored(reopened, me, sid, [*acked, "after"], refused)
+    reopened.close()
