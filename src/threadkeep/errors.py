@@ -202,15 +202,15 @@ class CommitInDoubt(StoreError):
 
 
 class StorageFull(StoreError):
-    """The disk that holds the database is full (SQLite's ``SQLITE_FULL``,
-    PostgreSQL's ``disk_full``). The write was rolled back: nothing of it was
-    stored, and everything acknowledged before it stays. Writes succeed again
-    once space is freed; reads go on meanwhile."""
+    """The disk that holds the database, or the upload bytes, is full
+    (SQLite's ``SQLITE_FULL``, PostgreSQL's ``disk_full``, ``ENOSPC``). The
+    write was rolled back: nothing of it was stored, and everything
+    acknowledged before it stays. Writes succeed again once space is freed;
+    reads go on meanwhile."""
 
     def __init__(self, detail: str) -> None:
         super().__init__(
-            f"the database's disk is full ({detail}); nothing was written: free space "
-            "on it, then retry"
+            f"the disk is full ({detail}); nothing was written: free space on it, then retry"
         )
 
 

@@ -9,6 +9,7 @@ root; elsewhere these tests skip, and under CI=true they fail.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -25,6 +26,7 @@ import sqlalchemy as sa
 
 from conftest import PG_ADMIN_URL, _in_ci, _with_db, require_pg
 from threadkeep import Actor, StorageFull, Threadkeep
+from threadkeep.config import BlobSettings, load_settings
 from threadkeep.store import tables
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "api"))
@@ -200,6 +202,29 @@ def test_the_api_answers_507_on_a_full_disk_and_stores_nothing(small_disk: Path)
     tk.close()
 
 
+def test_an_upload_to_a_full_blob_disk_is_refused_and_leaves_nothing(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    """The database has room, the upload bytes' directory (blobs.backend =
+    fs) does not."""
+    blobs = small_disk / "blobs"
+    settings = load_settings(blobs=BlobSettings(backend="fs", path=str(blobs)))
+    tk = Threadkeep.open(f"sqlite:///{tmp_path / 'tk.db'}", settings=settings)
+    me = Actor(tk.create_user("full").value.id)
+    sid = tk.create_session(me).value.id
+    big = os.urandom(5 * 1024 * 1024)  # more than the 4 MB disk holds
+
+    with pytest.raises(StorageFull, match="disk is full"):
+        tk.upload(me, sid, [big[i : i + 65536] for i in range(0, len(big), 65536)], filename="a")
+    assert tk.list_uploads(me, sid) == []
+    assert [p for p in blobs.rglob("*") if p.is_file()] == []  # no blob, no temp file
+
+    small = b"fits now" * 1000
+    done = tk.upload(me, sid, [small], filename="b").value
+    assert tk.open_upload(me, done.id).read() == small
+    tk.close()
+
+
 # --- PostgreSQL: a database whose tables live in a tablespace on the small disk ----
 
 
@@ -245,6 +270,10 @@ def test_postgresql_on_a_full_disk_refuses_writes_and_keeps_every_acknowledged_o
     assert "disk is full" in str(first)
     assert len(acked) > 5
     _check_stored(tk, me, sid, acked, refused)
+    # Upload bytes live in the database here (blobs.backend = auto): refused alike.
+    with pytest.raises(StorageFull):
+        tk.upload(me, sid, [os.urandom(65536) for _ in range(32)], filename="2 MB")
+    assert tk.list_uploads(me, sid) == []
 
     filler.unlink()
     room = {"role": "user", "content": "room again", "client_id": "after"}

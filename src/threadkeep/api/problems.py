@@ -210,7 +210,7 @@ def problem_for(exc: BaseException, request: Request | None = None) -> ProblemSp
         # Not 503 with Retry-After: waiting does not free a disk; an operator
         # must. The driver's text (a server file's path) stays in the log.
         return _by_status(
-            507, "the database's disk is full; nothing was written: retry once space is freed"
+            507, "the server's disk is full; nothing was written: retry once space is freed"
         )
     if isinstance(exc, StoreError):
         # The driver's text may quote SQL or a connection string: keep it in the log.
@@ -314,7 +314,7 @@ def error_responses(*statuses: int, body: bool = False) -> dict[int | str, dict[
         422: "The input does not fit the schema or holds text no engine stores.",
         500: "A bug or a database error; the server log has the details.",
         503: "The database is unreachable or busy, or the server is shutting down.",
-        507: "The database's disk is full: nothing was written; an operator must free space.",
+        507: "The server's disk is full: nothing was written; an operator must free space.",
     }
     wanted = {401, 403, 422, 500, 503, 507, *statuses}
     if body:

@@ -16,6 +16,7 @@ and one that comes after it finds no file and writes its own.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import uuid
 from collections.abc import Iterator
@@ -32,7 +33,10 @@ from threadkeep.blobs.contract import (
     Referenced,
     Source,
 )
-from threadkeep.errors import BlobMissing
+from threadkeep.errors import BlobMissing, StorageFull
+
+# A full disk, or the user's quota on it.
+_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -75,6 +79,10 @@ class FilesystemBlobStore(BlobStore):
                 os.replace(temp, final)
                 _fsync_dir(final.parent)
                 created = True
+        except OSError as exc:
+            if exc.errno in _FULL:
+                raise StorageFull(f"{self.root}: {exc.strerror}") from exc
+            raise
         finally:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()

@@ -6,6 +6,10 @@ is already stored, the new chunks are deleted again in the same transaction
 and the existing blob is touched instead; two puts of the same bytes at once
 serialise on the primary key. A crash mid-put rolls everything back: there
 are no half-written blobs to sweep.
+
+Every statement runs inside ``translate_errors``, as the store's own do: a
+full disk is :class:`~threadkeep.errors.StorageFull` here too, not a driver
+error.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from threadkeep.errors import BlobMissing, StoreError
 from threadkeep.model.common import utcnow
 from threadkeep.model.ids import new_id
 from threadkeep.store.tables import blob_chunks, blobs
+from threadkeep.store.translate import translate_errors
 
 _INSERT_CHUNK = blob_chunks.insert()
 
@@ -34,7 +39,7 @@ def _connection(bind: Bind) -> Iterator[sa.Connection]:
     if isinstance(bind, sa.Connection):
         yield bind  # the caller's transaction commits it, or not
         return
-    with bind.connect() as conn, conn.begin():
+    with translate_errors(), bind.connect() as conn, conn.begin():
         yield conn
 
 
@@ -45,7 +50,7 @@ def store_blob(
     sha256 and size that ``digest`` returns once they are all in. Returns whether
     the blob was new (False: it was there already, and is now touched)."""
     data_id = new_id()
-    with engine.connect() as conn, conn.begin():
+    with translate_errors(), engine.connect() as conn, conn.begin():
         for idx, chunk in enumerate(chunks):
             conn.execute(_INSERT_CHUNK, {"data_id": data_id, "idx": idx, "data": chunk})
         sha256, size = digest()
@@ -78,7 +83,7 @@ def store_blob(
 def open_blob(engine: sa.Engine, sha256: str) -> Iterator[bytes]:
     """The chunks of a blob, one query each: no connection is held between
     chunks, so a slow reader keeps nothing from the pool."""
-    with engine.connect() as conn:
+    with translate_errors(), engine.connect() as conn:
         row = conn.execute(sa.select(blobs.c.data_id).where(blobs.c.sha256 == sha256)).first()
     if row is None:
         raise BlobMissing(sha256)
@@ -89,10 +94,10 @@ def _chunks(engine: sa.Engine, sha256: str, data_id: str) -> Iterator[bytes]:
     c = blob_chunks.c
     q = sa.select(c.data).where(c.data_id == sa.bindparam("d"), c.idx == sa.bindparam("i"))
     count = sa.select(sa.func.count()).where(c.data_id == data_id)
-    with engine.connect() as conn:
+    with translate_errors(), engine.connect() as conn:
         n = conn.execute(count).scalar_one()
     for idx in range(n):
-        with engine.connect() as conn:
+        with translate_errors(), engine.connect() as conn:
             data = conn.execute(q, {"d": data_id, "i": idx}).scalar()
         if data is None:
             raise BlobMissing(sha256)  # collected while being read
@@ -119,7 +124,7 @@ def touch_blob(bind: Bind, sha256: str) -> int | None:
 
 
 def list_blobs(engine: sa.Engine) -> list[tuple[str, datetime]]:
-    with engine.connect() as conn:
+    with translate_errors(), engine.connect() as conn:
         q = sa.select(blobs.c.sha256, blobs.c.touched_at).order_by(blobs.c.sha256)
         return [(r.sha256, r.touched_at) for r in conn.execute(q)]
 
