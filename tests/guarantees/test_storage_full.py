@@ -30,7 +30,7 @@ from threadkeep.config import BlobSettings, load_settings
 from threadkeep.store import tables
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "api"))
-from api_helpers import api_client, assert_problem
+from api_helpers import api_client, assert_problem, new_caller
 
 TEXT = "x" * 3000  # a few WAL pages per append: the disk fills in seconds
 
@@ -222,6 +222,33 @@ def test_an_upload_to_a_full_blob_disk_is_refused_and_leaves_nothing(
     small = b"fits now" * 1000
     done = tk.upload(me, sid, [small], filename="b").value
     assert tk.open_upload(me, done.id).read() == small
+    tk.close()
+
+
+def test_an_archive_import_whose_spool_finds_the_disk_full_answers_507(
+    small_disk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POST /v1/me/import spools the archive to a temporary file first; the
+    database has room, the temporary directory does not."""
+    tk = Threadkeep.open(f"sqlite:///{tmp_path / 'tk.db'}")
+    me, them = new_caller(tk), new_caller(tk)
+    sid = tk.create_session(me.actor).value.id
+    noise = [{"role": "user", "content": os.urandom(30_000).hex()} for _ in range(10)]
+    tk.append_messages(me.actor, sid, noise)  # an archive that does not compress away
+    with api_client(tk) as api:
+        archive = api.get("/v1/me/export", headers=me.headers).content
+        assert len(archive) > 300_000
+        _filler(small_disk, 4 * 1024 - 128)  # leave about 128 KB
+        monkeypatch.setattr(tempfile, "tempdir", str(small_disk))
+        r = api.post(
+            "/v1/me/import",
+            content=archive,
+            headers={**them.headers, "Content-Type": "application/zip"},
+        )
+    body = assert_problem(r, 507)
+    assert "disk is full" in body["detail"]
+    assert tk.list_sessions(them.actor).items == []
+    assert [p.name for p in small_disk.iterdir()] == ["filler"]  # the spool is gone
     tk.close()
 
 

@@ -12,6 +12,7 @@ input.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 from dataclasses import dataclass, field
@@ -206,7 +207,11 @@ def problem_for(exc: BaseException, request: Request | None = None) -> ProblemSp
             "every database connection stayed in use; retry",
             {"Retry-After": "1"},
         )
-    if isinstance(exc, StorageFull):
+    if isinstance(exc, StorageFull) or (
+        isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    ):
+        # A request's own temporary files (an archive being imported is
+        # spooled to disk first) meet a full disk as a bare OSError.
         # Not 503 with Retry-After: waiting does not free a disk; an operator
         # must. The driver's text (a server file's path) stays in the log.
         return _by_status(
