@@ -13,6 +13,7 @@ import pytest
 
 from threadkeep import Actor, Threadkeep
 from threadkeep.store import events as events_q
+from threadkeep.store import gc_pause
 from threadkeep.store import messages as messages_q
 from threadkeep.store.gc_pause import MIN_ROWS, gc_paused
 
@@ -72,6 +73,28 @@ def test_overlapping_pauses_in_two_threads_end_with_the_last() -> None:
     t.join(10)
     assert seen == [False]
     assert gc.isenabled()
+
+
+def test_pauses_that_overlap_without_end_let_the_collector_back_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Reads in several threads, each starting before the last ended: after
+    MAX_OFF_SECONDS the next one turns the collector back on, and it stays
+    on until they stop overlapping."""
+    now = [100.0]
+    monkeypatch.setattr(gc_pause, "_clock", lambda: now[0])
+    with gc_paused(MIN_ROWS):
+        assert not gc.isenabled()
+        now[0] += gc_pause.MAX_OFF_SECONDS / 2
+        with gc_paused(MIN_ROWS):  # overlapping, soon: still off
+            assert not gc.isenabled()
+        now[0] += gc_pause.MAX_OFF_SECONDS
+        with gc_paused(MIN_ROWS):  # overlapping, off too long: back on
+            assert gc.isenabled()
+        assert gc.isenabled()
+    assert gc.isenabled()
+    with gc_paused(MIN_ROWS):  # the overlap ended: the next pause pauses again
+        assert not gc.isenabled()
 
 
 def _watch(monkeypatch: pytest.MonkeyPatch, module: Any) -> list[bool]:

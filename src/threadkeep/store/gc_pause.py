@@ -14,16 +14,21 @@ while it parses large indexes (``util.nogc``).
 
 The collector is a process-wide switch, so the pause is counted: the first
 of several overlapping pauses (threads) turns it off, and the last turns it
-back on, only if it was on before the first. A pause lasts one statement's
-decode (tens of milliseconds for the largest reads); a program
-that switches the collector itself while such a read runs may find its
-choice undone when the read ends.
+back on, only if it was on before the first. A pause lasts while one read's
+rows become objects (tens of milliseconds for the largest reads). Under a
+steady stream of large reads in several threads the pauses could overlap
+without end, and cycles made elsewhere in the process would pile up: so a
+pause that starts when the collector has been off for more than
+``MAX_OFF_SECONDS`` turns it back on, and it stays on until the overlap
+ends. A program that switches the collector itself while such a read runs
+may find its choice undone when the read ends.
 """
 
 from __future__ import annotations
 
 import gc
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -31,9 +36,14 @@ from contextlib import contextmanager
 #: worth avoiding; the pause's own lock is then all it would add.
 MIN_ROWS = 256
 
+#: The longest the collector stays off while pauses overlap.
+MAX_OFF_SECONDS = 1.0
+
+_clock = time.monotonic
 _lock = threading.Lock()
 _depth = 0
 _restore = False
+_off_since = 0.0
 
 
 @contextmanager
@@ -43,11 +53,14 @@ def gc_paused(rows: int) -> Iterator[None]:
     if rows < MIN_ROWS:
         yield
         return
-    global _depth, _restore
+    global _depth, _restore, _off_since
     with _lock:
         if _depth == 0:
             _restore = gc.isenabled()
+            _off_since = _clock()
             gc.disable()
+        elif _restore and _clock() - _off_since > MAX_OFF_SECONDS:
+            gc.enable()  # overlapping pauses must not starve the collector
         _depth += 1
     try:
         yield
