@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +23,8 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from conftest import PG_ADMIN_URL, _in_ci, _with_db, require_pg
+from conftest import _in_ci
+from private_pg import PrivatePostgres, find_bindir
 from threadkeep import Actor, StorageFull, Threadkeep
 from threadkeep.config import BlobSettings, load_settings
 from threadkeep.store import tables
@@ -253,32 +253,31 @@ def test_an_archive_import_whose_spool_finds_the_disk_full_answers_507(
 
 
 # --- PostgreSQL: a database whose tables live in a tablespace on the small disk ----
+#
+# On a server of the test's own (tests/private_pg.py): while the tablespace is
+# full the server's checkpoints fail, and so does every CREATE DATABASE on it,
+# which on the shared test server broke the tests running beside this one.
 
 
 @pytest.fixture
 def pg_small_disk() -> Iterator[tuple[str, Path]]:
-    require_pg()
+    bindir = find_bindir()
+    if bindir is None:
+        why = "PostgreSQL's server binaries (initdb, pg_ctl) are not installed"
+        if _in_ci():
+            pytest.fail(why, pytrace=False)
+        pytest.skip(why)
     # Under /tmp itself: the server's user must reach it, and pytest's own
     # directories are private to the user running the tests.
     disk = _small_disk(Path(tempfile.mkdtemp(prefix="tk-pgdisk-")), 24)
-    shutil.chown(disk, "postgres", "postgres")
-    space = f"tk_full_{uuid.uuid4().hex[:8]}"
-    name = f"tk_test_{uuid.uuid4().hex[:12]}"
     try:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            try:
-                conn.execute(f"CREATE TABLESPACE {space} LOCATION '{disk}'")
-            except psycopg.Error as exc:
-                why = f"PostgreSQL could not use {disk} for a tablespace ({exc}): is it local?"
-                if _in_ci():
-                    pytest.fail(why, pytrace=False)
-                pytest.skip(why)
-            conn.execute(f'CREATE DATABASE "{name}" TABLESPACE {space}')
-        yield _with_db(PG_ADMIN_URL, name), disk
+        shutil.chown(disk, "postgres", "postgres")
+        with PrivatePostgres(bindir) as server:
+            with psycopg.connect(server.url, autocommit=True) as conn:
+                conn.execute(f"CREATE TABLESPACE small LOCATION '{disk}'")
+                conn.execute("CREATE DATABASE full_disk TABLESPACE small")
+            yield server.url.rsplit("/", 1)[0] + "/full_disk", disk
     finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f"DROP TABLESPACE IF EXISTS {space}")
         _unmount(disk)
         disk.rmdir()
 
