@@ -189,14 +189,22 @@ class StoreError(ThreadkeepError):
 
 
 class CommitInDoubt(StoreError):
-    """The connection was lost while the write was committing: the database
-    may or may not have applied it, and threadkeep cannot tell. It is not
-    retried (a retry could apply it twice); read back before writing again,
-    or give appends a ``client_id`` so that a retry is safe."""
+    """The write was interrupted while it committed: the connection to
+    PostgreSQL was lost, or SQLite's commit met an I/O error (a failed
+    ``fsync`` can leave the commit in the write-ahead log, to be replayed
+    when the database next opens). The database may or may not have applied
+    it, and threadkeep cannot tell. It is not retried (a retry could apply it
+    twice); read back before writing again, or give appends a ``client_id``
+    so that a retry is safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, cause: str | None = None) -> None:
+        what = (
+            "the connection to the database was lost"
+            if cause is None
+            else f"the commit met an error ({cause})"
+        )
         super().__init__(
-            "the connection to the database was lost while the write was committing; "
+            f"{what} while the write was committing; "
             "it may or may not have been applied (read back before writing it again)"
         )
 

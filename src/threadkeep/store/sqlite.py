@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
-from threadkeep.errors import StoreClosed, StoreError, ThreadkeepError
+from threadkeep.errors import CommitInDoubt, StoreClosed, StoreError, ThreadkeepError
 from threadkeep.model.common import Committed, utcnow
 from threadkeep.model.jsontext import dumps
 from threadkeep.store.changes import change_params
@@ -36,6 +36,10 @@ from threadkeep.store.tables import changes
 from threadkeep.store.translate import storage_full, translate_errors
 
 T = TypeVar("T")
+
+# SQLite's primary result code for I/O errors (extended codes keep it in
+# their low byte: SQLITE_IOERR_FSYNC is 10 | 4 << 8).
+_SQLITE_IOERR = sqlite3.SQLITE_IOERR
 
 
 def _fold(value: str | None) -> str | None:
@@ -320,12 +324,26 @@ class SqliteStore(StoreEngine):
             cur.execute("COMMIT")
         except Exception as exc:
             self._rollback_quietly()
-            err = self._store_error(exc, "commit failed")
+            err = self._commit_error(exc)
             for r in batch:
                 r.finish(error=err)
             return False
         self._committed()
         return True
+
+    @classmethod
+    def _commit_error(cls, exc: BaseException) -> BaseException:
+        """What the writers of a failed COMMIT are told. An I/O error there
+        is in doubt: when ``fsync`` fails, the commit's frames may already be
+        in the write-ahead log, and a restart before the next commit replays
+        them (tests/guarantees/test_commit_in_doubt.py shows it happen). A
+        full disk or a busy database leaves nothing behind."""
+        code = getattr(exc, "sqlite_errorcode", None)
+        if isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF == _SQLITE_IOERR:
+            doubt = CommitInDoubt(str(exc))
+            doubt.__cause__ = exc
+            return doubt
+        return cls._store_error(exc, "commit failed")
 
     @staticmethod
     def _store_error(exc: BaseException, what: str = "write failed") -> BaseException:

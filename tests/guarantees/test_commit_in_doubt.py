@@ -1,0 +1,80 @@
+"""A SQLite commit whose fsync fails is in doubt, and is reported so.
+
+When ``fsync`` of the write-ahead log fails, the commit's frames may already
+be in the file: SQLite rolls the transaction back in the process, but a
+restart before the next commit replays them. A writer told "nothing was
+written" could then find its write there after all, or write it twice. So
+such a failure raises ``CommitInDoubt``, and a retry with the same
+``client_id`` after the restart stores the message once.
+
+A disk whose fsync fails cannot be had here, so a small LD_PRELOAD shim
+(failsync.c, built with the system C compiler) makes ``fsync`` and
+``fdatasync`` of ``*-wal`` files fail with EIO once armed; the database and
+everything else are real. Linux only; without a C compiler the test skips,
+and under CI=true it fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import _in_ci
+from threadkeep import Actor, Threadkeep
+
+HERE = Path(__file__).parent
+
+
+def _shim(tmp_path: Path) -> Path:
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None or not sys.platform.startswith("linux"):
+        why = "the fsync fault shim needs Linux and a C compiler (apt install gcc)"
+        if _in_ci():
+            pytest.fail(why, pytrace=False)
+        pytest.skip(why)
+    out = tmp_path / "failsync.so"
+    subprocess.run(
+        [cc, "-shared", "-fPIC", "-O2", "-o", str(out), str(HERE / "failsync.c"), "-ldl"],
+        check=True,
+        capture_output=True,
+    )
+    return out
+
+
+def test_a_commit_whose_fsync_fails_is_in_doubt_and_a_retry_stores_it_once(
+    tmp_path: Path,
+) -> None:
+    shim = _shim(tmp_path)
+    db = tmp_path / "tk.db"
+    armed = tmp_path / "armed"
+    env = {**os.environ, "LD_PRELOAD": str(shim), "TK_FAIL_SYNC_FLAG": str(armed)}
+    done = subprocess.run(
+        [sys.executable, str(HERE / "commit_child.py"), f"sqlite:///{db}", str(armed)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    told = json.loads(done.stdout.strip().splitlines()[-1])
+    assert told["error"] == "CommitInDoubt", told
+    assert "may or may not have been applied" in told["message"]
+
+    tk = Threadkeep.open(f"sqlite:///{db}")
+    me = Actor("u1")
+    before = [m.client_id for m in tk.get_history(me, "s1")]
+    # What makes "in doubt" the only honest answer: here the write survived.
+    assert before[:5] == [f"ok-{i}" for i in range(5)]
+    assert before[5:] in ([], ["last"])
+    # The retry that the error recommends stores it exactly once either way.
+    tk.append_message(me, "s1", {"role": "user", "content": "last", "client_id": "last"})
+    after = [m.client_id for m in tk.get_history(me, "s1")]
+    assert after == [*(f"ok-{i}" for i in range(5)), "last"]
+    assert [m.seq for m in tk.get_history(me, "s1")] == list(range(1, 7))
+    tk.close()
