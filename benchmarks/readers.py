@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import statistics
 import tempfile
 import threading
@@ -78,19 +79,23 @@ def _reads_per_second(ad: Any, n: int, seconds: float) -> float:
 def measure(names: list[str], rounds: int, seconds: float) -> dict[str, dict[int, float]]:
     samples: dict[str, dict[int, list[float]]] = {a: {n: [] for n in READERS} for a in names}
     root = tempfile.mkdtemp(prefix="tk-readers-")
-    for _ in range(rounds):
-        for name in names:
-            ad = load_adapter(name)
-            ctx = Ctx(root, ad, "readers")
-            asyncio.run(call(ad.setup(ctx)))
-            try:
-                for k in range(20):
-                    asyncio.run(call(ad.append_many(SESSION, make_messages(100, start=100 * k))))
-                for n in READERS:
-                    samples[name][n].append(_reads_per_second(ad, n, seconds))
-            finally:
-                asyncio.run(call(ad.teardown()))
-                ctx.cleanup()
+    try:
+        for _ in range(rounds):
+            for name in names:
+                ad = load_adapter(name)
+                ctx = Ctx(root, ad, "readers")
+                asyncio.run(call(ad.setup(ctx)))
+                try:
+                    for k in range(20):
+                        batch = make_messages(100, start=100 * k)
+                        asyncio.run(call(ad.append_many(SESSION, batch)))
+                    for n in READERS:
+                        samples[name][n].append(_reads_per_second(ad, n, seconds))
+                finally:
+                    asyncio.run(call(ad.teardown()))
+                    ctx.cleanup()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     return {a: {n: statistics.median(v) for n, v in by_n.items()} for a, by_n in samples.items()}
 
 

@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -388,6 +389,7 @@ def run_engine(engine: str, subs: list[int], idle: list[int], writes: int) -> di
         tk.close()
         if engine != "sqlite":
             drop_pg_db(url)
+        shutil.rmtree(tmp, ignore_errors=True)  # the database and the server's files
 
 
 def _row(*cells: Any) -> str:
