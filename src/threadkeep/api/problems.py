@@ -210,10 +210,9 @@ def problem_for(exc: BaseException, request: Request | None = None) -> ProblemSp
     if isinstance(exc, StorageFull) or (
         isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
     ):
-        # A request's own temporary files (an archive being imported is
-        # spooled to disk first) meet a full disk as a bare OSError.
-        # Not 503 with Retry-After: waiting does not free a disk; an operator
-        # must. The driver's text (a server file's path) stays in the log.
+        # The OSError: a request's own temporary file (an imported archive is
+        # spooled first). 507, not 503 with Retry-After: waiting does not free
+        # a disk. The driver's text (a server file's path) stays in the log.
         return _by_status(
             507, "the server's disk is full; nothing was written: retry once space is freed"
         )

@@ -30,7 +30,7 @@ import gc
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 #: Below this many rows a read allocates too little to start a collection
 #: worth avoiding; the pause's own lock is then all it would add.
@@ -46,13 +46,19 @@ _restore = False
 _off_since = 0.0
 
 
-@contextmanager
-def gc_paused(rows: int) -> Iterator[None]:
+_NOTHING = nullcontext()
+
+
+def gc_paused(rows: int) -> AbstractContextManager[None]:
     """The collector off while ``rows`` rows become objects, if that is
-    enough rows to be worth it (see the module doc)."""
-    if rows < MIN_ROWS:
-        yield
-        return
+    enough rows to be worth it (see the module doc). Small reads, the most
+    frequent (the last 50 messages), get a shared no-op: no generator, no
+    lock."""
+    return _NOTHING if rows < MIN_ROWS else _paused()
+
+
+@contextmanager
+def _paused() -> Iterator[None]:
     global _depth, _restore, _off_since
     with _lock:
         if _depth == 0:

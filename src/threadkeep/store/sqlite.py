@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
-from threadkeep.errors import CommitInDoubt, StoreClosed, StoreError, ThreadkeepError
+from threadkeep.errors import StoreClosed, StoreError, ThreadkeepError
 from threadkeep.model.common import Committed, utcnow
 from threadkeep.model.jsontext import dumps
 from threadkeep.store.changes import change_params
@@ -33,13 +33,9 @@ from threadkeep.store.group_commit import GroupCommitQueue, Request
 from threadkeep.store.prepared import cursor, prepared
 from threadkeep.store.search import index_messages
 from threadkeep.store.tables import changes
-from threadkeep.store.translate import storage_full, translate_errors
+from threadkeep.store.translate import commit_in_doubt, storage_full, translate_errors
 
 T = TypeVar("T")
-
-# SQLite's primary result code for I/O errors (extended codes keep it in
-# their low byte: SQLITE_IOERR_FSYNC is 10 | 4 << 8).
-_SQLITE_IOERR = sqlite3.SQLITE_IOERR
 
 
 def _fold(value: str | None) -> str | None:
@@ -333,17 +329,14 @@ class SqliteStore(StoreEngine):
 
     @classmethod
     def _commit_error(cls, exc: BaseException) -> BaseException:
-        """What the writers of a failed COMMIT are told. An I/O error there
-        is in doubt: when ``fsync`` fails, the commit's frames may already be
-        in the write-ahead log, and a restart before the next commit replays
-        them (tests/guarantees/test_commit_in_doubt.py shows it happen). A
-        full disk or a busy database leaves nothing behind."""
-        code = getattr(exc, "sqlite_errorcode", None)
-        if isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF == _SQLITE_IOERR:
-            doubt = CommitInDoubt(str(exc))
-            doubt.__cause__ = exc
-            return doubt
-        return cls._store_error(exc, "commit failed")
+        """What the writers of a failed COMMIT are told: in doubt after an I/O
+        error (store/translate.py ``commit_in_doubt``), else nothing was
+        written."""
+        doubt = commit_in_doubt(exc)
+        if doubt is None:
+            return cls._store_error(exc, "commit failed")
+        doubt.__cause__ = exc
+        return doubt
 
     @staticmethod
     def _store_error(exc: BaseException, what: str = "write failed") -> BaseException:

@@ -13,7 +13,14 @@ from typing import Any
 import psycopg
 import sqlalchemy.exc as sa_exc
 
-from threadkeep.errors import InvalidInput, StorageFull, StoreBusy, StoreError, ThreadkeepError
+from threadkeep.errors import (
+    CommitInDoubt,
+    InvalidInput,
+    StorageFull,
+    StoreBusy,
+    StoreError,
+    ThreadkeepError,
+)
 
 
 def _driver_error(exc: BaseException) -> BaseException:
@@ -55,9 +62,18 @@ def _pooler_hint(exc: BaseException) -> str:
     return ""
 
 
-# SQLite's result code and PostgreSQL's SQLSTATE for a full disk.
+# SQLite's result codes (extended codes keep the primary one in their low
+# byte: SQLITE_IOERR_FSYNC is 10 | 4 << 8) and PostgreSQL's SQLSTATE for a
+# full disk.
 _SQLITE_FULL = sqlite3.SQLITE_FULL
+_SQLITE_IOERR = sqlite3.SQLITE_IOERR
 _PG_DISK_FULL = "53100"
+
+
+def _sqlite_code(exc: BaseException) -> int | None:
+    """The primary SQLite result code of a driver error, or None."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(exc, sqlite3.Error) and code is not None else None
 
 
 def storage_full(exc: BaseException) -> StorageFull | None:
@@ -66,13 +82,23 @@ def storage_full(exc: BaseException) -> StorageFull | None:
     PostgreSQL as SQLSTATE 53100 (``could not extend file``, ``could not
     write``)."""
     orig = _driver_error(exc)
-    full = getattr(orig, "sqlstate", None) == _PG_DISK_FULL or (
-        isinstance(orig, sqlite3.Error) and getattr(orig, "sqlite_errorcode", None) == _SQLITE_FULL
-    )
-    if not full:
+    if getattr(orig, "sqlstate", None) != _PG_DISK_FULL and _sqlite_code(orig) != _SQLITE_FULL:
         return None
-    first_line = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-    return StorageFull(first_line)
+    text = str(orig).strip()
+    return StorageFull(text.splitlines()[0] if text else type(orig).__name__)
+
+
+def commit_in_doubt(exc: BaseException) -> CommitInDoubt | None:
+    """The :class:`CommitInDoubt` that a failed SQLite ``COMMIT`` stands for,
+    or None. An I/O error there is in doubt: when ``fsync`` fails, the
+    commit's frames may already be in the write-ahead log, and a restart
+    before the next commit replays them (tests/guarantees/
+    test_commit_in_doubt.py shows it happen). A full disk or a busy database
+    leaves nothing behind."""
+    orig = _driver_error(exc)
+    if _sqlite_code(orig) != _SQLITE_IOERR:
+        return None
+    return CommitInDoubt(str(orig))
 
 
 def _translated(exc: BaseException) -> BaseException | None:

@@ -124,16 +124,10 @@ _TEXT: dict[str, Callable[[Any], str]] = {
 }
 
 
-def encode_value(kind: str, value: Any) -> str | None:
-    """One value in PostgreSQL text format (None stays null). ``value`` may be
-    the database's Python value or its JSON form from the change log."""
-    if value is None:
-        return None
-    return _TEXT.get(kind, str)(value)
-
-
 @cache
 def _column_text(table_name: str) -> dict[str, Callable[[Any], str]]:
+    """Each column's text form of a non-null value; ``row`` values may be the
+    database's Python values or their JSON form from the change log."""
     return {name: _TEXT.get(kind, str) for name, kind in column_kinds(table_name).items()}
 
 
