@@ -25,8 +25,9 @@ from pathlib import Path
 
 def find_bindir() -> str | None:
     """The directory of ``initdb`` and ``pg_ctl``: Debian keeps them out of PATH."""
-    if shutil.which("initdb") and shutil.which("pg_ctl"):
-        return str(Path(shutil.which("initdb") or "").parent)
+    initdb = shutil.which("initdb")
+    if initdb is not None and shutil.which("pg_ctl") is not None:
+        return str(Path(initdb).parent)
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     return str(Path(found[-1]).parent) if found else None
 

@@ -18,6 +18,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -37,15 +38,19 @@ TEXT = "x" * 3000  # a few WAL pages per append: the disk fills in seconds
 
 def _small_disk(where: Path, megabytes: int) -> Path:
     where.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m,mode=0777", "tmpfs", str(where)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
+    if shutil.which("mount") is None:
+        failed = "no mount command"
+    else:
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m,mode=0777", "tmpfs", str(where)],
+            capture_output=True,
+            text=True,
+        )
+        failed = "" if done.returncode == 0 else done.stderr.strip() or str(done.returncode)
+    if failed:
         why = (
-            "a full disk is tested on a small tmpfs, which needs root to mount "
-            f"({done.stderr.strip() or done.returncode}); run the suite as root to include it"
+            f"a full disk is tested on a small tmpfs, which needs root to mount ({failed}); "
+            "run the suite as root to include it"
         )
         if _in_ci():
             pytest.fail(why, pytrace=False)
@@ -59,8 +64,6 @@ def _unmount(where: Path) -> None:
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    if shutil.which("mount") is None:
-        pytest.skip("no mount command")
     disk = _small_disk(tmp_path / "disk", 4)
     try:
         yield disk
@@ -73,6 +76,26 @@ def _filler(disk: Path, kilobytes: int) -> Path:
     path = disk / "filler"
     path.write_bytes(b"\0" * (kilobytes * 1024))
     return path
+
+
+def _opened(url: str, **kwargs: Any) -> tuple[Threadkeep, Actor, str]:
+    """A store at ``url``, a user of it and a session of that user."""
+    tk = Threadkeep.open(url, **kwargs)
+    me = Actor(tk.create_user("full").value.id)
+    return tk, me, tk.create_session(me).value.id
+
+
+def _room_again(
+    tk: Threadkeep, url: str, me: Actor, sid: str, acked: list[str], refused: list[str]
+) -> None:
+    """Once space was freed: the next append takes the next seq, and after a
+    reopen the history is what was acknowledged, with it."""
+    room = {"role": "user", "content": "room again", "client_id": "after"}
+    assert tk.append_message(me, sid, room).value.seq == len(acked) + 1
+    tk.close()
+    reopened = Threadkeep.open(url)
+    _check_stored(reopened, me, sid, [*acked, "after"], refused)
+    reopened.close()
 
 
 def _append_until_full(
@@ -124,9 +147,7 @@ def test_sqlite_on_a_full_disk_refuses_writes_and_keeps_every_acknowledged_one(
 ) -> None:
     filler = _filler(small_disk, 1024)
     url = f"sqlite:///{small_disk / 'tk.db'}"
-    tk = Threadkeep.open(url)
-    me = Actor(tk.create_user("full").value.id)
-    sid = tk.create_session(me).value.id
+    tk, me, sid = _opened(url)
 
     acked, refused, first = _append_until_full(tk, me, sid, "one")
     assert "disk is full" in str(first) and "nothing was written" in str(first)
@@ -134,13 +155,7 @@ def test_sqlite_on_a_full_disk_refuses_writes_and_keeps_every_acknowledged_one(
     _check_stored(tk, me, sid, acked, refused)  # reads go on while full
 
     filler.unlink()
-    room = {"role": "user", "content": "room again", "client_id": "after"}
-    assert tk.append_message(me, sid, room).value.seq == len(acked) + 1
-    tk.close()
-
-    reopened = Threadkeep.open(url)
-    _check_stored(reopened, me, sid, [*acked, "after"], refused)
-    reopened.close()
+    _room_again(tk, url, me, sid, acked, refused)
     with sqlite3.connect(small_disk / "tk.db") as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
@@ -151,10 +166,7 @@ def test_concurrent_writers_on_a_full_disk_are_each_told_and_nothing_refused_is_
     """Several writers share each commit (group commit): when it fails, every
     writer in it is refused, and none of their rows is stored."""
     _filler(small_disk, 1024)
-    url = f"sqlite:///{small_disk / 'tk.db'}"
-    tk = Threadkeep.open(url)
-    me = Actor(tk.create_user("full").value.id)
-    sid = tk.create_session(me).value.id
+    tk, me, sid = _opened(f"sqlite:///{small_disk / 'tk.db'}")
     results: dict[int, tuple[list[str], list[str]]] = {}
     errors: list[BaseException] = []
 
@@ -180,11 +192,8 @@ def test_concurrent_writers_on_a_full_disk_are_each_told_and_nothing_refused_is_
 
 def test_the_api_answers_507_on_a_full_disk_and_stores_nothing(small_disk: Path) -> None:
     _filler(small_disk, 1024)
-    url = f"sqlite:///{small_disk / 'tk.db'}"
-    tk = Threadkeep.open(url)
-    me = Actor(tk.create_user("full").value.id)
+    tk, me, sid = _opened(f"sqlite:///{small_disk / 'tk.db'}")
     token = tk.create_token(me, "t").value.token
-    sid = tk.create_session(me).value.id
     _append_until_full(tk, me, sid, "fill")
     before = tk.count_messages(me, sid)
 
@@ -209,9 +218,7 @@ def test_an_upload_to_a_full_blob_disk_is_refused_and_leaves_nothing(
     fs) does not."""
     blobs = small_disk / "blobs"
     settings = load_settings(blobs=BlobSettings(backend="fs", path=str(blobs)))
-    tk = Threadkeep.open(f"sqlite:///{tmp_path / 'tk.db'}", settings=settings)
-    me = Actor(tk.create_user("full").value.id)
-    sid = tk.create_session(me).value.id
+    tk, me, sid = _opened(f"sqlite:///{tmp_path / 'tk.db'}", settings=settings)
     big = os.urandom(5 * 1024 * 1024)  # more than the 4 MB disk holds
 
     with pytest.raises(StorageFull, match="disk is full"):
@@ -286,9 +293,7 @@ def test_postgresql_on_a_full_disk_refuses_writes_and_keeps_every_acknowledged_o
     pg_small_disk: tuple[str, Path],
 ) -> None:
     url, disk = pg_small_disk
-    tk = Threadkeep.open(url)
-    me = Actor(tk.create_user("full").value.id)
-    sid = tk.create_session(me).value.id
+    tk, me, sid = _opened(url)
     free = shutil.disk_usage(disk).free
     filler = _filler(disk, max(0, free // 1024 - 1536))  # leave about 1.5 MB
 
@@ -302,9 +307,4 @@ def test_postgresql_on_a_full_disk_refuses_writes_and_keeps_every_acknowledged_o
     assert tk.list_uploads(me, sid) == []
 
     filler.unlink()
-    room = {"role": "user", "content": "room again", "client_id": "after"}
-    assert tk.append_message(me, sid, room).value.seq == len(acked) + 1
-    tk.close()
-    reopened = Threadkeep.open(url)
-    _check_stored(reopened, me, sid, [*acked, "after"], refused)
-    reopened.close()
+    _room_again(tk, url, me, sid, acked, refused)
