@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from threadkeep import __version__
 from threadkeep.blobs.contract import CHUNK, SHA256
 from threadkeep.config import Settings, load_settings
+from threadkeep.durable_files import atomic_file, fsync_dir, fsync_file, make_dirs
 from threadkeep.errors import BackupCorrupt, BackupError, BlobMissing, RestoreTargetNotEmpty
 from threadkeep.library import Threadkeep
 from threadkeep.model.common import utcnow
@@ -118,14 +119,6 @@ def _hash_file(path: Path, progress: Progress, phase: str, done: list[int], tota
     return h.hexdigest()
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _blob_path(root: Path, sha256: str) -> Path:
     return root / "blobs" / sha256[:2] / sha256[2:4] / sha256
 
@@ -155,7 +148,7 @@ def backup_store(
     if not _empty_dir(root):
         raise BackupError(f"{root} exists and is not empty; back up into a new directory")
     existed = root.exists()
-    root.mkdir(parents=True, exist_ok=True)
+    make_dirs(root)
     try:
         return _backup_into(tk, root, report)
     except BaseException:
@@ -216,6 +209,7 @@ def _backup_into(tk: Threadkeep, root: Path, report: Progress) -> Manifest:
         _copy_blobs(tk, root, wanted, manifest, report)
     manifest.counts[UPLOAD_BLOBS] = len(wanted)
     done = [0]
+    fsync_file(root / db_file)  # pg_dump syncs its file unless told not to; be sure
     size = (root / db_file).stat().st_size
     manifest.files[db_file] = {
         "size": size,
@@ -231,9 +225,10 @@ def _copy_blobs(
     total = sum(n for _, n in wanted)
     done = 0
     report("blobs", 0, total)
+    written_into: set[Path] = set()
     for sha256, size in wanted:
         target = _blob_path(root, sha256)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(target.parent)
         h = hashlib.sha256()
         written = 0
         try:
@@ -255,21 +250,22 @@ def _copy_blobs(
                 f"(it has sha256 {h.hexdigest()}); the blob store is damaged"
             )
         done += size
+        written_into.add(target.parent)
         rel = target.relative_to(root).as_posix()
         manifest.files[rel] = {"size": written, "sha256": sha256}
+    # The files' names, before the manifest says the backup is whole.
+    for directory in sorted(written_into):
+        fsync_dir(directory)
     report("blobs", total, total)
 
 
 def _write_manifest(root: Path, manifest: Manifest) -> None:
-    # Written last, through a rename: a backup with a manifest is a whole one.
-    temp = root / f".{MANIFEST}.tmp"
-    with open(temp, "w", encoding="utf-8") as f:
+    # Written last, whole or not at all: a backup with a manifest is a whole
+    # one. Its rename syncs the backup's directory, and with it the names of
+    # the database file and of blobs/.
+    with atomic_file(root / MANIFEST, "w", encoding="utf-8") as f:
         json.dump(asdict(manifest), f, indent=2, sort_keys=True)
         f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, root / MANIFEST)
-    _fsync(root)
 
 
 # --- restore ----------------------------------------------------------------------
@@ -348,7 +344,7 @@ def restore_store(
 
     if engine_name == "sqlite":
         target = backup_q.sqlite_path(url)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(target.parent)
         backup_q.sqlite_copy(db_file, target, db_progress)
     else:
         engine = backup_q.raw_engine(url)

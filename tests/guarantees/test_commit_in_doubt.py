@@ -18,33 +18,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import preload
 import pytest
 
-from conftest import _in_ci
 from threadkeep import Actor, Threadkeep
 
 HERE = Path(__file__).parent
-
-
-def _shim(tmp_path: Path) -> Path:
-    cc = shutil.which("gcc") or shutil.which("cc")
-    if cc is None or not sys.platform.startswith("linux"):
-        why = "the fsync fault shim needs Linux and a C compiler (apt install gcc)"
-        if _in_ci():
-            pytest.fail(why, pytrace=False)
-        pytest.skip(why)
-    out = tmp_path / "failsync.so"
-    subprocess.run(
-        [cc, "-shared", "-fPIC", "-O2", "-o", str(out), str(HERE / "failsync.c"), "-ldl"],
-        check=True,
-        capture_output=True,
-    )
-    return out
 
 
 @pytest.mark.parametrize("writers", [1, 4], ids=["one writer", "four writers at once"])
@@ -53,7 +36,7 @@ def test_a_commit_whose_fsync_fails_is_in_doubt_and_a_retry_stores_it_once(
 ) -> None:
     """With four writers, group commit may put several in one batch: each
     of them is told, and none is told its write is safely not there."""
-    shim = _shim(tmp_path)
+    shim = preload.build("failsync.c", tmp_path)
     db = tmp_path / "tk.db"
     armed = tmp_path / "armed"
     env = {**os.environ, "LD_PRELOAD": str(shim), "TK_FAIL_SYNC_FLAG": str(armed)}

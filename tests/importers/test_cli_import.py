@@ -73,3 +73,41 @@ def test_export_to_a_file_and_back_into_another_database(tmp_path: Path) -> None
     per_user = run("export", "--all-users", "-o", str(tmp_path / "users"), "--database-url", first)
     assert per_user.exit_code == 0
     assert (tmp_path / "users" / "local.jsonl").exists()
+
+
+def test_an_export_that_fails_midway_leaves_the_earlier_file_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file is written beside its name and renamed when whole: a failed
+    export never leaves a file that looks like a finished one."""
+    from threadkeep.cli import imports as cli_imports
+    from threadkeep.errors import StoreError
+
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    assert run("import", str(DATA / "chatgpt"), "--database-url", url).exit_code == 1
+    out = tmp_path / "all.jsonl"
+    out.write_text("yesterday's export\n")
+    real = cli_imports.export
+
+    def fails_after_the_first_session(tk, actor, stream, **kwargs):  # type: ignore[no-untyped-def]
+        def on_session(session, counts):  # type: ignore[no-untyped-def]
+            raise StoreError("the database went away")
+
+        return real(tk, actor, stream, **{**kwargs, "on_session": on_session})
+
+    monkeypatch.setattr(cli_imports, "export", fails_after_the_first_session)
+    failed = run("export", "-o", str(out), "--database-url", url)
+    assert failed.exit_code != 0
+    assert "the database went away" in failed.output
+    assert out.read_text() == "yesterday's export\n"
+    # No partial file beside it (the database's own files aside).
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith("a.db")] == ["all.jsonl"]
+
+
+def test_an_export_to_a_device_writes_it_in_place(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    assert run("import", str(DATA / "chatgpt"), "--database-url", url).exit_code == 1
+    done = run("export", "-o", "/dev/null", "--database-url", url)
+    assert done.exit_code == 0, done.output
+    assert "exported 2 session(s), 6 messages" in done.output
+    assert "to /dev/null" in done.output and not Path("/dev/.null.partial").exists()

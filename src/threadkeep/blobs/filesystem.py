@@ -3,14 +3,22 @@ so no directory holds more than a few thousand files at any realistic size).
 
 A put writes into ``<root>/tmp/`` (the same filesystem as the blobs, so the
 final rename is atomic), fsyncs the file, checks the sha256, renames the file
-into place and fsyncs the directory: a blob file that exists is whole and
-durable. A crash leaves at most a temp file, swept by ``collect``.
+into place and fsyncs the directory, and each fan-out directory it makes is
+fsynced into its parent (threadkeep/durable_files.py): a blob file that
+exists is whole, and its name survives a power cut. A crash leaves at most a
+temp file, swept by ``collect``.
 
 A blob's age is its file's mtime; storing bytes that are already there sets
 it to now (``os.utime``). ``collect`` first renames a candidate out of the way
 (atomic), then re-checks its mtime and its references, and renames it back
 if either says keep: a put that touched the file before the rename is seen,
 and one that comes after it finds no file and writes its own.
+
+A process killed while a blob is set aside would lose it: the aside name
+(``tmp/gc-<sha256>-...``) is a name nothing reads. So opening the store and
+every ``collect`` put such files back first, and the next ``collect``
+decides again. A collector in another process whose file is put back that
+way finds it gone, and keeps it.
 """
 
 from __future__ import annotations
@@ -33,18 +41,14 @@ from threadkeep.blobs.contract import (
     Referenced,
     Source,
 )
+from threadkeep.durable_files import fsync_dir, make_dirs, replace
 from threadkeep.errors import BlobMissing, StorageFull
+
+# The name a collector gives a blob while it decides (``tmp/gc-<sha256>-<uuid>``).
+_ASIDE = "gc-"
 
 # A full disk, or the user's quota on it.
 _FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class FilesystemBlobStore(BlobStore):
@@ -53,7 +57,9 @@ class FilesystemBlobStore(BlobStore):
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).expanduser()
         self.tmp = self.root / "tmp"
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.root)
+        self.tmp.mkdir(exist_ok=True)  # what it holds is never kept as it is
+        self._restore_set_aside()
 
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256[2:4] / sha256
@@ -75,9 +81,8 @@ class FilesystemBlobStore(BlobStore):
                 os.utime(final)  # already stored: refresh its age, keep one copy
                 created = False
             except FileNotFoundError:
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(temp, final)
-                _fsync_dir(final.parent)
+                make_dirs(final.parent)
+                replace(temp, final)
                 created = True
         except OSError as exc:
             if exc.errno in _FULL:
@@ -125,6 +130,7 @@ class FilesystemBlobStore(BlobStore):
                             yield f.name, _mtime(f)
 
     def collect(self, referenced: Referenced, cutoff: datetime) -> list[str]:
+        self._restore_set_aside()
         deleted = []
         for sha256, touched in list(self.list_blobs()):
             if touched >= cutoff or referenced(sha256):
@@ -148,16 +154,44 @@ class FilesystemBlobStore(BlobStore):
 
     def _delete_unused(self, sha256: str, referenced: Referenced, cutoff: datetime) -> bool:
         final = self.path(sha256)
-        aside = self.tmp / f"gc-{sha256}-{uuid.uuid4().hex}"
+        aside = self.tmp / f"{_ASIDE}{sha256}-{uuid.uuid4().hex}"
         try:
             os.rename(final, aside)
         except FileNotFoundError:
             return False
-        if _mtime(aside) >= cutoff or referenced(sha256):
-            os.replace(aside, final)  # touched meanwhile: put it back
-            return False
-        aside.unlink()
+        try:
+            if _mtime(aside) >= cutoff or referenced(sha256):
+                self._put_back(aside, final)  # touched meanwhile
+                return False
+            aside.unlink()
+        except FileNotFoundError:
+            return False  # another process put it back (_restore_set_aside): keep it
         return True
+
+    def _put_back(self, aside: Path, final: Path) -> None:
+        os.replace(aside, final)
+        # Both names are durable: the blob's, and the aside one's removal
+        # (or after a power cut the next open would find it twice).
+        fsync_dir(final.parent)
+        fsync_dir(aside.parent)
+
+    def _restore_set_aside(self) -> None:
+        """Put back every blob a collector set aside and did not decide on
+        (it was killed, or the machine lost power): deleting a blob is only
+        ever done by a collector that has just checked it."""
+        for leftover in self.tmp.glob(f"{_ASIDE}*"):
+            sha256 = leftover.name[len(_ASIDE) :].split("-", 1)[0]
+            if not SHA256.fullmatch(sha256):
+                continue
+            final = self.path(sha256)
+            try:
+                if final.exists():
+                    leftover.unlink()  # stored again since: the same bytes
+                else:
+                    make_dirs(final.parent)
+                    self._put_back(leftover, final)
+            except FileNotFoundError:
+                continue  # its collector decided meanwhile
 
     def __repr__(self) -> str:
         return f"FilesystemBlobStore({str(self.root)!r})"

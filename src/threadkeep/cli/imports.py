@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import IO, Annotated
 
 import typer
 from rich.console import Console
@@ -15,6 +16,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from threadkeep.cli.errors import EXIT_CHECK_FAILED, reported_errors
 from threadkeep.cli.migrate import DatabaseUrl
 from threadkeep.cli.token import ensure_local_user, open_store
+from threadkeep.durable_files import atomic_file, make_dirs
 from threadkeep.errors import InvalidInput
 from threadkeep.exporters import FORMATS as EXPORT_FORMATS
 from threadkeep.exporters import ExportCounts, export
@@ -144,7 +146,8 @@ def import_(
                 )
                 bar.update(task, total=1, completed=1)
         if report is not None:
-            report.write_text(json.dumps(result.as_dict(), indent=2, ensure_ascii=False) + "\n")
+            with atomic_file(report, "w", encoding="utf-8") as f:
+                f.write(json.dumps(result.as_dict(), indent=2, ensure_ascii=False) + "\n")
         _summary(Console(highlight=False), result)
     if not result.ok:
         raise typer.Exit(EXIT_CHECK_FAILED)
@@ -263,7 +266,7 @@ def export_(
         with open_store(database_url) as tk:
             if all_users:
                 assert output is not None
-                output.mkdir(parents=True, exist_ok=True)
+                make_dirs(output)
                 suffix = {"jsonl": ".jsonl", "json": ".json", "markdown": ".md"}[format]
                 for u in tk.list_users():
                     _export_one(tk, Actor(u.id), output / f"{u.id}{suffix}", format, None, console)
@@ -281,26 +284,28 @@ def _export_one(
     console: Console,
 ) -> None:
     started = time.monotonic()
-    out = sys.stdout if output is None else output.open("w", encoding="utf-8")
-    try:
-        with _progress(console) as bar:
-            task = bar.add_task(f"exporting {actor.user_id}", total=None, counts="", rate="")
+    # To a file: whole or not at all, so a failed export never leaves a file
+    # that looks like a finished one. (A pipe or a device is written as it is.)
+    target: contextlib.AbstractContextManager[IO[str]]
+    if output is None:
+        target = contextlib.nullcontext(sys.stdout)
+    elif output.exists() and not output.is_file():
+        target = output.open("w", encoding="utf-8")
+    else:
+        target = atomic_file(output, "w", encoding="utf-8")
+    with target as out, _progress(console) as bar:
+        task = bar.add_task(f"exporting {actor.user_id}", total=None, counts="", rate="")
 
-            def on_session(s: Session, c: ExportCounts) -> None:
-                rate = c.messages / max(time.monotonic() - started, 1e-6)
-                bar.update(
-                    task,
-                    counts=f"{c.sessions} sessions, {c.messages} messages",
-                    rate=f"{rate:,.0f} msg/s",
-                )
-
-            counts = export(
-                tk, actor, out, format=format, session_ids=sessions, on_session=on_session
+        def on_session(s: Session, c: ExportCounts) -> None:
+            rate = c.messages / max(time.monotonic() - started, 1e-6)
+            bar.update(
+                task,
+                counts=f"{c.sessions} sessions, {c.messages} messages",
+                rate=f"{rate:,.0f} msg/s",
             )
-            bar.update(task, total=1, completed=1)
-    finally:
-        if output is not None:
-            out.close()
+
+        counts = export(tk, actor, out, format=format, session_ids=sessions, on_session=on_session)
+        bar.update(task, total=1, completed=1)
     console.print(
         f"exported {counts.sessions} session(s), {counts.messages} messages, "
         f"{counts.tool_events} tool events, {counts.timeline_events} timeline events, "

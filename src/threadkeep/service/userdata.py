@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import zipfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from threadkeep.durable_files import atomic_file
 from threadkeep.errors import BlobMissing, InvalidInput, StoreError, UserNotFound
 from threadkeep.model.common import Actor, Committed, utcnow
 from threadkeep.model.userdata import (
@@ -161,19 +161,11 @@ class UserDataOps(UploadOps):
             raise InvalidInput("dest", f"the directory {path.parent} does not exist")
         self._require_user(user_id)
         result: dict[str, Any] = {}
-        temp = path.with_name(f".{path.name}.partial")
-        try:
-            with open(temp, "wb") as f:
-                for chunk in self._archive(user_id, progress, result):
-                    f.write(chunk)
-                f.flush()
-                # The archive is often the user's only copy (before an erasure):
-                # durable before it takes its name.
-                os.fsync(f.fileno())
-            temp.replace(path)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
+        # The archive is often the user's only copy (before an erasure): its
+        # bytes and its name are durable before this returns.
+        with atomic_file(path) as f:
+            for chunk in self._archive(user_id, progress, result):
+                f.write(chunk)
         return UserExport(
             user_id=user_id,
             path=str(path),

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
+from threadkeep.durable_files import make_dirs
 from threadkeep.errors import StoreClosed, StoreError, ThreadkeepError
 from threadkeep.model.common import Committed, utcnow
 from threadkeep.model.jsontext import dumps
@@ -72,7 +73,9 @@ class SqliteStore(StoreEngine):
                 "threadkeep needs a SQLite file (sqlite:///path/to/file.db), not an "
                 "in-memory database: an in-memory database is lost when the process exits"
             )
-        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # SQLite syncs the directory when it makes its journal; the levels
+        # above are ours to make durable.
+        make_dirs(Path(path).expanduser().parent)
         self.path = str(Path(path).expanduser())
         self._busy_timeout_ms = busy_timeout_ms
         self._engine = sa.create_engine(

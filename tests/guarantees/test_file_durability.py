@@ -1,0 +1,192 @@
+"""Files threadkeep says it kept survive a power cut: their bytes and their names.
+
+A power cut cannot be had here, so each scenario runs in a child process
+under fslog.c, an LD_PRELOAD shim that records every directory entry made,
+moved or removed and every fsync, in the order they took effect. At each
+moment the code under test returned (an ``ack`` line), fslog.py replays the
+record and lists every file or directory made under the test's root whose
+name (its directory not fsynced since) or bytes (not fsynced since it was
+made) a power cut could still take. The list must be empty. The files,
+directories and SQLite databases are real; only the cut is inferred.
+
+Before threadkeep/durable_files.py, these failed for: a SQLite store's new
+data directories, each blob's new fan-out directories, the user export's
+final name, a backup's blob files and directories, and the CLI's export and
+import-report files.
+
+The last test is a real crash: a blob collector killed while a blob is set
+aside must not lose it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import fslog
+import preload
+import pytest
+
+from threadkeep.blobs.filesystem import FilesystemBlobStore
+
+HERE = Path(__file__).parent
+CHILD = HERE / "fs_child.py"
+
+# Scenario -> the acks it must reach, in order.
+SCENARIOS = {
+    "new-store": ["first append"],
+    "uploads": ["first upload", "second upload", "the same bytes again"],
+    "kept-by-collect": ["kept"],
+    "export": ["export"],
+    "backup-and-restore": ["backup", "restore"],
+    "cli-files": ["export --all-users", "export --output", "import --report"],
+}
+
+
+@pytest.fixture(scope="module")
+def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return preload.build("fslog.c", tmp_path_factory.mktemp("fslog"))
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_what_threadkeep_says_it_kept_is_durable_at_that_moment(
+    shim: Path, tmp_path: Path, scenario: str
+) -> None:
+    root = tmp_path / "w"
+    root.mkdir()
+    log = tmp_path / "fs.log"
+    log.touch()
+    env = {
+        **os.environ,
+        "LD_PRELOAD": str(shim),
+        "TK_FSLOG": str(log),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        # Blobs beside the database, whatever the caller's environment says.
+        "THREADKEEP_BLOBS__BACKEND": "fs",
+    }
+    env.pop("THREADKEEP_DATABASE_URL", None)
+    done = subprocess.run(
+        [sys.executable, str(CHILD), str(root), scenario],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    problems = fslog.replay(log, root)
+    assert list(problems) == SCENARIOS[scenario]
+    made = [line for line in log.read_text().splitlines() if str(root) in line]
+    assert any(line.startswith(("create ", "rename ")) for line in made), "nothing recorded"
+    assert problems == {ack: [] for ack in SCENARIOS[scenario]}
+
+
+def test_the_replay_finds_a_name_or_bytes_a_power_cut_could_take(tmp_path: Path) -> None:
+    """The checker itself: each rule, and what satisfies it."""
+    root = tmp_path / "w"
+    lines = [
+        f"mkdir {root}/a",
+        f"create {root}/a/f",
+        "ack made",
+        f"sync {root}/a/f",
+        "ack file synced",
+        f"sync {root}",
+        f"sync {root}/a",
+        "ack all synced",
+        f"create {root}/tmp",
+        f"sync {root}/tmp",
+        f"rename {root}/tmp\t{root}/a/g",
+        "ack renamed",
+        f"sync {root}/a",
+        f"unlink {root}/a/f",
+        "ack renamed and synced",
+        f"create {root}/a/b-shm",
+        f"create {tmp_path}/elsewhere",
+        "ack not ours",
+    ]
+    r = fslog.Replay(str(root))
+    for line in lines:
+        r.line(line)
+    assert r.problems == {
+        "made": [
+            f"{root}/a: its name is not durable (no fsync of {root} after it)",
+            f"{root}/a/f: its name is not durable (no fsync of {root}/a after it)",
+            f"{root}/a/f: its bytes were never fsynced",
+        ],
+        "file synced": [
+            f"{root}/a: its name is not durable (no fsync of {root} after it)",
+            f"{root}/a/f: its name is not durable (no fsync of {root}/a after it)",
+        ],
+        "all synced": [],
+        "renamed": [f"{root}/a/g: its name is not durable (no fsync of {root}/a after it)"],
+        "renamed and synced": [],
+        "not ours": [],  # SQLite's -shm, and a file outside the root
+    }
+
+
+_COLLECTOR = """
+import sys, time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from threadkeep.blobs.filesystem import FilesystemBlobStore
+
+blobs = FilesystemBlobStore(sys.argv[1])
+calls = []
+
+def referenced(sha256):
+    calls.append(sha256)
+    if len(calls) == 2:  # the re-check, with the blob set aside
+        Path(sys.argv[2]).touch()
+        time.sleep(60)
+    return False
+
+blobs.collect(referenced, datetime.now(UTC) + timedelta(days=1))
+"""
+
+
+def test_a_collector_killed_with_a_blob_set_aside_loses_nothing(tmp_path: Path) -> None:
+    """SIGKILL between setting a blob aside and deciding on it: the next
+    open of the store puts it back, and it reads whole."""
+    root = tmp_path / "blobs"
+    blobs = FilesystemBlobStore(root)
+    info = blobs.put([b"an upload a row still names"], max_bytes=1000)
+    path = blobs.path(info.sha256)
+    aside = tmp_path / "aside"
+    child = subprocess.Popen([sys.executable, "-c", _COLLECTOR, str(root), str(aside)])
+    try:
+        deadline = time.monotonic() + 60
+        while not aside.exists():
+            assert child.poll() is None, "the collector ended before setting the blob aside"
+            assert time.monotonic() < deadline, "the collector never set the blob aside"
+            time.sleep(0.01)
+        assert not path.exists()  # set aside, as the collector does
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    reopened = FilesystemBlobStore(root)
+    assert b"".join(reopened.open(info.sha256)) == b"an upload a row still names"
+    assert [p.name for p in reopened.tmp.iterdir()] == []
+
+
+def test_a_collector_whose_blob_another_process_put_back_keeps_it(tmp_path: Path) -> None:
+    """Two processes share the directory: one opens the store (and puts back
+    what looks abandoned) while the other's collector has the blob aside."""
+    blobs = FilesystemBlobStore(tmp_path)
+    info = blobs.put([b"shared"], max_bytes=100)
+    calls: list[str] = []
+
+    def referenced(sha256: str) -> bool:
+        calls.append(sha256)
+        if len(calls) == 2:  # the re-check, with the blob set aside
+            FilesystemBlobStore(tmp_path)  # the other process, opening
+        return False
+
+    assert blobs.collect(referenced, datetime.now(UTC) + timedelta(days=1)) == []
+    assert len(calls) == 2
+    assert b"".join(blobs.open(info.sha256)) == b"shared"
