@@ -16,6 +16,10 @@ from pathlib import Path
 
 from threadkeep import Actor, Threadkeep
 
+# The bytes the erasure and collection scenarios delete (the test watches
+# every name they had).
+ERASED = b"bytes that must not come back"
+
 
 def ack(label: str) -> None:
     fd = os.open(os.environ["TK_FSLOG"], os.O_WRONLY | os.O_APPEND)
@@ -70,6 +74,29 @@ def kept_by_collect(root: Path) -> None:
     deleted = blobs.collect(lambda _: next(checks), datetime.now(UTC) - timedelta(days=1))
     assert deleted == [] and path.exists(), deleted
     ack("kept")
+
+
+def erasure(root: Path) -> None:
+    """The erased user's blob must not come back (its bytes: ERASED)."""
+    tk = Threadkeep.open(f"sqlite:///{root}/tk.db")
+    actor = Actor(tk.create_user("ada").value.id)
+    session = tk.create_session(actor).value.id
+    tk.upload(actor, session, [ERASED], filename="private.txt")
+    tk.erase_user(actor.user_id)
+    ack("erased")
+    tk.close()
+
+
+def collected(root: Path) -> None:
+    """A deleted upload's blob, once collected, must not come back."""
+    tk = Threadkeep.open(f"sqlite:///{root}/tk.db")
+    actor = Actor(tk.create_user("ada").value.id)
+    session = tk.create_session(actor).value.id
+    upload = tk.upload(actor, session, [ERASED], filename="old.txt").value
+    tk.delete_upload(actor, upload.id)
+    assert len(tk.collect_garbage(grace_seconds=0)) == 1
+    ack("collected")
+    tk.close()
 
 
 def export(root: Path) -> None:
@@ -131,7 +158,16 @@ def cli_files(root: Path) -> None:
 
 SCENARIOS = {
     f.__name__.replace("_", "-"): f
-    for f in (new_store, uploads, kept_by_collect, export, backup_and_restore, cli_files)
+    for f in (
+        new_store,
+        uploads,
+        kept_by_collect,
+        erasure,
+        collected,
+        export,
+        backup_and_restore,
+        cli_files,
+    )
 }
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ aside must not lose it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -28,6 +29,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import fs_child
 import fslog
 import preload
 import pytest
@@ -42,6 +44,8 @@ SCENARIOS = {
     "new-store": ["first append"],
     "uploads": ["first upload", "second upload", "the same bytes again"],
     "kept-by-collect": ["kept"],
+    "erasure": ["erased"],
+    "collected": ["collected"],
     "export": ["export"],
     "backup-and-restore": ["backup", "restore"],
     "cli-files": ["export --all-users", "export --output", "import --report"],
@@ -78,7 +82,8 @@ def test_what_threadkeep_says_it_kept_is_durable_at_that_moment(
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    problems = fslog.replay(log, root)
+    erased = hashlib.sha256(fs_child.ERASED).hexdigest()
+    problems = fslog.replay(log, root, gone=lambda path: erased in path)
     assert list(problems) == SCENARIOS[scenario]
     made = [line for line in log.read_text().splitlines() if str(root) in line]
     assert any(line.startswith(("create ", "rename ")) for line in made), "nothing recorded"
@@ -125,6 +130,32 @@ def test_the_replay_finds_a_name_or_bytes_a_power_cut_could_take(tmp_path: Path)
         "renamed": [f"{root}/a/g: its name is not durable (no fsync of {root}/a after it)"],
         "renamed and synced": [],
         "not ours": [],  # SQLite's -shm, and a file outside the root
+    }
+
+
+def test_the_replay_finds_a_removal_a_power_cut_could_undo(tmp_path: Path) -> None:
+    root = tmp_path / "w"
+    r = fslog.Replay(str(root), gone=lambda path: "secret" in path)
+    for line in [
+        f"create {root}/secret",
+        f"sync {root}/secret",
+        f"sync {root}",
+        f"rename {root}/secret\t{root}/tmp/secret-aside",
+        f"unlink {root}/tmp/secret-aside",
+        f"unlink {root}/other",
+        "ack deleted",
+        f"sync {root}",
+        "ack one directory synced",
+        f"sync {root}/tmp",
+        "ack both synced",
+    ]:
+        r.line(line)
+    in_root = f"{root}/secret: its removal is not durable (no fsync of {root} after it)"
+    aside = f"{root}/tmp/secret-aside: its removal is not durable (no fsync of {root}/tmp after it)"
+    assert r.problems == {
+        "deleted": [in_root, aside],
+        "one directory synced": [aside],
+        "both synced": [],
     }
 
 

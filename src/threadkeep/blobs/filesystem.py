@@ -132,11 +132,14 @@ class FilesystemBlobStore(BlobStore):
     def collect(self, referenced: Referenced, cutoff: datetime) -> list[str]:
         self._restore_set_aside()
         deleted = []
+        changed: set[Path] = set()
         for sha256, touched in list(self.list_blobs()):
             if touched >= cutoff or referenced(sha256):
                 continue
-            if self._delete_unused(sha256, referenced, cutoff):
+            if self._delete_unused(sha256, referenced, cutoff, changed):
                 deleted.append(sha256)
+        for directory in sorted(changed):  # once per directory, not per blob
+            fsync_dir(directory)
         for leftover in self.tmp.iterdir():
             with contextlib.suppress(FileNotFoundError):
                 if leftover.name.startswith("put-") and _mtime(leftover) < cutoff:
@@ -150,9 +153,19 @@ class FilesystemBlobStore(BlobStore):
             return False
         if touched >= cutoff or referenced(sha256):
             return False
-        return self._delete_unused(sha256, referenced, cutoff)
+        changed: set[Path] = set()
+        deleted = self._delete_unused(sha256, referenced, cutoff, changed)
+        for directory in sorted(changed):
+            fsync_dir(directory)
+        return deleted
 
-    def _delete_unused(self, sha256: str, referenced: Referenced, cutoff: datetime) -> bool:
+    def _delete_unused(
+        self, sha256: str, referenced: Referenced, cutoff: datetime, changed: set[Path]
+    ) -> bool:
+        """Delete one blob if it is still unused. The directories whose
+        entries it removed go into ``changed``: the caller fsyncs them, so
+        that a deleted blob (an erased user's, say) does not come back
+        after a power cut."""
         final = self.path(sha256)
         aside = self.tmp / f"{_ASIDE}{sha256}-{uuid.uuid4().hex}"
         try:
@@ -166,6 +179,7 @@ class FilesystemBlobStore(BlobStore):
             aside.unlink()
         except FileNotFoundError:
             return False  # another process put it back (_restore_set_aside): keep it
+        changed.update((final.parent, aside.parent))
         return True
 
     def _put_back(self, aside: Path, final: Path) -> None:
