@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg.sql
 import sqlalchemy as sa
 
 from conftest import row_counts
@@ -119,3 +121,29 @@ def not_raising(cases: dict[str, Any], call: Any, error: type[BaseException]) ->
         else:
             wrong[name] = f"returned {result!r:.200}"
     return wrong
+
+
+def query_plan(conn: sa.Connection, sql: str, params: Any) -> str:
+    """The plan of a statement a test caught (``before_cursor_execute``), as
+    one line: SQLite's ``EXPLAIN QUERY PLAN``, or PostgreSQL's generic plan,
+    the one a prepared statement reused by a pooled connection ends up
+    with (so a value the statement takes as a parameter cannot steer it)."""
+    if conn.dialect.name == "sqlite":
+        rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params)
+        return " ".join(str(r[-1]) for r in rows)
+    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", sql)))
+    for i, name in enumerate(names, 1):
+        sql = sql.replace(f"%({name})s", f"${i}")
+    raw = conn.connection.driver_connection
+    args = ", ".join(psycopg.sql.Literal(params[n]).as_string(raw) for n in names)
+    conn.exec_driver_sql("SET enable_seqscan = off")  # a tiny table: ask if it can
+    conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+    conn.exec_driver_sql("PREPARE caught AS " + sql)
+    try:
+        rows = conn.exec_driver_sql(
+            f"EXPLAIN EXECUTE caught({args})" if names else "EXPLAIN EXECUTE caught"
+        )
+        return " ".join(r[0] for r in rows)
+    finally:
+        conn.exec_driver_sql("DEALLOCATE caught")
+        conn.exec_driver_sql("RESET ALL")  # the pooled connection goes back as it came

@@ -4,15 +4,14 @@ sessions stay; a dry run writes nothing and names exactly what a run deletes."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg.sql
 import pytest
 import sqlalchemy as sa
+from contract_helpers import query_plan
 
 from conftest import row_counts
 from threadkeep import Actor, Threadkeep
@@ -324,27 +323,5 @@ def test_the_open_streams_are_found_by_their_index(store: Threadkeep) -> None:
         found = retention_q.abandoned_streams(conn, utcnow(), limit=10, after=None)
         assert len(found) == 1
         ((sql, params),) = ran[-1:]
-        if conn.dialect.name == "sqlite":
-            rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params)
-            plan = " ".join(str(r[-1]) for r in rows)
-        else:
-            plan = _generic_plan(conn, sql, params)
+        plan = query_plan(conn, sql, params)
     assert "ix_messages_streaming" in plan, plan
-
-
-def _generic_plan(conn: sa.Connection, sql: str, params: dict[str, Any]) -> str:
-    """PostgreSQL's generic plan of ``sql`` (psycopg's ``%(name)s`` style)."""
-    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", sql)))
-    for i, name in enumerate(names, 1):
-        sql = sql.replace(f"%({name})s", f"${i}")
-    raw = conn.connection.driver_connection
-    args = ", ".join(psycopg.sql.Literal(params[n]).as_string(raw) for n in names)
-    conn.exec_driver_sql("SET enable_seqscan = off")  # a tiny table: ask if it can
-    conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
-    conn.exec_driver_sql("PREPARE open_streams AS " + sql)
-    try:
-        rows = conn.exec_driver_sql(f"EXPLAIN EXECUTE open_streams({args})")
-        return " ".join(r[0] for r in rows)
-    finally:
-        conn.exec_driver_sql("DEALLOCATE open_streams")
-        conn.exec_driver_sql("RESET ALL")  # the pooled connection goes back as it came

@@ -6,6 +6,7 @@ import base64
 import json
 import time
 import uuid
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -13,6 +14,7 @@ from contract_helpers import (
     missing_id,
     new_session,
     not_raising,
+    query_plan,
     user_msgs,
     with_messages,
     writes_nothing,
@@ -202,6 +204,46 @@ def test_list_filters_by_flags_and_tag(tk, actor, flagged):
             ("keywords", tk.list_sessions(actor, **flt)),
         ):
             assert {by_id[i] for i in _ids(page)} == expected, (flt, how)
+
+
+@pytest.mark.parametrize("flag", tables.SESSION_FLAGS)
+def test_a_flag_view_walks_that_flags_own_index(tk, actor, flag):
+    """Without it, a flag few sessions carry walks the whole list to fill a
+    page: 14-23 ms at 50,000 sessions instead of 0.1 ms."""
+    flagged = [new_session(tk, actor, **{flag: i == 3}) for i in range(12)][3]
+    engine = tk.engine.sa_engine
+    ran: list[tuple[str, Any]] = []
+
+    def caught(_conn, _cursor, sql, params, *_):
+        ran.append((sql, params))
+
+    sa.event.listen(engine, "before_cursor_execute", caught)
+    try:
+        page = tk.list_sessions(actor, **{flag: True})
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", caught)
+    assert _ids(page) == [flagged.id]
+    sql, params = [r for r in ran if "FROM sessions" in r[0]][-1]
+    with engine.connect() as conn:
+        plan = query_plan(conn, sql, params)
+    assert f"ix_sessions_{flag}" in plan, plan
+
+
+def test_a_flag_view_follows_flags_trash_and_activity(tk, actor):
+    """The starred view as the flag, the trash and new messages change it."""
+    a, b, c = (new_session(tk, actor, starred=True) for _ in range(3))
+    assert _ids(tk.list_sessions(actor, starred=True)) == [c.id, b.id, a.id]
+    tk.append_message(actor, a.id, {"role": "user", "content": "back to this one"})
+    tk.update_session(actor, b.id, {"starred": False})
+    assert _ids(tk.list_sessions(actor, starred=True)) == [a.id, c.id]
+    tk.delete_session(actor, c.id)
+    assert _ids(tk.list_sessions(actor, starred=True)) == [a.id]
+    assert _ids(tk.list_sessions(actor, starred=True, trashed=True)) == [c.id]
+    tk.restore_session(actor, c.id)
+    tk.update_session(actor, b.id, {"starred": True})
+    # A flag or the trash is not activity: the order is the messages'.
+    assert _ids(tk.list_sessions(actor, starred=True)) == [a.id, c.id, b.id]
+    assert _ids(tk.list_sessions(actor, starred=False)) == []
 
 
 def test_title_contains_is_case_insensitive(tk, actor):

@@ -27,6 +27,7 @@ from threadkeep.store.contract import StoreEngine, WriteTx
 from threadkeep.store.prepared import cursor as prepared_cursor
 from threadkeep.store.prepared import decoder, prepared
 from threadkeep.store.tables import (
+    SESSION_FLAGS,
     SESSION_RECORD_TABLES,
     messages,
     sessions,
@@ -183,9 +184,12 @@ def list_sessions(
     c = sessions.c
     q = sa.select(sessions).where(c.owner_id == owner_id)
     q = q.where(c.deleted_at.is_not(None) if flt.trashed else c.deleted_at.is_(None))
-    for name in ("starred", "pinned", "archived"):
+    for name in SESSION_FLAGS:
         want = getattr(flt, name)
         if want is not None:
+            # Compiled as "= true" / "= 1", a constant rather than a
+            # parameter: PostgreSQL's generic plans can then match it to the
+            # flag's partial index (ix_sessions_<flag>).
             q = q.where(c[name] == want)
     if flt.tag is not None:
         q = q.where(engine.tag_predicate(c.tags, flt.tag))
