@@ -34,11 +34,18 @@ import sqlalchemy as sa
 from threadkeep import __version__
 from threadkeep.blobs.contract import CHUNK, SHA256
 from threadkeep.config import Settings, load_settings
-from threadkeep.durable_files import atomic_file, fsync_dir, fsync_file, make_dirs
 from threadkeep.errors import BackupCorrupt, BackupError, BlobMissing, RestoreTargetNotEmpty
 from threadkeep.library import Threadkeep
 from threadkeep.model.common import utcnow
 from threadkeep.model.sync import SyncState
+from threadkeep.own_files import (
+    atomic_file,
+    create_private,
+    fsync_dir,
+    fsync_file,
+    make_dirs,
+    open_new,
+)
 from threadkeep.store import backup as backup_q
 from threadkeep.store import migrate as migrations
 from threadkeep.store import pg_url, shown_url
@@ -168,6 +175,7 @@ def _backup_into(tk: Threadkeep, root: Path, report: Progress) -> Manifest:
     backend = tk.blobs.name
     if tk.dialect == "sqlite":
         db_file = SQLITE_FILE
+        create_private(root / db_file)
         backup_q.sqlite_copy(
             backup_q.sqlite_path(tk.engine.url),
             root / db_file,
@@ -183,6 +191,7 @@ def _backup_into(tk: Threadkeep, root: Path, report: Progress) -> Manifest:
             copy.dispose()
     else:
         db_file = PG_FILE
+        create_private(root / db_file)  # pg_dump writes into it, keeping its mode
         with backup_q.exported_snapshot(tk.engine.url) as (snapshot, conn):
             revision = migrations.database_revision(conn)
             counts = backup_q.row_counts(conn)
@@ -232,7 +241,7 @@ def _copy_blobs(
         h = hashlib.sha256()
         written = 0
         try:
-            with open(target, "xb") as f:
+            with open_new(target) as f:
                 for chunk in tk.blobs.open(sha256):
                     f.write(chunk)
                     h.update(chunk)
@@ -345,6 +354,7 @@ def restore_store(
     if engine_name == "sqlite":
         target = backup_q.sqlite_path(url)
         make_dirs(target.parent)
+        create_private(target)  # a new database is private; an existing one keeps its mode
         backup_q.sqlite_copy(db_file, target, db_progress)
     else:
         engine = backup_q.raw_engine(url)

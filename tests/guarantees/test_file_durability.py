@@ -9,7 +9,7 @@ name (its directory not fsynced since) or bytes (not fsynced since it was
 made) a power cut could still take. The list must be empty. The files,
 directories and SQLite databases are real; only the cut is inferred.
 
-Before threadkeep/durable_files.py, these failed for: a SQLite store's new
+Before threadkeep/own_files.py, these failed for: a SQLite store's new
 data directories, each blob's new fan-out directories, the user export's
 final name, a backup's blob files and directories, and the CLI's export and
 import-report files.

@@ -4,7 +4,7 @@ so no directory holds more than a few thousand files at any realistic size).
 A put writes into ``<root>/tmp/`` (the same filesystem as the blobs, so the
 final rename is atomic), fsyncs the file, checks the sha256, renames the file
 into place and fsyncs the directory, and each fan-out directory it makes is
-fsynced into its parent (threadkeep/durable_files.py): a blob file that
+fsynced into its parent (threadkeep/own_files.py): a blob file that
 exists is whole, and its name survives a power cut. A crash leaves at most a
 temp file, swept by ``collect``.
 
@@ -41,8 +41,8 @@ from threadkeep.blobs.contract import (
     Referenced,
     Source,
 )
-from threadkeep.durable_files import fsync_dir, make_dirs, replace
 from threadkeep.errors import BlobMissing, StorageFull
+from threadkeep.own_files import PRIVATE_DIR, fsync_dir, make_dirs, open_new, replace
 
 # The name a collector gives a blob while it decides (``tmp/gc-<sha256>-<uuid>``).
 _ASIDE = "gc-"
@@ -58,7 +58,7 @@ class FilesystemBlobStore(BlobStore):
         self.root = Path(root).expanduser()
         self.tmp = self.root / "tmp"
         make_dirs(self.root)
-        self.tmp.mkdir(exist_ok=True)  # what it holds is never kept as it is
+        self.tmp.mkdir(mode=PRIVATE_DIR, exist_ok=True)  # nothing in it is kept as it is
         self._restore_set_aside()
 
     def path(self, sha256: str) -> Path:
@@ -70,7 +70,7 @@ class FilesystemBlobStore(BlobStore):
         hashing = Hashing(source, max_bytes, expected_sha256)
         temp = self.tmp / f"put-{uuid.uuid4().hex}"
         try:
-            with open(temp, "xb") as f:
+            with open_new(temp) as f:
                 for chunk in hashing:
                     f.write(chunk)
                 f.flush()

@@ -10,9 +10,11 @@ threadkeep process does.)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -190,7 +192,30 @@ def _check_sqlite_files(report: Report, path: Path) -> bool:
             "run `threadkeep migrate` to create it (or start `threadkeep serve`)",
         )
         return False
+    _check_private(report, path)
     return True
+
+
+def _check_private(report: Report, path: Path) -> None:
+    """The database holds every user's conversations: other accounts on the
+    machine should not read it. (threadkeep makes it 0600; an older version,
+    or a copy, may have left it readable.)"""
+    shared = []
+    for f in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            mode = stat.S_IMODE(f.stat().st_mode)
+            if mode & 0o077:
+                shared.append(f"{f.name} ({mode:04o})")
+    if shared:
+        files = " ".join(str(path) + s for s in ("", "-wal", "-shm"))
+        report.add(
+            "file modes",
+            "warn",
+            "readable by other accounts on this machine: " + ", ".join(shared),
+            f"chmod 600 {files} (as the account that runs threadkeep)",
+        )
+    else:
+        report.add("file modes", "ok", "the database files are private (no access for others)")
 
 
 def _check_schema(report: Report, engine: StoreEngine) -> bool:
@@ -472,8 +497,8 @@ def doctor(
 
     Checks the settings, the database (reachable, schema current, durability
     settings; on SQLite, the search index against the tables), the data
-    directory and disk space (SQLite), the server bind address, and that a
-    user and an active token exist. One line per check:
+    directory, disk space and the database files' modes (SQLite), the server
+    bind address, and that a user and an active token exist. One line per check:
     ok, warn or fail, with a fix for anything not ok. Exit code 1 when any
     check fails, 0 otherwise. Changes nothing (it never migrates).
     """

@@ -16,7 +16,6 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from threadkeep.cli.errors import EXIT_CHECK_FAILED, reported_errors
 from threadkeep.cli.migrate import DatabaseUrl
 from threadkeep.cli.token import ensure_local_user, open_store
-from threadkeep.durable_files import atomic_file, make_dirs
 from threadkeep.errors import InvalidInput
 from threadkeep.exporters import FORMATS as EXPORT_FORMATS
 from threadkeep.exporters import ExportCounts, export
@@ -26,6 +25,7 @@ from threadkeep.library import Threadkeep
 from threadkeep.model.common import Actor
 from threadkeep.model.imports import ImportCounts
 from threadkeep.model.sessions import Session
+from threadkeep.own_files import atomic_file, make_dirs
 
 UserOption = Annotated[
     str | None,

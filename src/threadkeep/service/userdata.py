@@ -26,7 +26,6 @@ from typing import Any
 
 import orjson
 
-from threadkeep.durable_files import atomic_file
 from threadkeep.errors import BlobMissing, InvalidInput, StoreError, UserNotFound
 from threadkeep.model.common import Actor, Committed, utcnow
 from threadkeep.model.userdata import (
@@ -37,6 +36,7 @@ from threadkeep.model.userdata import (
     UserErasure,
     UserExport,
 )
+from threadkeep.own_files import atomic_file
 from threadkeep.service import args
 from threadkeep.service.base import check_actor
 from threadkeep.service.uploads import UploadOps

@@ -24,10 +24,10 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
-from threadkeep.durable_files import make_dirs
 from threadkeep.errors import StoreClosed, StoreError, ThreadkeepError
 from threadkeep.model.common import Committed, utcnow
 from threadkeep.model.jsontext import dumps
+from threadkeep.own_files import create_private, make_dirs
 from threadkeep.store.changes import change_params
 from threadkeep.store.contract import ChangeRow, ReadFn, StoreEngine, WriteFn, WriteTx
 from threadkeep.store.group_commit import GroupCommitQueue, Request
@@ -73,10 +73,12 @@ class SqliteStore(StoreEngine):
                 "threadkeep needs a SQLite file (sqlite:///path/to/file.db), not an "
                 "in-memory database: an in-memory database is lost when the process exits"
             )
-        # SQLite syncs the directory when it makes its journal; the levels
-        # above are ours to make durable.
+        # Private and durable (threadkeep/own_files.py): the directories,
+        # and the file, made before SQLite opens it so that it and its -wal
+        # and -shm (which take its mode) are 0600.
         make_dirs(Path(path).expanduser().parent)
         self.path = str(Path(path).expanduser())
+        create_private(self.path)
         self._busy_timeout_ms = busy_timeout_ms
         self._engine = sa.create_engine(
             sa.URL.create("sqlite+pysqlite", database=self.path),
