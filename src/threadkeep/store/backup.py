@@ -221,7 +221,7 @@ def raw_engine(url: str) -> sa.Engine:
     """A plain engine on ``url``, whatever the schema revision (no migration);
     on PostgreSQL as store/pg_connect.py connects, pooler or not."""
     if sa.make_url(url).get_backend_name() == "sqlite":
-        return sa.create_engine(sa_url(url), poolclass=sa.NullPool)
+        return sa.create_engine(sa_url(url), poolclass=sa.NullPool, hide_parameters=True)
     return pg_connect.create_engine(url, poolclass=sa.NullPool)
 
 

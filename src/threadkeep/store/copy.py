@@ -48,7 +48,11 @@ def _engine(url: str) -> sa.Engine:
     if sa.make_url(url).get_backend_name() != "sqlite":
         return pg_connect.create_engine(url, poolclass=sa.NullPool, isolation_level="AUTOCOMMIT")
     return sa.create_engine(
-        sa_url(url), poolclass=sa.NullPool, isolation_level="AUTOCOMMIT", json_serializer=dumps
+        sa_url(url),
+        poolclass=sa.NullPool,
+        isolation_level="AUTOCOMMIT",
+        json_serializer=dumps,
+        hide_parameters=True,  # an error's text reaches logs; the values are messages
     )
 
 

@@ -64,6 +64,9 @@ def create_engine(url: str | sa.URL, **kwargs: Any) -> sa.Engine:
     begins with :func:`transaction_settings`; an engine in autocommit must
     then run them itself after its own BEGIN (store/copy.py)."""
     kwargs.setdefault("json_serializer", dumps)
+    # An error's text leaves out the statement's values: they are people's
+    # messages, and the text reaches logs (translate.py, api/problems.py).
+    kwargs.setdefault("hide_parameters", True)
     # psycopg decodes json/jsonb itself, with json.loads unless told
     # otherwise: orjson (the same values) halves the CPU cost of reading
     # messages back.

@@ -84,6 +84,9 @@ class SqliteStore(StoreEngine):
             sa.URL.create("sqlite+pysqlite", database=self.path),
             isolation_level="AUTOCOMMIT",  # we issue BEGIN/COMMIT ourselves
             json_serializer=dumps,
+            # An error's text leaves out the statement's values: they are
+            # people's messages, and the text reaches logs.
+            hide_parameters=True,
             # Kept open as many connections as the server's worker threads
             # (anyio's 40): an overflow connection is closed after each use,
             # and opening one (with its pragmas) cost a burst of concurrent
