@@ -205,9 +205,13 @@ def test_a_collector_killed_with_a_blob_set_aside_loses_nothing(tmp_path: Path) 
     assert [p.name for p in reopened.tmp.iterdir()] == []
 
 
-def test_a_collector_whose_blob_another_process_put_back_keeps_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("used_by_then", [False, True], ids=["still unused", "used by then"])
+def test_a_collector_whose_blob_another_process_put_back_decides_again(
+    tmp_path: Path, used_by_then: bool
+) -> None:
     """Two processes share the directory: one opens the store (and puts back
-    what looks abandoned) while the other's collector has the blob aside."""
+    what looks abandoned) while the other's collector has the blob aside.
+    The collector decides again, so an erasure still deletes an unused blob."""
     blobs = FilesystemBlobStore(tmp_path)
     info = blobs.put([b"shared"], max_bytes=100)
     calls: list[str] = []
@@ -216,8 +220,10 @@ def test_a_collector_whose_blob_another_process_put_back_keeps_it(tmp_path: Path
         calls.append(sha256)
         if len(calls) == 2:  # the re-check, with the blob set aside
             FilesystemBlobStore(tmp_path)  # the other process, opening
-        return False
+        return used_by_then and len(calls) > 2
 
-    assert blobs.collect(referenced, datetime.now(UTC) + timedelta(days=1)) == []
-    assert len(calls) == 2
-    assert b"".join(blobs.open(info.sha256)) == b"shared"
+    deleted = blobs.collect(referenced, datetime.now(UTC) + timedelta(days=1))
+    assert len(calls) == 3  # listed, re-checked aside, re-checked after the put-back
+    assert deleted == ([] if used_by_then else [info.sha256])
+    assert blobs.exists(info.sha256) == used_by_then
+    assert list(blobs.tmp.iterdir()) == []

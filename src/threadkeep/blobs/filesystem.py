@@ -18,7 +18,7 @@ A process killed while a blob is set aside would lose it: the aside name
 (``tmp/gc-<sha256>-...``) is a name nothing reads. So opening the store and
 every ``collect`` put such files back first, and the next ``collect``
 decides again. A collector in another process whose file is put back that
-way finds it gone, and keeps it.
+way finds it gone, and decides again.
 """
 
 from __future__ import annotations
@@ -44,8 +44,10 @@ from threadkeep.blobs.contract import (
 from threadkeep.errors import BlobMissing, StorageFull
 from threadkeep.own_files import PRIVATE_DIR, fsync_dir, make_dirs, open_new, replace
 
-# The name a collector gives a blob while it decides (``tmp/gc-<sha256>-<uuid>``).
+# The name a collector gives a blob while it decides (``tmp/gc-<sha256>-<uuid>``),
+# and how often it decides again when another process puts the blob back.
 _ASIDE = "gc-"
+_ATTEMPTS = 3
 
 # A full disk, or the user's quota on it.
 _FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -167,20 +169,24 @@ class FilesystemBlobStore(BlobStore):
         that a deleted blob (an erased user's, say) does not come back
         after a power cut."""
         final = self.path(sha256)
-        aside = self.tmp / f"{_ASIDE}{sha256}-{uuid.uuid4().hex}"
-        try:
-            os.rename(final, aside)
-        except FileNotFoundError:
-            return False
-        try:
-            if _mtime(aside) >= cutoff or referenced(sha256):
-                self._put_back(aside, final)  # touched meanwhile
+        for _ in range(_ATTEMPTS):
+            aside = self.tmp / f"{_ASIDE}{sha256}-{uuid.uuid4().hex}"
+            try:
+                os.rename(final, aside)
+            except FileNotFoundError:
                 return False
-            aside.unlink()
-        except FileNotFoundError:
-            return False  # another process put it back (_restore_set_aside): keep it
-        changed.update((final.parent, aside.parent))
-        return True
+            try:
+                if _mtime(aside) >= cutoff or referenced(sha256):
+                    self._put_back(aside, final)  # touched meanwhile
+                    return False
+                aside.unlink()
+            except FileNotFoundError:
+                # Another process opening the store put it back meanwhile
+                # (_restore_set_aside): decide again, as an erasure must.
+                continue
+            changed.update((final.parent, aside.parent))
+            return True
+        return False
 
     def _put_back(self, aside: Path, final: Path) -> None:
         os.replace(aside, final)
