@@ -192,8 +192,11 @@ def test_database_url_comes_from_the_config_file(
         ("mysql://localhost/chats", "unsupported database URL"),
         ("sqlite:///:memory:", "needs a SQLite file"),
         ("postgresql://postgres@127.0.0.1:1/nowhere", "database server is running"),
+        # /proc/sys takes no new files, even from root.
+        ("sqlite:////proc/sys/threadkeep/tk.db", "cannot create the SQLite database"),
+        ("sqlite:////proc/sys/tk.db", "cannot create the SQLite database"),
     ],
-    ids=["unsupported", "in-memory", "unreachable"],
+    ids=["unsupported", "in-memory", "unreachable", "directory cannot be made", "no new files"],
 )
 def test_a_bad_database_url_is_one_red_line_and_exit_2(url: str, expected: str) -> None:
     result = run("migrate", "--database-url", url)

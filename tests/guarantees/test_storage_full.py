@@ -308,3 +308,16 @@ def test_postgresql_on_a_full_disk_refuses_writes_and_keeps_every_acknowledged_o
 
     filler.unlink()
     _room_again(tk, url, me, sid, acked, refused)
+
+
+def test_a_new_store_on_a_full_disk_is_refused_as_full(small_disk: Path) -> None:
+    """Not a traceback from deep in the migration: the same StorageFull a
+    write gets, and after space is freed the store opens."""
+    filler = _filler(small_disk, 4 * 1024)  # all of it: the write stops at the size
+    url = f"sqlite:///{small_disk}/new/tk.db"
+    with pytest.raises(StorageFull):
+        Threadkeep.open(url)
+    filler.unlink()
+    tk, me, sid = _opened(url)
+    assert tk.append_message(me, sid, {"role": "user", "content": "hello"}).value.seq == 1
+    tk.close()

@@ -25,12 +25,16 @@ def open_engine(
     ``pool_size`` and ``max_overflow`` size PostgreSQL's two connection sets
     (config.PoolSettings); SQLite has one writer and a reader per thread."""
     from threadkeep.store import migrate as migrations
+    from threadkeep.store.translate import translate_errors
 
     engine: StoreEngine
     if url.startswith("sqlite"):
         from threadkeep.store.sqlite import SqliteStore
 
-        engine = SqliteStore(url)
+        # Its first connection switches the file to WAL, which writes: a
+        # full disk or an unopenable file is a threadkeep error from here.
+        with translate_errors():
+            engine = SqliteStore(url)
     elif url.startswith(("postgresql", "postgres")):
         from threadkeep.store.postgres import PostgresStore
 
@@ -41,11 +45,12 @@ def open_engine(
             "postgresql://user@host/dbname"
         )
     try:
-        if migrate:
-            migrations.upgrade(engine.sa_engine)
-        else:
-            with engine.sa_engine.connect() as conn:
-                migrations.check_not_newer(conn)
+        with translate_errors():
+            if migrate:
+                migrations.upgrade(engine.sa_engine)
+            else:
+                with engine.sa_engine.connect() as conn:
+                    migrations.check_not_newer(conn)
     except BaseException:
         engine.close()
         raise

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import threading
@@ -24,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
-from threadkeep.errors import StoreClosed, StoreError, ThreadkeepError
+from threadkeep.errors import StorageFull, StoreClosed, StoreError, ThreadkeepError
 from threadkeep.model.common import Committed, utcnow
 from threadkeep.model.jsontext import dumps
 from threadkeep.own_files import create_private, make_dirs
@@ -76,9 +77,18 @@ class SqliteStore(StoreEngine):
         # Private and durable (threadkeep/own_files.py): the directories,
         # and the file, made before SQLite opens it so that it and its -wal
         # and -shm (which take its mode) are 0600.
-        make_dirs(Path(path).expanduser().parent)
         self.path = str(Path(path).expanduser())
-        create_private(self.path)
+        try:
+            make_dirs(Path(self.path).parent)
+            create_private(self.path)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageFull(f"{self.path}: {exc.strerror}") from exc
+            raise StoreError(
+                f"cannot create the SQLite database {self.path}: {exc.strerror or exc}; "
+                "check that its directory can be made and written by this user, or "
+                "choose another database URL (--database-url or THREADKEEP_DATABASE_URL)"
+            ) from exc
         self._busy_timeout_ms = busy_timeout_ms
         self._engine = sa.create_engine(
             sa.URL.create("sqlite+pysqlite", database=self.path),
