@@ -32,6 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from threadkeep import __version__
+from threadkeep.blobs import fs_path
 from threadkeep.blobs.contract import CHUNK, SHA256
 from threadkeep.config import Settings, load_settings
 from threadkeep.errors import BackupCorrupt, BackupError, BlobMissing, RestoreTargetNotEmpty
@@ -403,7 +404,7 @@ def _check_target(url: str, settings: Settings, force: bool) -> None:
             holds += _tables_with_data(url)
     else:
         holds += _tables_with_data(url)
-    blob_dir = _fs_blob_dir(url, settings)
+    blob_dir = fs_path(settings.blobs, url)
     if blob_dir is not None and blob_dir.is_dir():
         if any(p.is_dir() and len(p.name) == 2 for p in blob_dir.iterdir()):
             holds.append(f"blobs in {blob_dir}")
@@ -424,17 +425,6 @@ def _tables_with_data(url: str) -> list[str]:
         ) from None
     finally:
         engine.dispose()
-
-
-def _fs_blob_dir(url: str, settings: Settings) -> Path | None:
-    from threadkeep.blobs import default_path
-
-    backend = settings.blobs.backend
-    if backend == "auto":
-        backend = "fs" if sa.make_url(url).get_backend_name() == "sqlite" else "postgres"
-    if backend != "fs":
-        return None
-    return Path(settings.blobs.path).expanduser() if settings.blobs.path else default_path(url)
 
 
 def _check_counts(url: str, manifest: Manifest) -> None:

@@ -164,3 +164,23 @@ def test_doctor_warns_when_the_database_is_readable_by_others(tmp_path: Path) ->
     assert check["status"] == "warn"
     assert "tk.db (0644)" in check["detail"]
     assert f"chmod 600 {db} {db}-wal {db}-shm" in check["hint"]
+
+
+def test_doctor_warns_when_the_blob_directory_is_open_to_others(tmp_path: Path) -> None:
+    db = tmp_path / "tk.db"
+    tk, _ = store_with_an_upload(f"sqlite:///{db}")
+    tk.close()
+    blobs = tmp_path / "tk.db-blobs"
+    runner = CliRunner()
+
+    def blob_dir_mode() -> dict[str, str]:
+        done = runner.invoke(app, ["doctor", "--json", "--database-url", f"sqlite:///{db}"])
+        (check,) = [c for c in json.loads(done.stdout)["checks"] if c["name"] == "blob dir mode"]
+        return check
+
+    assert blob_dir_mode()["status"] == "ok"
+    blobs.chmod(0o755)
+    check = blob_dir_mode()
+    assert check["status"] == "warn"
+    assert f"{blobs} (0755)" in check["detail"]
+    assert f"chmod -R go-rwx {blobs}" in check["hint"]

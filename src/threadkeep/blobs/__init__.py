@@ -33,6 +33,16 @@ def default_path(database_url: str) -> Path:
     return data_dir() / "blobs" / name
 
 
+def fs_path(settings: BlobSettings, database_url: str) -> Path | None:
+    """The directory of the fs backend, if ``settings`` choose it for this database."""
+    backend = settings.backend
+    if backend == "auto":
+        backend = "fs" if sa.make_url(database_url).get_backend_name() == "sqlite" else "postgres"
+    if backend != "fs":
+        return None
+    return Path(settings.path).expanduser() if settings.path else default_path(database_url)
+
+
 def open_blob_store(settings: BlobSettings, engine: sa.Engine, database_url: str) -> BlobStore:
     """The blob store ``settings`` name, for the database of ``engine``."""
     backend = settings.backend

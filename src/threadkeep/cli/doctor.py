@@ -27,6 +27,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from threadkeep.blobs import fs_path
 from threadkeep.cli import reindex
 from threadkeep.cli.errors import EXIT_CHECK_FAILED, EXIT_OK, describe
 from threadkeep.cli.errors import _one_line as one_line
@@ -409,6 +410,23 @@ def _check_auth(report: Report, engine: StoreEngine) -> None:
         )
 
 
+def _check_blob_dir(report: Report, path: Path | None) -> None:
+    """The fs blob directory holds every upload; threadkeep makes it 0700,
+    and an older version, or a directory made by hand, may have left it open."""
+    if path is None or not path.is_dir():
+        return
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        report.add(
+            "blob dir mode",
+            "warn",
+            f"{path} ({mode:04o}) lets other accounts on this machine read uploads",
+            f"chmod -R go-rwx {path} (as the account that runs threadkeep)",
+        )
+    else:
+        report.add("blob dir mode", "ok", f"{path} is private ({mode:04o})")
+
+
 def _check_search_index(report: Report, engine: StoreEngine) -> None:
     """SQLite only: PostgreSQL computes its index from each row."""
     found = Threadkeep(engine).check_search_index()
@@ -443,6 +461,7 @@ def run_checks(database_url: str | None = None, host: str | None = None) -> Repo
             if not _check_sqlite_files(report, path):
                 return report
             header_journal = diagnostics.sqlite_file_journal(path)
+    _check_blob_dir(report, fs_path(settings.blobs, url))
     try:
         with _opened(url, settings) as engine:
             report.add("database", "ok", f"reachable: {shown_url(url)} ({engine.dialect})")
