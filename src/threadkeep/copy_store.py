@@ -92,7 +92,9 @@ def copy_store(
     try:
         destination = Threadkeep.open(settings=target)  # creates and migrates its schema
     except (StoreError, sa.exc.DBAPIError) as exc:
-        reason = str(exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc).strip()
+        # The driver's own words (one line), not SQLAlchemy's wrapping of them.
+        driver = getattr(exc, "orig", None) or getattr(exc.__cause__, "orig", None)
+        reason = str(driver or exc).strip()
         raise CopyError(
             f"cannot open the copy's target {shown_url(target_url)}: {reason}; for PostgreSQL, "
             "create the database first (createdb) and check the URL"
