@@ -133,21 +133,15 @@ def test_a_lone_surrogate_in_the_url_is_not_a_500(api: Api, me: Caller) -> None:
 
 
 def test_my_scores_and_order_do_not_depend_on_other_users_rows(
-    api: Api, me: Caller, store: Threadkeep, request: pytest.FixtureRequest
+    api: Api, me: Caller, store: Threadkeep
 ) -> None:
     """A rank computed from statistics over every user's rows tells a caller
     how often *other* users wrote a word: search for it in a message of your
     own, watch the score move. The ranking must depend on the caller's rows
-    alone. PostgreSQL's ts_rank(..., 1) does. SQLite FTS5's bm25 does not (it
-    weighs each word by how many rows of the whole index hold it): a known
-    leak, documented in docs/privacy.md, marked here so that it stays in
-    sight and the mark must go when it is fixed (strict)."""
-    if store.engine.sa_engine.dialect.name == "sqlite":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True, reason="SQLite's bm25 weighs words over every user's rows"
-            )
-        )
+    alone. PostgreSQL's ts_rank(..., 1) does; on SQLite, FTS5's bm25 did not
+    (it weighs each word by how many rows of the whole index hold it), and
+    threadkeep ranks each hit by its own text instead (store/search.py
+    row_rank)."""
     seed(api, me, "notes", "osprey osprey heron", "osprey heron heron", "filler text only")
     seed(api, me, "more", *(f"unrelated line {i}" for i in range(6)))
 

@@ -33,7 +33,7 @@ from threadkeep.store.changes import change_params
 from threadkeep.store.contract import ChangeRow, ReadFn, StoreEngine, WriteFn, WriteTx
 from threadkeep.store.group_commit import GroupCommitQueue, Request
 from threadkeep.store.prepared import cursor, prepared
-from threadkeep.store.search import index_messages
+from threadkeep.store.search import index_messages, row_rank
 from threadkeep.store.tables import changes
 from threadkeep.store.translate import commit_in_doubt, storage_full, translate_errors
 
@@ -131,6 +131,8 @@ class SqliteStore(StoreEngine):
         cur.close()
         # SQLite's lower() folds ASCII only; searches fold like Python does.
         dbapi_conn.create_function("tk_fold", 1, _fold, deterministic=True)
+        # Search ranks each hit by its own text (store/search.py row_rank).
+        dbapi_conn.create_function("tk_rank", 1, row_rank, deterministic=True)
 
     def _switch_to_wal(self, cur: Any) -> str:
         """Switch a fresh file to WAL, waiting out a concurrent opener.
