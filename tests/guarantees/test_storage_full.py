@@ -294,19 +294,23 @@ def test_postgresql_on_a_full_disk_refuses_writes_and_keeps_every_acknowledged_o
 ) -> None:
     url, disk = pg_small_disk
     tk, me, sid = _opened(url)
-    free = shutil.disk_usage(disk).free
-    filler = _filler(disk, max(0, free // 1024 - 1536))  # leave about 1.5 MB
+    try:
+        free = shutil.disk_usage(disk).free
+        filler = _filler(disk, max(0, free // 1024 - 1536))  # leave about 1.5 MB
 
-    acked, refused, first = _append_until_full(tk, me, sid, "pg")
-    assert "disk is full" in str(first)
-    assert len(acked) > 5
-    _check_stored(tk, me, sid, acked, refused)
-    # Upload bytes live in the database here (blobs.backend = auto): refused alike.
-    with pytest.raises(StorageFull):
-        tk.upload(me, sid, [os.urandom(65536) for _ in range(32)], filename="2 MB")
-    assert tk.list_uploads(me, sid) == []
+        acked, refused, first = _append_until_full(tk, me, sid, "pg")
+        assert "disk is full" in str(first)
+        assert len(acked) > 5
+        _check_stored(tk, me, sid, acked, refused)
+        # Upload bytes live in the database here (blobs.backend = auto): refused alike.
+        with pytest.raises(StorageFull):
+            tk.upload(me, sid, [os.urandom(65536) for _ in range(32)], filename="2 MB")
+        assert tk.list_uploads(me, sid) == []
 
-    filler.unlink()
+        filler.unlink()
+    except BaseException:
+        tk.close()  # _room_again closes it on the way that passes
+        raise
     _room_again(tk, url, me, sid, acked, refused)
 
 
