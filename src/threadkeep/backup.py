@@ -42,8 +42,7 @@ from threadkeep.model.sync import SyncState
 from threadkeep.own_files import (
     atomic_file,
     create_private,
-    fsync_dir,
-    fsync_file,
+    fsync_path,
     make_dirs,
     open_new,
 )
@@ -204,6 +203,7 @@ def _backup_into(tk: Threadkeep, root: Path, report: Progress) -> Manifest:
                 lambda done, total: report("database", done, total),
                 len(counts),
             )
+            fsync_path(root / db_file)  # pg_dump syncs it unless told not to; be sure
     manifest = Manifest(
         engine="sqlite" if tk.dialect == "sqlite" else "postgresql",
         schema_revision=revision,
@@ -219,7 +219,6 @@ def _backup_into(tk: Threadkeep, root: Path, report: Progress) -> Manifest:
         _copy_blobs(tk, root, wanted, manifest, report)
     manifest.counts[UPLOAD_BLOBS] = len(wanted)
     done = [0]
-    fsync_file(root / db_file)  # pg_dump syncs its file unless told not to; be sure
     size = (root / db_file).stat().st_size
     manifest.files[db_file] = {
         "size": size,
@@ -265,7 +264,7 @@ def _copy_blobs(
         manifest.files[rel] = {"size": written, "sha256": sha256}
     # The files' names, before the manifest says the backup is whole.
     for directory in sorted(written_into):
-        fsync_dir(directory)
+        fsync_path(directory)
     report("blobs", total, total)
 
 

@@ -33,17 +33,9 @@ PRIVATE_FILE = 0o600
 _NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
-def fsync_dir(path: str | os.PathLike[str]) -> None:
-    """Make the entries of directory ``path`` (files made, renamed, removed) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_file(path: str | os.PathLike[str]) -> None:
-    """Make the bytes of a file another program wrote (pg_dump) durable."""
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """Make durable what ``path`` holds: a directory's entries (files made,
+    renamed, removed), or the bytes of a file another program wrote."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -70,7 +62,7 @@ def make_dirs(path: str | os.PathLike[str]) -> None:
                 raise
             # Another writer made it at the same moment: it syncs its own.
             continue
-        fsync_dir(level.parent)
+        fsync_path(level.parent)
 
 
 def create_private(path: str | os.PathLike[str]) -> bool:
@@ -81,7 +73,7 @@ def create_private(path: str | os.PathLike[str]) -> bool:
         os.close(os.open(path, _NEW, PRIVATE_FILE))
     except FileExistsError:
         return False
-    fsync_dir(Path(path).parent)
+    fsync_path(Path(path).parent)
     return True
 
 
@@ -99,7 +91,7 @@ def replace(temp: str | os.PathLike[str], final: str | os.PathLike[str]) -> None
     """Rename ``temp`` over ``final`` and make the new name durable. (The
     caller has fsynced ``temp``'s bytes.)"""
     os.replace(temp, final)
-    fsync_dir(Path(final).parent)
+    fsync_path(Path(final).parent)
 
 
 @contextlib.contextmanager

@@ -42,7 +42,7 @@ from threadkeep.blobs.contract import (
     Source,
 )
 from threadkeep.errors import BlobMissing, StorageFull
-from threadkeep.own_files import PRIVATE_DIR, fsync_dir, make_dirs, open_new, replace
+from threadkeep.own_files import PRIVATE_DIR, fsync_path, make_dirs, open_new, replace
 
 # The name a collector gives a blob while it decides (``tmp/gc-<sha256>-<uuid>``),
 # and how often it decides again when another process puts the blob back.
@@ -141,7 +141,7 @@ class FilesystemBlobStore(BlobStore):
             if self._delete_unused(sha256, referenced, cutoff, changed):
                 deleted.append(sha256)
         for directory in sorted(changed):  # once per directory, not per blob
-            fsync_dir(directory)
+            fsync_path(directory)
         for leftover in self.tmp.iterdir():
             with contextlib.suppress(FileNotFoundError):
                 if leftover.name.startswith("put-") and _mtime(leftover) < cutoff:
@@ -158,7 +158,7 @@ class FilesystemBlobStore(BlobStore):
         changed: set[Path] = set()
         deleted = self._delete_unused(sha256, referenced, cutoff, changed)
         for directory in sorted(changed):
-            fsync_dir(directory)
+            fsync_path(directory)
         return deleted
 
     def _delete_unused(
@@ -192,8 +192,8 @@ class FilesystemBlobStore(BlobStore):
         os.replace(aside, final)
         # Both names are durable: the blob's, and the aside one's removal
         # (or after a power cut the next open would find it twice).
-        fsync_dir(final.parent)
-        fsync_dir(aside.parent)
+        fsync_path(final.parent)
+        fsync_path(aside.parent)
 
     def _restore_set_aside(self) -> None:
         """Put back every blob a collector set aside and did not decide on

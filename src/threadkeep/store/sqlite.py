@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import sqlite3
 import threading
@@ -25,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
-from threadkeep.errors import StorageFull, StoreClosed, StoreError, ThreadkeepError
+from threadkeep.errors import StoreClosed, StoreError, ThreadkeepError
 from threadkeep.model.common import Committed, utcnow
 from threadkeep.model.jsontext import dumps
 from threadkeep.own_files import create_private, make_dirs
@@ -82,9 +81,7 @@ class SqliteStore(StoreEngine):
             make_dirs(Path(self.path).parent)
             create_private(self.path)
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StorageFull(f"{self.path}: {exc.strerror}") from exc
-            raise StoreError(
+            raise storage_full(exc) or StoreError(
                 f"cannot create the SQLite database {self.path}: {exc.strerror or exc}; "
                 "check that its directory can be made and written by this user, or "
                 "choose another database URL (--database-url or THREADKEEP_DATABASE_URL)"

@@ -7,6 +7,7 @@ so the original stays in the traceback.
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 from typing import Any
 
@@ -68,6 +69,8 @@ def _pooler_hint(exc: BaseException) -> str:
 _SQLITE_FULL = sqlite3.SQLITE_FULL
 _SQLITE_IOERR = sqlite3.SQLITE_IOERR
 _PG_DISK_FULL = "53100"
+# A full disk, or the user's quota on it, met by a file threadkeep writes itself.
+_OS_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _sqlite_code(exc: BaseException) -> int | None:
@@ -82,6 +85,8 @@ def storage_full(exc: BaseException) -> StorageFull | None:
     PostgreSQL as SQLSTATE 53100 (``could not extend file``, ``could not
     write``)."""
     orig = _driver_error(exc)
+    if isinstance(orig, OSError) and orig.errno in _OS_FULL:
+        return StorageFull(f"{orig.filename}: {orig.strerror}")
     if getattr(orig, "sqlstate", None) != _PG_DISK_FULL and _sqlite_code(orig) != _SQLITE_FULL:
         return None
     text = str(orig).strip()
