@@ -57,5 +57,4 @@ def test_an_error_and_its_cause_leave_the_values_out(
             made.dispose()
     logged = "".join(traceback.format_exception(err.value))
     assert err.value.__cause__ is not None  # the driver's error is chained, and logged
-    assert "hide_parameters" in logged or "parameters" not in logged, logged
     assert SECRET not in logged, logged

@@ -68,153 +68,85 @@ static int exists_at(int dirfd, const char *path) {
     return fstatat(dirfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
-static int opened(int dirfd, const char *path, int flags, int existed, int fd) {
-    if (fd >= 0 && (flags & O_CREAT) && !existed) {
-        char p[4096];
-        absolute(dirfd, path, p, sizeof p);
-        record("create", p, NULL);
-    }
-    return fd;
-}
-
 #define MODE_ARG(flags) \
     mode_t mode = 0; \
     if ((flags) & (O_CREAT | O_TMPFILE)) { \
         va_list ap; va_start(ap, flags); mode = va_arg(ap, mode_t); va_end(ap); \
     }
 
-int open(const char *path, int flags, ...) {
-    MODE_ARG(flags);
-    REAL(open);
-    pthread_mutex_lock(&lock);
-    int existed = exists_at(AT_FDCWD, path);
-    int fd = opened(AT_FDCWD, path, flags, existed, real_open(path, flags, mode));
-    pthread_mutex_unlock(&lock);
-    return fd;
-}
+/* Every variant goes through the *at call it stands for (open is
+ * openat(AT_FDCWD, ...), and so on), so the recording is written once. */
 
-int open64(const char *path, int flags, ...) {
-    MODE_ARG(flags);
-    REAL(open64);
-    pthread_mutex_lock(&lock);
-    int existed = exists_at(AT_FDCWD, path);
-    int fd = opened(AT_FDCWD, path, flags, existed, real_open64(path, flags, mode));
-    pthread_mutex_unlock(&lock);
-    return fd;
-}
-
-int openat(int dirfd, const char *path, int flags, ...) {
-    MODE_ARG(flags);
+static int open_at(int dirfd, const char *path, int flags, mode_t mode) {
     REAL(openat);
     pthread_mutex_lock(&lock);
     int existed = exists_at(dirfd, path);
-    int fd = opened(dirfd, path, flags, existed, real_openat(dirfd, path, flags, mode));
-    pthread_mutex_unlock(&lock);
-    return fd;
-}
-
-int openat64(int dirfd, const char *path, int flags, ...) {
-    MODE_ARG(flags);
-    REAL(openat64);
-    pthread_mutex_lock(&lock);
-    int existed = exists_at(dirfd, path);
-    int fd = opened(dirfd, path, flags, existed, real_openat64(dirfd, path, flags, mode));
-    pthread_mutex_unlock(&lock);
-    return fd;
-}
-
-int creat(const char *path, mode_t mode) {
-    return open(path, O_CREAT | O_WRONLY | O_TRUNC, mode);
-}
-
-int creat64(const char *path, mode_t mode) {
-    return open64(path, O_CREAT | O_WRONLY | O_TRUNC, mode);
-}
-
-static int path_op(const char *op, int dirfd, const char *path, int rc) {
-    if (rc == 0) {
+    int fd = real_openat(dirfd, path, flags, mode);
+    if (fd >= 0 && (flags & O_CREAT) && !existed) {
         char p[4096];
         absolute(dirfd, path, p, sizeof p);
-        record(op, p, NULL);
+        record("create", p, NULL);
     }
-    return rc;
+    pthread_mutex_unlock(&lock);
+    return fd;
 }
 
-int mkdir(const char *path, mode_t mode) {
-    REAL(mkdir);
-    pthread_mutex_lock(&lock);
-    int rc = path_op("mkdir", AT_FDCWD, path, real_mkdir(path, mode));
-    pthread_mutex_unlock(&lock);
-    return rc;
-}
+int open(const char *path, int flags, ...) { MODE_ARG(flags); return open_at(AT_FDCWD, path, flags, mode); }
+int open64(const char *path, int flags, ...) { MODE_ARG(flags); return open_at(AT_FDCWD, path, flags, mode); }
+int openat(int dirfd, const char *path, int flags, ...) { MODE_ARG(flags); return open_at(dirfd, path, flags, mode); }
+int openat64(int dirfd, const char *path, int flags, ...) { MODE_ARG(flags); return open_at(dirfd, path, flags, mode); }
+int creat(const char *path, mode_t mode) { return open_at(AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode); }
+int creat64(const char *path, mode_t mode) { return open_at(AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode); }
 
 int mkdirat(int dirfd, const char *path, mode_t mode) {
     REAL(mkdirat);
     pthread_mutex_lock(&lock);
-    int rc = path_op("mkdir", dirfd, path, real_mkdirat(dirfd, path, mode));
+    int rc = real_mkdirat(dirfd, path, mode);
+    if (rc == 0) {
+        char p[4096];
+        absolute(dirfd, path, p, sizeof p);
+        record("mkdir", p, NULL);
+    }
     pthread_mutex_unlock(&lock);
     return rc;
 }
 
-int unlink(const char *path) {
-    REAL(unlink);
-    pthread_mutex_lock(&lock);
-    int rc = path_op("unlink", AT_FDCWD, path, real_unlink(path));
-    pthread_mutex_unlock(&lock);
-    return rc;
-}
+int mkdir(const char *path, mode_t mode) { return mkdirat(AT_FDCWD, path, mode); }
 
 int unlinkat(int dirfd, const char *path, int flags) {
     REAL(unlinkat);
     pthread_mutex_lock(&lock);
     int rc = real_unlinkat(dirfd, path, flags);
-    path_op((flags & AT_REMOVEDIR) ? "rmdir" : "unlink", dirfd, path, rc);
+    if (rc == 0) {
+        char p[4096];
+        absolute(dirfd, path, p, sizeof p);
+        record((flags & AT_REMOVEDIR) ? "rmdir" : "unlink", p, NULL);
+    }
     pthread_mutex_unlock(&lock);
     return rc;
 }
 
-int rmdir(const char *path) {
-    REAL(rmdir);
+int unlink(const char *path) { return unlinkat(AT_FDCWD, path, 0); }
+int rmdir(const char *path) { return unlinkat(AT_FDCWD, path, AT_REMOVEDIR); }
+
+int renameat2(int olddirfd, const char *from, int newdirfd, const char *to, unsigned flags) {
+    REAL(renameat2);
     pthread_mutex_lock(&lock);
-    int rc = path_op("rmdir", AT_FDCWD, path, real_rmdir(path));
-    pthread_mutex_unlock(&lock);
-    return rc;
-}
-
-static int renamed(int olddirfd, const char *from, int newdirfd, const char *to, int rc) {
+    int rc = real_renameat2(olddirfd, from, newdirfd, to, flags);
     if (rc == 0) {
         char a[4096], b[4096];
         absolute(olddirfd, from, a, sizeof a);
         absolute(newdirfd, to, b, sizeof b);
         record("rename", a, b);
     }
-    return rc;
-}
-
-int rename(const char *from, const char *to) {
-    REAL(rename);
-    pthread_mutex_lock(&lock);
-    int rc = renamed(AT_FDCWD, from, AT_FDCWD, to, real_rename(from, to));
     pthread_mutex_unlock(&lock);
     return rc;
 }
 
 int renameat(int olddirfd, const char *from, int newdirfd, const char *to) {
-    REAL(renameat);
-    pthread_mutex_lock(&lock);
-    int rc = renamed(olddirfd, from, newdirfd, to, real_renameat(olddirfd, from, newdirfd, to));
-    pthread_mutex_unlock(&lock);
-    return rc;
+    return renameat2(olddirfd, from, newdirfd, to, 0);
 }
-
-int renameat2(int olddirfd, const char *from, int newdirfd, const char *to, unsigned flags) {
-    REAL(renameat2);
-    pthread_mutex_lock(&lock);
-    int rc = renamed(olddirfd, from, newdirfd, to,
-                     real_renameat2(olddirfd, from, newdirfd, to, flags));
-    pthread_mutex_unlock(&lock);
-    return rc;
-}
+int rename(const char *from, const char *to) { return renameat2(AT_FDCWD, from, AT_FDCWD, to, 0); }
 
 static int synced(int fd, int rc) {
     if (rc == 0) {

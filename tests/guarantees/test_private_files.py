@@ -148,19 +148,19 @@ def test_a_backup_is_private_on_either_engine(db_url: str, tmp_path: Path) -> No
     assert shared(tmp_path / "monday") == {}
 
 
+def doctor_check(db: Path, name: str) -> dict[str, str]:
+    """``threadkeep doctor``'s check ``name`` for the SQLite database ``db``."""
+    done = CliRunner().invoke(app, ["doctor", "--json", "--database-url", f"sqlite:///{db}"])
+    (check,) = [c for c in json.loads(done.stdout)["checks"] if c["name"] == name]
+    return check
+
+
 def test_doctor_warns_when_the_database_is_readable_by_others(tmp_path: Path) -> None:
     db = tmp_path / "tk.db"
     Threadkeep.open(f"sqlite:///{db}").close()
-    runner = CliRunner()
-
-    def file_modes() -> dict[str, str]:
-        done = runner.invoke(app, ["doctor", "--json", "--database-url", f"sqlite:///{db}"])
-        (check,) = [c for c in json.loads(done.stdout)["checks"] if c["name"] == "file modes"]
-        return check
-
-    assert file_modes()["status"] == "ok"
+    assert doctor_check(db, "file modes")["status"] == "ok"
     db.chmod(0o644)  # as an older threadkeep, or a copy, left it
-    check = file_modes()
+    check = doctor_check(db, "file modes")
     assert check["status"] == "warn"
     assert "tk.db (0644)" in check["detail"]
     assert f"chmod 600 {db} {db}-wal {db}-shm" in check["hint"]
@@ -171,16 +171,9 @@ def test_doctor_warns_when_the_blob_directory_is_open_to_others(tmp_path: Path) 
     tk, _ = store_with_an_upload(f"sqlite:///{db}")
     tk.close()
     blobs = tmp_path / "tk.db-blobs"
-    runner = CliRunner()
-
-    def blob_dir_mode() -> dict[str, str]:
-        done = runner.invoke(app, ["doctor", "--json", "--database-url", f"sqlite:///{db}"])
-        (check,) = [c for c in json.loads(done.stdout)["checks"] if c["name"] == "blob dir mode"]
-        return check
-
-    assert blob_dir_mode()["status"] == "ok"
+    assert doctor_check(db, "blob dir mode")["status"] == "ok"
     blobs.chmod(0o755)
-    check = blob_dir_mode()
+    check = doctor_check(db, "blob dir mode")
     assert check["status"] == "warn"
     assert f"{blobs} (0755)" in check["detail"]
     assert f"chmod -R go-rwx {blobs}" in check["hint"]
