@@ -9,7 +9,7 @@ from typing import Any
 
 from conftest import apply_changes
 from random_writes import WORD
-from threadkeep import Actor, Threadkeep
+from threadkeep import Actor, Session, Threadkeep
 from threadkeep.model.sync import ShapeSnapshot
 from threadkeep.sync.shapes import Shape, change_messages, snapshot_messages
 
@@ -75,7 +75,13 @@ def assert_log_rebuilds(
 def assert_views_agree(tk: Threadkeep, actor: Actor, context: object = None) -> None:
     """The other views of the actor's messages agree with the rows: search
     finds every message written with WORD (none of them streams), the SQLite
-    index matches its tables, and each session's history is seq 1..head."""
+    index matches its tables, each session's history is seq 1..head, and
+    each tag's view of the session list (session_tags) is the list's
+    sessions that carry the tag, in the list's order."""
+    listed = _all_pages(tk, actor, {})
+    for tag in {t for s in listed for t in s.tags}:
+        want = [s.id for s in listed if tag in s.tags]
+        assert [s.id for s in _all_pages(tk, actor, {"tag": tag})] == want, (tag, context)
     messages = tk.shape_snapshot(actor, "messages").rows
     wrote = {r["id"] for r in messages if WORD in (r["content"] or "")}
     assert _search_ids(tk, actor, WORD) == wrote, context
@@ -91,3 +97,14 @@ def assert_views_agree(tk: Threadkeep, actor: Actor, context: object = None) -> 
                 f"history of {sid} is not 1..head ({context}): parent "
                 f"{s.parent_session_id} at {s.fork_seq}, head {s.head_seq}: {where}"
             )
+
+
+def _all_pages(tk: Threadkeep, actor: Actor, flt: dict[str, Any]) -> list[Session]:
+    found: list[Session] = []
+    cursor = None
+    while True:
+        page = tk.list_sessions(actor, flt, limit=100, cursor=cursor)
+        found.extend(page.items)
+        if page.next_cursor is None:
+            return found
+        cursor = page.next_cursor

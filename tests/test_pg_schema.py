@@ -433,3 +433,20 @@ def test_a_new_schema_beside_an_applications_tables_says_nothing(
     with caplog.at_level("WARNING", logger="threadkeep.store.migrate"):
         Threadkeep.open(with_schema(shared_db, "chat")).close()
     assert caplog.records == []
+
+
+def test_the_tag_index_follows_a_write_made_from_outside_the_schema(shared_db: str) -> None:
+    """session_tags is kept by a trigger function that runs with the store's
+    search_path, not the caller's: an operator's UPDATE from a connection
+    on ``public`` (which has an application table named ``sessions``)
+    still updates threadkeep's index, and nothing of the application's."""
+    before = app_state(shared_db)
+    url = with_schema(shared_db, "threadkeep")
+    with Threadkeep.open(url) as tk:
+        me = Actor(tk.create_user("ada").value.id)
+        s = tk.create_session(me, tags=["old"]).value
+    psql(shared_db, f"UPDATE threadkeep.sessions SET tags = '[\"new\"]' WHERE id = '{s.id}'")
+    with Threadkeep.open(url) as tk:
+        assert [x.id for x in tk.list_sessions(me, tag="new").items] == [s.id]
+        assert tk.list_sessions(me, tag="old").items == []
+    assert app_state(shared_db) == before

@@ -147,3 +147,19 @@ def query_plan(conn: sa.Connection, sql: str, params: Any) -> str:
     finally:
         conn.exec_driver_sql("DEALLOCATE caught")
         conn.exec_driver_sql("RESET ALL")  # the pooled connection goes back as it came
+
+
+def list_plan(tk: Threadkeep, actor: Actor, **flt: Any) -> str:
+    """The plan of the statement ``list_sessions(actor, **flt)`` runs, asked
+    the way ``query_plan`` asks. The list runs compiled statements on the
+    DBAPI cursor (store/prepared.py), which SQLAlchemy's events do not see,
+    so the statement is chosen here as the store chooses it."""
+    from threadkeep.model.sessions import SessionFilter
+    from threadkeep.store import sessions as session_q
+
+    with tk.engine.sa_engine.connect() as conn:
+        stmt, values = session_q.list_query(
+            conn, tk.engine, actor.user_id, SessionFilter(**flt), 50, None
+        )
+        params = stmt.params(values)
+        return query_plan(conn, stmt.sql, tuple(params) if isinstance(params, list) else params)

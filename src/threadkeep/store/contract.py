@@ -156,8 +156,11 @@ class StoreEngine(abc.ABC):
         """``column`` case-folded (Unicode-aware), to match Python's casefold()."""
 
     @abc.abstractmethod
-    def tag_predicate(self, column: sa.ColumnElement[Any], tag: str) -> sa.ColumnElement[bool]:
-        """SQL that is true when the JSON list ``column`` holds ``tag``."""
+    def carries_tag(self, session: sa.ColumnCollection[str, Any]) -> sa.ColumnElement[bool]:
+        """SQL that is true when the session row ``session`` carries the tag
+        bound as ``tag`` (its owner bound as ``owner``), tested as the list
+        walks past the row: whichever of the row's own ``tags`` and
+        ``session_tags`` is the cheaper test on this engine."""
 
     #: Whether the database keeps the message search index by itself, inside
     #: the writing statement (PostgreSQL: a generated column). When False, code
@@ -165,6 +168,13 @@ class StoreEngine(abc.ABC):
     #: engine indexes them with one statement: still in the same transaction,
     #: but not row by row (see revision 0007).
     indexes_by_itself = True
+
+    #: Whether the planner knows that a subquery's rows come out in the order
+    #: of its ORDER BY, so that a query over the first rows of the session
+    #: list need not sort them again. PostgreSQL does. SQLite (3.40) sorts
+    #: them again, which costs more than the window saves: there the list's
+    #: tag walk is not bounded (store/sessions.py ``WALK_WINDOW``).
+    keeps_subquery_order = True
 
     #: Whether :meth:`append_at_once` is implemented.
     supports_append_at_once = False

@@ -28,13 +28,14 @@ from threadkeep.store import pg_connect, search
 from threadkeep.store.backup import Report, row_counts, sa_url
 from threadkeep.store.changes import pending_in_commit_order
 from threadkeep.store.sync import read_state, reset_epochs
-from threadkeep.store.tables import changes, log_state, metadata, sessions
+from threadkeep.store.tables import DERIVED, changes, log_state, metadata, sessions
 
 # Not copied as rows: the blob store's own tables (its bytes are copied
 # through the blob stores, which may not keep them in the database at all),
-# one server instance's sync positions, and log_state, whose one row the
-# migration made and finish() sets.
-NOT_COPIED = frozenset({"blobs", "blob_chunks", "sync_readers", "log_state"})
+# one server instance's sync positions, log_state, whose one row the
+# migration made and finish() sets, and the tables the target's triggers
+# fill from the copied rows (tables.DERIVED).
+NOT_COPIED = frozenset({"blobs", "blob_chunks", "sync_readers", "log_state", *DERIVED})
 COPIED = tuple(t for t in metadata.sorted_tables if t.name not in NOT_COPIED)
 
 _CHUNK = 2_000  # rows per fetch and per INSERT batch

