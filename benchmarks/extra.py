@@ -18,6 +18,12 @@ Per engine, on a fresh store:
 * **keyset depth**: walk every page of 50 with ``next_cursor`` (the last, page
   2,000 at full scale, holds the 50 oldest), then time page 1 and the deepest
   page with its cursor, 50 runs each; the ratio deep/page-1 should be ~1.
+* **filtered views** of those 100,000 sessions: tags carried by half of
+  them, a tenth, a hundredth, 20 of them, none of them, and the 5,000 oldest
+  (a common tag that no recent session carries); 20 starred sessions; a
+  title substring 11 sessions hold. p50 over 20 runs of the first page of
+  50, checked against the truth computed in Python, and its ratio to the
+  unfiltered page's p50 in the same run.
 * **fork 10k**: a session holding 10,000 messages; ``fork_session(at_seq=k)``
   at 20 random k, p50; each fork is checked (its length is k, its last
   message is the parent's k-th).
@@ -62,6 +68,7 @@ SIZES = {
     "SESSIONS": 100_000,
     "PAGE": 50,
     "LIST_RUNS": 50,
+    "VIEW_RUNS": 20,
     "CREATE_BATCH": 1_000,
     "FORK_MSGS": 10_000,
     "FORK_RUNS": 20,
@@ -184,6 +191,7 @@ def bulk_sessions(tk: Threadkeep, me: Actor, sz: dict[str, int]) -> tuple[list[t
         at = base + timedelta(microseconds=off)
         todo.append((at, f"s{i:06d}"))
     rows.extend(todo)
+    tags = view_tags(todo, rng)
     b = sz["CREATE_BATCH"]
     for start in range(0, len(todo), b):
         values = [
@@ -191,6 +199,8 @@ def bulk_sessions(tk: Threadkeep, me: Actor, sz: dict[str, int]) -> tuple[list[t
                 **template,
                 "id": sid,
                 "title": f"Chat {sid}",
+                "tags": tags.get(sid, []),
+                "starred": sid in tags.get("starred", ()),
                 "created_at": at,
                 "updated_at": at,
                 "last_activity_at": at,
@@ -205,6 +215,72 @@ def bulk_sessions(tk: Threadkeep, me: Actor, sz: dict[str, int]) -> tuple[list[t
 
         tk.engine.write(op)
     return rows, time.perf_counter() - t0
+
+
+# The tags of the filtered views, by the share of sessions that carry them.
+VIEW_SHARES = {"half": 0.5, "tenth": 0.1, "hundredth": 0.01}
+VIEW_FEW = 20  # sessions carrying the "few" tag, and starred ones
+VIEW_OLD = 5_000  # the oldest sessions, which alone carry the "old" tag
+
+
+def view_tags(todo: list[tuple], rng: random.Random) -> dict[str, Any]:
+    """Each session's tags for the filtered views, by id (and, under
+    "starred", the ids of the starred ones)."""
+    ids = [sid for _, sid in todo]
+    out: dict[str, Any] = {}
+    chosen = {name: rng.sample(ids, int(len(ids) * share)) for name, share in VIEW_SHARES.items()}
+    chosen["few"] = rng.sample(ids, min(VIEW_FEW, len(ids)))
+    chosen["old"] = [sid for _, sid in sorted(todo)[:VIEW_OLD]]
+    for name, picked in chosen.items():
+        for sid in picked:
+            out.setdefault(sid, []).append(name)
+    out["starred"] = set(rng.sample(ids, min(VIEW_FEW, len(ids))))
+    return out
+
+
+def w_views(tk: Threadkeep, me: Actor, rows: list[tuple], sz: dict[str, int]) -> dict[str, Any]:
+    """The first page of each filtered view, timed and checked, beside the
+    unfiltered page in the same run."""
+    page, runs = sz["PAGE"], sz["VIEW_RUNS"]
+    by_recency = [sid for _, sid in sorted(rows, reverse=True)]
+    every: dict[str, Any] = {}
+    cursor = None
+    while True:  # what each session holds, as stored
+        p = tk.list_sessions(me, limit=500, cursor=cursor)
+        every.update({s.id: s for s in p.items})
+        if p.next_cursor is None:
+            break
+        cursor = p.next_cursor
+    views: dict[str, tuple[dict[str, Any], Any]] = {
+        "none": ({}, lambda s: True),
+        **{
+            f"tag {name}": ({"tag": name}, lambda s, t=name: t in s.tags)
+            for name in (*VIEW_SHARES, "few", "old", "absent")
+        },
+        "starred": ({"starred": True}, lambda s: s.starred),
+        "title": ({"title_contains": "chat s00001"}, lambda s: "chat s00001" in s.title.lower()),
+    }
+    out: dict[str, Any] = {"sessions": len(rows), "page": page, "runs": runs}
+    ok = True
+    base = None
+    for name, (flt, holds) in views.items():
+        truth = [sid for sid in by_recency if holds(every[sid])][:page]
+        tk.list_sessions(me, flt, limit=page)  # warm
+        gc.collect()
+        lat, got = timed(lambda flt=flt: tk.list_sessions(me, flt, limit=page), runs)
+        right = [s.id for s in got.items] == truth
+        ok &= right
+        p50 = pct(lat, 50)
+        base = p50 if base is None else base
+        out[name] = {
+            "p50_ms": p50,
+            "p99_ms": pct(lat, 99),
+            "vs_unfiltered": p50 / base,
+            "matching": sum(1 for sid in by_recency if holds(every[sid])),
+            "correct": right,
+        }
+    out["verified"] = ok
+    return out
 
 
 def w_list(tk: Threadkeep, me: Actor, rows: list[tuple], sz: dict[str, int]) -> dict[str, Any]:
@@ -329,6 +405,8 @@ def run_engine(engine: str, sz: dict[str, int], datadir: str) -> dict[str, Any]:
         print(f"[extra {engine}] {len(rows)} sessions in {secs:.1f}s", file=sys.stderr)
         res["list"] = w_list(tk, me, rows, sz)
         print(f"[extra {engine}] list done", file=sys.stderr)
+        res["views"] = w_views(tk, me, rows, sz)
+        print(f"[extra {engine}] views done", file=sys.stderr)
         res["fork"] = w_fork_last(tk, me, sz)
         print(f"[extra {engine}] fork/last done", file=sys.stderr)
     except Exception as e:  # recorded; the other engine still runs
