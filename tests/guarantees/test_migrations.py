@@ -699,3 +699,27 @@ def test_the_tags_revision_downgrades_and_builds_its_index_again(db_url: str) ->
         assert [s.id for s in tk.list_sessions(me, tag="b", trashed=True).items] == ["s3"]
         tk.update_session(me, "s0", {"tags": ["c"]})  # and the triggers are back
         assert [s.id for s in tk.list_sessions(me, tag="c").items] == ["s2", "s0"]
+
+
+def test_the_tags_revision_applies_again_over_a_restored_older_dump(db_url: str) -> None:
+    """What restoring a PostgreSQL dump taken at 0010 leaves: sessions made
+    again without their triggers, no session_tags, the revision at 0010,
+    and the function of 0011 still there (pg_restore drops only what the
+    dump holds). Opening the store migrates through 0011 again."""
+    with Threadkeep.open(db_url) as tk:
+        me = Actor(tk.create_user("ada", id="u1").value.id)
+        tk.create_session(me, id="s1", tags=["kept"])
+    eng = _sa_engine(db_url)
+    try:
+        with eng.begin() as conn:
+            on = " ON sessions" if conn.dialect.name == "postgresql" else ""
+            for event in ("insert", "update", "delete"):
+                conn.exec_driver_sql(f"DROP TRIGGER session_tags_{event}{on}")
+            conn.exec_driver_sql("DROP TABLE session_tags")
+            conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0010'")
+    finally:
+        eng.dispose()
+    with Threadkeep.open(db_url) as tk:
+        assert [s.id for s in tk.list_sessions(me, tag="kept").items] == ["s1"]
+        tk.update_session(me, "s1", {"tags": ["moved"]})
+        assert [s.id for s in tk.list_sessions(me, tag="moved").items] == ["s1"]

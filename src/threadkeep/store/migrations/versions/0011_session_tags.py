@@ -36,8 +36,11 @@ depends_on = None
 
 # --- PostgreSQL -----------------------------------------------------------------
 
+# OR REPLACE: restoring a dump taken before this revision drops and makes
+# again the tables it holds, sessions and its triggers included, but leaves
+# this function, and the store then migrates through here once more.
 _PG_FUNCTION = """
-CREATE FUNCTION session_tags_follow() RETURNS trigger
+CREATE OR REPLACE FUNCTION session_tags_follow() RETURNS trigger
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
     IF TG_OP <> 'INSERT' THEN
