@@ -190,9 +190,10 @@ def test_each_way_reads_the_index_as_planned(tk: Threadkeep, actor: Actor, few_t
     """ "few": the tag's entries of session_tags' key, then each session by
     its key (on PostgreSQL a nested loop, never a hash join over every
     session); "common": the list's own index, newest first, testing each
-    session as it passes (SQLite: a key lookup in session_tags; PostgreSQL:
-    the row's jsonb, over a window it does not sort again). PostgreSQL's
-    plan is the generic one: a value cannot steer it."""
+    session as it passes (SQLite: a key lookup in session_tags, above the
+    window's activity time; PostgreSQL: the row's jsonb, over a window it
+    does not sort again). PostgreSQL's plan is the generic one: a value
+    cannot steer it."""
     for i in range(12):
         new_session(tk, actor, tags=["t"] if i % 3 == 0 else [])
     assert len(tk.list_sessions(actor, tag="t").items) == 4
@@ -203,6 +204,8 @@ def test_each_way_reads_the_index_as_planned(tk: Threadkeep, actor: Actor, few_t
         assert sqlite or ("Nested Loop" in plan and "Hash" not in plan), plan
     elif sqlite:
         assert "ix_sessions_live_activity" in plan and "session_tags" in plan, plan
+        # bounded by the window's activity time, and never sorted
+        assert "(owner_id=? AND last_activity_at>?)" in plan, plan
         assert "TEMP B-TREE" not in plan, plan
     else:
         assert "ix_sessions_live_activity" in plan and "Sort" not in plan, plan

@@ -171,9 +171,9 @@ class StoreEngine(abc.ABC):
 
     #: Whether the planner knows that a subquery's rows come out in the order
     #: of its ORDER BY, so that a query over the first rows of the session
-    #: list need not sort them again. PostgreSQL does. SQLite (3.40) sorts
-    #: them again, which costs more than the window saves: there the list's
-    #: tag walk is not bounded (store/sessions.py ``WALK_WINDOW``).
+    #: list need not sort them again. PostgreSQL does; SQLite (3.40) sorts
+    #: them again, and there the list's tag walk is bounded another way
+    #: (store/sessions.py ``_walk_window``).
     keeps_subquery_order = True
 
     #: Whether :meth:`append_at_once` is implemented.

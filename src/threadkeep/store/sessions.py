@@ -178,7 +178,6 @@ class _ListShape:
     trashed: bool
     flags: tuple[tuple[str, bool], ...]
     tag: str | None  # "few" or "common", below
-    window: bool  # the "common" walk stops after WALK_WINDOW sessions
     title: bool
     after: bool
 
@@ -187,15 +186,14 @@ class _ListShape:
 # through session_tags and sort them, a cost that grows with their number.
 # "common": walk the list newest first and test each session as it passes
 # (``StoreEngine.carries_tag``), a cost that grows with how many sessions it
-# passes per hit, so it falls as the tag gets commoner. Where the engine allows it
-# (``StoreEngine.keeps_subquery_order``), the walk stops after WALK_WINDOW
-# sessions and a page it did not fill is read the first way: a common tag
-# that recent sessions lack (one only old sessions carry) would otherwise
-# walk the whole list.
+# passes per hit, so it falls as the tag gets commoner. The walk stops after
+# WALK_WINDOW sessions and a page it did not fill is read the first way: a
+# common tag that recent sessions lack (one only old sessions carry) would
+# otherwise walk the whole list.
 # Fewer sessions than this carrying the tag: the first way. Measured at
 # 100,000 sessions, see docs/performance.md "Filtered views".
 FEW_TAGGED = 600
-WALK_WINDOW = 8_000
+WALK_WINDOW = 4_000
 
 
 def list_sessions(
@@ -236,7 +234,7 @@ def list_query(
         values["tag"] = flt.tag
         if tag_way is None:
             tag_way = "few" if _few_carry(conn, owner_id, flt.tag) else "common"
-        if tag_way == "common" and engine.keeps_subquery_order:
+        if tag_way == "common":
             values["window"] = WALK_WINDOW
     if flt.title_contains:
         values["title"] = _contains_pattern(flt.title_contains)
@@ -246,7 +244,6 @@ def list_query(
         trashed=bool(flt.trashed),
         flags=tuple((f, w) for f in SESSION_FLAGS if (w := getattr(flt, f)) is not None),
         tag=tag_way if flt.tag is not None else None,
-        window="window" in values,
         title=bool(flt.title_contains),
         after=cursor is not None,
     )
@@ -278,19 +275,31 @@ def _list_statement(engine: StoreEngine, shape: _ListShape) -> sa.Executable:
         q = q.where(sa.tuple_(c.last_activity_at, c.id) < sa.tuple_(at, sa.bindparam("key")))
     q = q.order_by(c.last_activity_at.desc(), c.id.desc())
     if shape.tag == "common":
-        q = _walk_window(engine, q) if shape.window else q.where(engine.carries_tag(c))
+        q = _walk_window(engine, q)
     return q.limit(sa.bindparam("n", type_=sa.BigInteger))
 
 
 def _walk_window(engine: StoreEngine, listed: sa.Select[Any]) -> sa.Select[Any]:
-    """Those of the list's first ``window`` sessions that carry the tag."""
-    recent = listed.limit(sa.bindparam("window", type_=sa.BigInteger)).subquery("recent")
-    c = recent.c
-    return (
-        sa.select(recent)
-        .where(engine.carries_tag(c))
-        .order_by(c.last_activity_at.desc(), c.id.desc())
-    )
+    """Those of the list's first ``window`` sessions that carry the tag.
+
+    PostgreSQL knows the rows of a subquery come out in its order: the
+    window is a subquery with a LIMIT. SQLite (3.40) would sort them again,
+    all ``window`` of them, whole (20 ms): there the window is a lower bound
+    on the activity time, the ``window``-th session's, read from the index
+    first ('' when there are fewer, which every stored time passes)."""
+    window = sa.bindparam("window", type_=sa.BigInteger)
+    if engine.keeps_subquery_order:
+        recent = listed.limit(window).subquery("recent")
+        c = recent.c
+        return (
+            sa.select(recent)
+            .where(engine.carries_tag(c))
+            .order_by(c.last_activity_at.desc(), c.id.desc())
+        )
+    c = sessions.c
+    edge = listed.with_only_columns(c.last_activity_at).limit(1).offset(window)
+    bound = sa.func.coalesce(edge.scalar_subquery(), sa.literal_column("''"))
+    return listed.where(c.last_activity_at >= bound, engine.carries_tag(c))
 
 
 def _few_carry(conn: sa.Connection, owner_id: str, tag: str) -> bool:
