@@ -78,10 +78,10 @@ def assert_views_agree(tk: Threadkeep, actor: Actor, context: object = None) -> 
     index matches its tables, each session's history is seq 1..head, and
     each tag's view of the session list (session_tags) is the list's
     sessions that carry the tag, in the list's order."""
-    listed = _all_pages(tk, actor, {})
+    listed = all_pages(tk, actor, {})
     for tag in {t for s in listed for t in s.tags}:
         want = [s.id for s in listed if tag in s.tags]
-        assert [s.id for s in _all_pages(tk, actor, {"tag": tag})] == want, (tag, context)
+        assert [s.id for s in all_pages(tk, actor, {"tag": tag})] == want, (tag, context)
     messages = tk.shape_snapshot(actor, "messages").rows
     wrote = {r["id"] for r in messages if WORD in (r["content"] or "")}
     assert _search_ids(tk, actor, WORD) == wrote, context
@@ -99,11 +99,13 @@ def assert_views_agree(tk: Threadkeep, actor: Actor, context: object = None) -> 
             )
 
 
-def _all_pages(tk: Threadkeep, actor: Actor, flt: dict[str, Any]) -> list[Session]:
+def all_pages(tk: Threadkeep, actor: Actor, flt: dict[str, Any], limit: int = 100) -> list[Session]:
+    """Every session of the list with filter ``flt``, page by page with the
+    cursor, in the order the pages gave them."""
     found: list[Session] = []
     cursor = None
     while True:
-        page = tk.list_sessions(actor, flt, limit=100, cursor=cursor)
+        page = tk.list_sessions(actor, flt, limit=limit, cursor=cursor)
         found.extend(page.items)
         if page.next_cursor is None:
             return found

@@ -158,8 +158,7 @@ def list_plan(tk: Threadkeep, actor: Actor, **flt: Any) -> str:
     from threadkeep.store import sessions as session_q
 
     with tk.engine.sa_engine.connect() as conn:
-        stmt, values = session_q.list_query(
-            conn, tk.engine, actor.user_id, SessionFilter(**flt), 50, None
-        )
+        shape, values = session_q.list_query(conn, actor.user_id, SessionFilter(**flt), 50, None)
+        stmt = session_q.list_statement(conn, tk.engine, shape)
         params = stmt.params(values)
         return query_plan(conn, stmt.sql, tuple(params) if isinstance(params, list) else params)

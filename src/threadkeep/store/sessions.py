@@ -6,9 +6,9 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
@@ -177,7 +177,7 @@ class _ListShape:
 
     trashed: bool
     flags: tuple[tuple[str, bool], ...]
-    tag: str | None  # "few" or "common", below
+    tag: Literal["few", "common"] | None  # how a tag filter is read, below
     title: bool
     after: bool
 
@@ -190,8 +190,10 @@ class _ListShape:
 # WALK_WINDOW sessions and a page it did not fill is read the first way: a
 # common tag that recent sessions lack (one only old sessions carry) would
 # otherwise walk the whole list.
-# Fewer sessions than this carrying the tag: the first way. Measured at
-# 100,000 sessions, see docs/performance.md "Filtered views".
+#
+# Fewer sessions than FEW_TAGGED carrying the tag: the first way. Both
+# figures measured at 100,000 sessions, see docs/performance.md "Filtered
+# views".
 FEW_TAGGED = 600
 WALK_WINDOW = 4_000
 
@@ -207,34 +209,27 @@ def list_sessions(
     """Newest activity first; keyset pagination on (last_activity_at, id), which
     the partial index ix_sessions_live_activity serves directly (or a flag's
     own index, or for a rare tag session_tags)."""
-    stmt, values = list_query(conn, engine, owner_id, flt, limit, cursor)
-    rows = stmt.execute(prepared_cursor(conn), values).fetchall()
-    if "window" in values and len(rows) <= limit:
-        stmt, values = list_query(conn, engine, owner_id, flt, limit, cursor, tag_way="few")
-        rows = stmt.execute(prepared_cursor(conn), values).fetchall()
+    shape, values = list_query(conn, owner_id, flt, limit, cursor)
+    rows = list_statement(conn, engine, shape).execute(prepared_cursor(conn), values).fetchall()
+    if shape.tag == "common" and len(rows) <= limit:  # the walk's window ran out
+        del values["window"]
+        few = list_statement(conn, engine, replace(shape, tag="few"))
+        rows = few.execute(prepared_cursor(conn), values).fetchall()
     decode = decoder(conn.dialect, sessions)
     return _page([trusted(Session, decode(r)) for r in rows], limit)
 
 
 def list_query(
-    conn: sa.Connection,
-    engine: StoreEngine,
-    owner_id: str,
-    flt: SessionFilter,
-    limit: int,
-    cursor: str | None,
-    *,
-    tag_way: str | None = None,
-) -> tuple[Prepared, dict[str, Any]]:
-    """The statement that lists this page and its values (a test asks the
-    database for its plan). A tag filter is read the way ``tag_way`` says,
-    by default the way that suits how many sessions carry the tag."""
+    conn: sa.Connection, owner_id: str, flt: SessionFilter, limit: int, cursor: str | None
+) -> tuple[_ListShape, dict[str, Any]]:
+    """The shape of the statement that lists this page, and its values. A
+    tag filter takes the way that suits how many sessions carry the tag."""
     values: dict[str, Any] = {"owner": owner_id, "n": limit + 1}
+    tag: Literal["few", "common"] | None = None
     if flt.tag is not None:
         values["tag"] = flt.tag
-        if tag_way is None:
-            tag_way = "few" if _few_carry(conn, owner_id, flt.tag) else "common"
-        if tag_way == "common":
+        tag = "few" if _few_carry(conn, owner_id, flt.tag) else "common"
+        if tag == "common":
             values["window"] = WALK_WINDOW
     if flt.title_contains:
         values["title"] = _contains_pattern(flt.title_contains)
@@ -243,12 +238,17 @@ def list_query(
     shape = _ListShape(
         trashed=bool(flt.trashed),
         flags=tuple((f, w) for f in SESSION_FLAGS if (w := getattr(flt, f)) is not None),
-        tag=tag_way if flt.tag is not None else None,
+        tag=tag,
         title=bool(flt.title_contains),
         after=cursor is not None,
     )
-    stmt = prepared(conn.dialect, f"sessions.list {shape}", lambda: _list_statement(engine, shape))
-    return stmt, values
+    return shape, values
+
+
+def list_statement(conn: sa.Connection, engine: StoreEngine, shape: _ListShape) -> Prepared:
+    """The list's statement of that shape, compiled once per dialect (a test
+    asks the database for its plan)."""
+    return prepared(conn.dialect, f"sessions.list {shape}", lambda: _list_statement(engine, shape))
 
 
 def _contains_pattern(text: str) -> str:
