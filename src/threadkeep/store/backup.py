@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from threadkeep.errors import BackupError, BackupToolMissing
 from threadkeep.store import pg_connect, pg_url
+from threadkeep.store.sqlite_functions import add_functions
 from threadkeep.store.tables import metadata, uploads
 
 #: (done, total): pages for SQLite, tables for PostgreSQL.
@@ -221,7 +222,9 @@ def raw_engine(url: str) -> sa.Engine:
     """A plain engine on ``url``, whatever the schema revision (no migration);
     on PostgreSQL as store/pg_connect.py connects, pooler or not."""
     if sa.make_url(url).get_backend_name() == "sqlite":
-        return sa.create_engine(sa_url(url), poolclass=sa.NullPool, hide_parameters=True)
+        engine = sa.create_engine(sa_url(url), poolclass=sa.NullPool, hide_parameters=True)
+        sa.event.listen(engine, "connect", add_functions)  # the title index's triggers
+        return engine
     return pg_connect.create_engine(url, poolclass=sa.NullPool)
 
 

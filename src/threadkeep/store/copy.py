@@ -27,6 +27,7 @@ from threadkeep.model.sync import SyncState
 from threadkeep.store import pg_connect, search
 from threadkeep.store.backup import Report, row_counts, sa_url
 from threadkeep.store.changes import pending_in_commit_order
+from threadkeep.store.sqlite_functions import add_functions
 from threadkeep.store.sync import read_state, reset_epochs
 from threadkeep.store.tables import DERIVED, changes, log_state, metadata, sessions
 
@@ -48,13 +49,15 @@ def _engine(url: str) -> sa.Engine:
     # each seeing a different moment. JSON is written as threadkeep writes it.
     if sa.make_url(url).get_backend_name() != "sqlite":
         return pg_connect.create_engine(url, poolclass=sa.NullPool, isolation_level="AUTOCOMMIT")
-    return sa.create_engine(
+    engine = sa.create_engine(
         sa_url(url),
         poolclass=sa.NullPool,
         isolation_level="AUTOCOMMIT",
         json_serializer=dumps,
         hide_parameters=True,  # an error's text reaches logs; the values are messages
     )
+    sa.event.listen(engine, "connect", add_functions)  # the title index's triggers
+    return engine
 
 
 def _begin(conn: sa.Connection, url: str, begin: str) -> None:

@@ -33,14 +33,11 @@ from threadkeep.store.contract import ChangeRow, ReadFn, StoreEngine, WriteFn, W
 from threadkeep.store.group_commit import GroupCommitQueue, Request
 from threadkeep.store.prepared import cursor, prepared
 from threadkeep.store.search import index_messages, row_rank
+from threadkeep.store.sqlite_functions import add_functions
 from threadkeep.store.tables import changes, session_tags
 from threadkeep.store.translate import commit_in_doubt, storage_full, translate_errors
 
 T = TypeVar("T")
-
-
-def _fold(value: str | None) -> str | None:
-    return None if value is None else value.casefold()
 
 
 def _changes_insert() -> sa.Executable:
@@ -127,8 +124,7 @@ class SqliteStore(StoreEngine):
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
-        # SQLite's lower() folds ASCII only; searches fold like Python does.
-        dbapi_conn.create_function("tk_fold", 1, _fold, deterministic=True)
+        add_functions(dbapi_conn)  # tk_fold: the title filter and its index
         # Search ranks each hit by its own text (store/search.py row_rank).
         dbapi_conn.create_function("tk_rank", 1, row_rank, deterministic=True)
 
