@@ -77,11 +77,17 @@ def assert_views_agree(tk: Threadkeep, actor: Actor, context: object = None) -> 
     finds every message written with WORD (none of them streams), the SQLite
     index matches its tables, each session's history is seq 1..head, and
     each tag's view of the session list (session_tags) is the list's
-    sessions that carry the tag, in the list's order."""
+    sessions that carry the tag, in the list's order, and so is a title
+    text's view (SQLite: the trigram index search_titles) for a few texts
+    taken from the titles."""
     listed = all_pages(tk, actor, {})
     for tag in {t for s in listed for t in s.tags}:
         want = [s.id for s in listed if tag in s.tags]
         assert [s.id for s in all_pages(tk, actor, {"tag": tag})] == want, (tag, context)
+    for text in sorted({s.title[-4:] for s in listed if s.title and len(s.title) >= 4})[:5]:
+        want = [s.id for s in listed if text.casefold() in (s.title or "").casefold()]
+        got = [s.id for s in all_pages(tk, actor, {"title_contains": text})]
+        assert got == want, (text, context)
     messages = tk.shape_snapshot(actor, "messages").rows
     wrote = {r["id"] for r in messages if WORD in (r["content"] or "")}
     assert _search_ids(tk, actor, WORD) == wrote, context

@@ -198,7 +198,13 @@ def test_a_search_index_behind_its_table_fails_until_reindex_rebuilds_it(db_url:
     assert "messages: 1 of 2 indexed, 1 missing" in checked.stdout
     as_json = json.loads(reindex("--check", "--json").stdout)
     assert as_json["ok"] is False and as_json["rebuilt"] is False
-    assert as_json["indexes"][0] == {"kind": "messages", "expected": 2, "missing": 1, "stale": 0}
+    assert as_json["indexes"][0] == {
+        "kind": "messages",
+        "index": "search_messages",
+        "expected": 2,
+        "missing": 1,
+        "stale": 0,
+    }
 
     done = reindex()
     assert done.exit_code == 0, done.output

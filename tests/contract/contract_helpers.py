@@ -136,6 +136,7 @@ def query_plan(conn: sa.Connection, sql: str, params: Any) -> str:
         sql = sql.replace(f"%({name})s", f"${i}")
     raw = conn.connection.driver_connection
     args = ", ".join(psycopg.sql.Literal(params[n]).as_string(raw) for n in names)
+    args = args.replace("%", "%%")  # a LIKE pattern's, in a statement without parameters
     conn.exec_driver_sql("SET enable_seqscan = off")  # a tiny table: ask if it can
     conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
     conn.exec_driver_sql("PREPARE caught AS " + sql)

@@ -472,7 +472,7 @@ def test_sqlite_rebuild_restores_the_same_index(tk: Threadkeep, actor: Actor) ->
     assert ids(tk, actor, "rebuilt") == {s.id, mid, ev.id}
     with tk.engine.sa_engine.connect() as conn:
         # FTS5 checks its index against the content it was built from.
-        for t in ("search_messages", "search_sessions", "search_tool_events"):
+        for t in ("search_messages", "search_sessions", "search_tool_events", "search_titles"):
             conn.exec_driver_sql(f"INSERT INTO {t} ({t}) VALUES ('integrity-check')")
 
 
@@ -494,12 +494,16 @@ def test_the_index_check_finds_what_was_written_past_it_and_a_rebuild_repairs_it
         assert tk.rebuild_search_index() == []
         assert row_counts(tk) == before
         return
-    healthy = {c.kind: (c.expected, c.missing, c.stale) for c in tk.check_search_index()}
+    healthy = {c.index: (c.expected, c.missing, c.stale) for c in tk.check_search_index()}
     assert healthy == {
-        SearchKind.MESSAGES: (1, 0, 0),
-        SearchKind.SESSIONS: (1, 0, 0),
-        SearchKind.TOOL_EVENTS: (1, 0, 0),
+        "search_messages": (1, 0, 0),
+        "search_sessions": (1, 0, 0),
+        "search_titles": (1, 0, 0),
+        "search_tool_events": (1, 0, 0),
     }
+    assert {c.index: c.kind for c in tk.check_search_index()}["search_titles"] == (
+        SearchKind.SESSIONS
+    )
 
     lost = write_past_the_index(tk, actor, s.id, "pear blossom")
     untitled = new_session(tk, actor)
@@ -514,12 +518,18 @@ def test_the_index_check_finds_what_was_written_past_it_and_a_rebuild_repairs_it
             "INSERT INTO search_tool_events (rowid, body, owner_id) VALUES (999999, 'ghost', ?)",
             (actor.user_id,),
         )
-    drifted = {c.kind: (c.expected, c.missing, c.stale) for c in tk.check_search_index()}
+        conn.exec_driver_sql(
+            "INSERT INTO search_titles (rowid, folded) VALUES (?, 'phantom')", (rid,)
+        )
+        conn.exec_driver_sql("DELETE FROM search_titles WHERE folded = 'orchard notes'")
+    drifted = {c.index: (c.expected, c.missing, c.stale) for c in tk.check_search_index()}
     assert drifted == {
-        SearchKind.MESSAGES: (2, 1, 0),
-        SearchKind.SESSIONS: (1, 0, 1),
-        SearchKind.TOOL_EVENTS: (1, 0, 1),
+        "search_messages": (2, 1, 0),
+        "search_sessions": (1, 0, 1),
+        "search_titles": (1, 1, 1),
+        "search_tool_events": (1, 0, 1),
     }
+    assert tk.list_sessions(actor, title_contains="orchard").items == []  # the index decides
     assert ids(tk, actor, "pear") == set()
     tk.delete_session(actor, s.id)
     before = row_counts(tk)
@@ -530,14 +540,17 @@ def test_the_index_check_finds_what_was_written_past_it_and_a_rebuild_repairs_it
     rebuilt = tk.rebuild_search_index()
 
     assert all(c.ok for c in rebuilt), rebuilt
-    assert [c.expected for c in rebuilt] == [2, 1, 1]
+    assert [c.expected for c in rebuilt] == [2, 1, 1, 1]
     assert row_counts(tk) == before  # the index is not synced data: nothing logged
     assert ids(tk, actor, "pear", include_trashed=True) == {lost}
     assert ids(tk, actor, "phantom") == ids(tk, actor, "ghost") == set()
+    assert [
+        x.id for x in tk.list_sessions(actor, title_contains="CHARD N", trashed=True).items
+    ] == [s.id]
     tk.purge_session(actor, s.id)
     assert all(c.ok for c in tk.check_search_index())
     with tk.engine.sa_engine.connect() as conn:
-        for t in ("search_messages", "search_sessions", "search_tool_events"):
+        for t in ("search_messages", "search_sessions", "search_tool_events", "search_titles"):
             conn.exec_driver_sql(f"INSERT INTO {t} ({t}) VALUES ('integrity-check')")
 
 
@@ -554,7 +567,7 @@ def test_sqlite_vacuum_keeps_the_index_in_step(tk: Threadkeep, actor: Actor) -> 
     later = say(tk, actor, kept.id, "banana after the hole")
     with tk.engine.sa_engine.connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM")
-        for t in ("search_messages", "search_sessions", "search_tool_events"):
+        for t in ("search_messages", "search_sessions", "search_tool_events", "search_titles"):
             conn.exec_driver_sql(f"INSERT INTO {t} ({t}) VALUES ('integrity-check')")
     assert ids(tk, actor, "banana") == {*mids, later}
     assert ids(tk, actor, "apple") == {kept.id}

@@ -716,6 +716,10 @@ def test_the_tags_revision_applies_again_over_a_restored_older_dump(db_url: str)
             for event in ("insert", "update", "delete"):
                 conn.exec_driver_sql(f"DROP TRIGGER session_tags_{event}{on}")
             conn.exec_driver_sql("DROP TABLE session_tags")
+            if not on:  # SQLite's later revision, which a dump at 0010 would not hold
+                for event in ("insert", "update", "delete"):
+                    conn.exec_driver_sql(f"DROP TRIGGER search_titles_{event}")
+                conn.exec_driver_sql("DROP TABLE search_titles")
             conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0010'")
     finally:
         eng.dispose()
@@ -723,3 +727,46 @@ def test_the_tags_revision_applies_again_over_a_restored_older_dump(db_url: str)
         assert [s.id for s in tk.list_sessions(me, tag="kept").items] == ["s1"]
         tk.update_session(me, "s1", {"tags": ["moved"]})
         assert [s.id for s in tk.list_sessions(me, tag="moved").items] == ["s1"]
+
+
+def test_the_titles_revision_downgrades_and_builds_its_index_again(db_url: str) -> None:
+    """0012 fills SQLite's search_titles from the titles sessions already
+    hold, folded; down to 0011 drops it and its triggers (a title written
+    there is not indexed), and up again, on a connection that never had the
+    folding function, fills it from the sessions once more. On PostgreSQL
+    the revision changes nothing, either way."""
+    with Threadkeep.open(db_url) as tk:
+        me = Actor(tk.create_user("ada", id="u1").value.id)
+        for i, title in enumerate(["Straße", "STRASSE plan", None, "other"]):
+            tk.create_session(me, id=f"s{i}", title=title)
+    eng = _sa_engine(db_url)
+    try:
+        with eng.begin() as conn:
+            before = sa.inspect(conn).get_table_names()
+            alembic.command.downgrade(migrate.alembic_config(conn), "0011")
+            assert "search_titles" not in sa.inspect(conn).get_table_names()
+            # A write made by code of 0011's time, which knew no index.
+            conn.execute(
+                tables.sessions.update().where(tables.sessions.c.id == "s3").values(title="strasse")
+            )
+            if conn.dialect.name == "postgresql":
+                assert sa.inspect(conn).get_table_names() == before
+            alembic.command.upgrade(migrate.alembic_config(conn), "head")
+    finally:
+        eng.dispose()
+    with Threadkeep.open(db_url) as tk:
+        if tk.dialect == "sqlite":
+            with tk.engine.sa_engine.connect() as conn:
+                held = conn.exec_driver_sql(
+                    "SELECT s.id, t.folded FROM search_titles AS t "
+                    "JOIN sessions AS s ON s.rowid = t.rowid ORDER BY s.id"
+                ).all()
+            assert held == [("s0", "strasse"), ("s1", "strasse plan"), ("s3", "strasse")]
+            assert all(c.ok for c in tk.check_search_index())
+            found = [s.id for s in tk.list_sessions(me, title_contains="STRASSE").items]
+            assert sorted(found) == ["s0", "s1", "s3"]
+        tk.update_session(me, "s2", {"title": "a new plan"})  # and the triggers are back
+        assert sorted(s.id for s in tk.list_sessions(me, title_contains="PLAN").items) == [
+            "s1",
+            "s2",
+        ]

@@ -20,12 +20,17 @@ from threadkeep.cli.migrate import DatabaseUrl
 from threadkeep.cli.token import open_store
 from threadkeep.model.search import SearchIndexCheck
 
-_NAMES = {"messages": "messages", "sessions": "session titles", "tool_events": "tool events"}
+_NAMES = {
+    "search_messages": "messages",
+    "search_sessions": "session titles",
+    "search_titles": "session titles (the list's title filter)",
+    "search_tool_events": "tool events",
+}
 
 
 def describe(check: SearchIndexCheck) -> str:
     """One line: what the index holds against what it should."""
-    what = _NAMES[check.kind.value]
+    what = _NAMES.get(check.index, check.index)
     line = f"{what}: {check.expected - check.missing:,} of {check.expected:,} indexed"
     if check.missing:
         line += f", {check.missing:,} missing"

@@ -67,6 +67,9 @@ class SearchIndexCheck(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     kind: SearchKind
+    #: The index's table: ``search_sessions`` holds the titles' words,
+    #: ``search_titles`` their trigrams (the list's title filter).
+    index: str
     #: Rows of the table that should be in the index.
     expected: int
     missing: int

@@ -153,7 +153,11 @@ class StoreEngine(abc.ABC):
 
     @abc.abstractmethod
     def fold(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
-        """``column`` case-folded (Unicode-aware), to match Python's casefold()."""
+        """``column`` case-folded (Unicode-aware). The title filter folds both
+        the titles and the text it looks for with it, so a title is found by
+        its own text in any case. SQLite's is Python's ``str.casefold``;
+        PostgreSQL (before 18) has no case folding, and its is ``lower()``
+        with final sigma folded, which keeps ``ß`` and ligatures as they are."""
 
     @abc.abstractmethod
     def carries_tag(self, session: sa.ColumnCollection[str, Any]) -> sa.ColumnElement[bool]:

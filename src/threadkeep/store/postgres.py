@@ -244,9 +244,11 @@ class PostgresStore(StoreEngine):
                     return
 
     def fold(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
-        # lower() is Unicode-aware in PostgreSQL; casefold() differs from it only
-        # for a handful of letters (e.g. German sharp s).
-        return sa.func.lower(column, type_=sa.String)
+        # lower() is Unicode-aware, but it lowers a capital sigma to the
+        # medial form where a word's own final sigma stays: the Greek word
+        # for Sisyphus in capitals and in lower case would not meet.
+        final_sigma, sigma = "\u03c2", "\u03c3"
+        return sa.func.translate(sa.func.lower(column), final_sigma, sigma, type_=sa.String)
 
     def carries_tag(self, session: sa.ColumnCollection[str, Any]) -> sa.ColumnElement[bool]:
         # The row is in hand as the walk passes it: jsonb containment costs

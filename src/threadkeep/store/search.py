@@ -36,6 +36,7 @@ from threadkeep.model.search import (
     SearchIndexCheck,
     SearchKind,
 )
+from threadkeep.store.sqlite_functions import add_functions
 from threadkeep.store.types import UTCDateTime
 
 PREFIX = "search_"  # every schema object of the search index is named search_*
@@ -337,23 +338,28 @@ def rebuild(conn: sa.Connection) -> None:
     if conn.dialect.name != "sqlite":
         return
     revision = importlib.import_module("threadkeep.store.migrations.versions.0006_search")
+    titles = importlib.import_module("threadkeep.store.migrations.versions.0012_title_trigrams")
     for table in ("search_messages", "search_sessions"):  # external content
         conn.exec_driver_sql(f"INSERT INTO {table} ({table}) VALUES ('delete-all')")
     conn.exec_driver_sql("DELETE FROM search_tool_events")
+    conn.exec_driver_sql("DELETE FROM search_titles")
     for stmt in revision.SQLITE_BACKFILL:
         conn.exec_driver_sql(stmt)
+    add_functions(conn.connection.dbapi_connection)  # the titles are folded here
+    conn.exec_driver_sql(titles.SQLITE_BACKFILL)
 
 
 # Each SQLite index against its table: rows that should be indexed and are
 # not, and index entries with no such row. The two external-content indexes
 # record their documents in *_docsize (one row per indexed rowid); the tool
-# events index keeps its own copy in *_content. The conditions are those of
-# revision 0006's triggers and backfill.
-_SQLITE_INDEXES = {
-    SearchKind.MESSAGES: ("messages", "m.status <> 'streaming'", "search_messages_docsize"),
-    SearchKind.SESSIONS: ("sessions", "m.title IS NOT NULL", "search_sessions_docsize"),
-    SearchKind.TOOL_EVENTS: ("tool_events", "1", "search_tool_events_content"),
-}
+# events and title trigram indexes keep their own copy in *_content. The
+# conditions are those of revisions 0006's and 0012's triggers and backfills.
+_SQLITE_INDEXES = [
+    (SearchKind.MESSAGES, "search_messages", "messages", "m.status <> 'streaming'", "docsize"),
+    (SearchKind.SESSIONS, "search_sessions", "sessions", "m.title IS NOT NULL", "docsize"),
+    (SearchKind.SESSIONS, "search_titles", "sessions", "m.title IS NOT NULL", "content"),
+    (SearchKind.TOOL_EVENTS, "search_tool_events", "tool_events", "1", "content"),
+]
 
 
 def check_index(conn: sa.Connection) -> list[SearchIndexCheck]:
@@ -364,7 +370,8 @@ def check_index(conn: sa.Connection) -> list[SearchIndexCheck]:
     if conn.dialect.name != "sqlite":
         return []
     out: list[SearchIndexCheck] = []
-    for kind, (table, indexed, entries) in _SQLITE_INDEXES.items():
+    for kind, index, table, indexed, shadow in _SQLITE_INDEXES:
+        entries = f"{index}_{shadow}"
         # One pass over the table counts what should be indexed and what of
         # it is not (d.id is NULL); one over the entries counts the stale.
         expected, missing, stale = conn.exec_driver_sql(
@@ -373,7 +380,11 @@ def check_index(conn: sa.Connection) -> list[SearchIndexCheck]:
             f"(SELECT 1 FROM {table} AS m WHERE m.rowid = d.id AND {indexed})) "
             f"FROM {table} AS m LEFT JOIN {entries} AS d ON d.id = m.rowid WHERE {indexed}"
         ).one()
-        out.append(SearchIndexCheck(kind=kind, expected=expected, missing=missing, stale=stale))
+        out.append(
+            SearchIndexCheck(
+                kind=kind, index=index, expected=expected, missing=missing, stale=stale
+            )
+        )
     return out
 
 
@@ -418,5 +429,5 @@ def optimize(conn: sa.Connection) -> None:
     PostgreSQL: nothing to do (VACUUM removes dead tuples and index entries)."""
     if conn.dialect.name != "sqlite":
         return
-    for table in ("search_messages", "search_sessions", "search_tool_events"):
+    for table in ("search_messages", "search_sessions", "search_tool_events", "search_titles"):
         conn.exec_driver_sql(f"INSERT INTO {table} ({table}) VALUES ('optimize')")

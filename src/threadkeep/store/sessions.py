@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -178,7 +178,7 @@ class _ListShape:
     trashed: bool
     flags: tuple[tuple[str, bool], ...]
     tag: Literal["few", "common"] | None  # how a tag filter is read, below
-    title: bool
+    title: Literal["scan", "few", "common"] | None  # how a title filter is, below
     after: bool
 
 
@@ -197,6 +197,17 @@ class _ListShape:
 FEW_TAGGED = 600
 WALK_WINDOW = 4_000
 
+# A title filter is read the same two ways, through SQLite's trigram index
+# of folded titles (search_titles, revision 0012) or by walking the list,
+# with the same window. A session passed on the walk costs more here (its
+# row is read to fold its title) and a match found through the index a
+# little more too, so the number of matches where walking starts to pay is
+# higher. "scan" is the walk without a window, for what the index cannot
+# find (a text of fewer than three characters, PostgreSQL, a tag filter
+# beside it, which then decides the way).
+FEW_TITLED = 2_000
+TRIGRAM = 3
+
 
 def list_sessions(
     conn: sa.Connection,
@@ -211,9 +222,13 @@ def list_sessions(
     own index, or for a rare tag session_tags)."""
     shape, values = list_query(conn, owner_id, flt, limit, cursor)
     rows = list_statement(conn, engine, shape).execute(prepared_cursor(conn), values).fetchall()
-    if shape.tag == "common" and len(rows) <= limit:  # the walk's window ran out
+    if "window" in values and len(rows) <= limit:  # the walk's window ran out
         del values["window"]
-        few = list_statement(conn, engine, replace(shape, tag="few"))
+        if shape.tag == "common":
+            shape = replace(shape, tag="few")
+        else:
+            shape = replace(shape, title="few")
+        few = list_statement(conn, engine, shape)
         rows = few.execute(prepared_cursor(conn), values).fetchall()
     decode = decoder(conn.dialect, sessions)
     return _page([trusted(Session, decode(r)) for r in rows], limit)
@@ -223,9 +238,10 @@ def list_query(
     conn: sa.Connection, owner_id: str, flt: SessionFilter, limit: int, cursor: str | None
 ) -> tuple[_ListShape, dict[str, Any]]:
     """The shape of the statement that lists this page, and its values. A
-    tag filter takes the way that suits how many sessions carry the tag."""
+    tag or title filter takes the way that suits how many sessions match."""
     values: dict[str, Any] = {"owner": owner_id, "n": limit + 1}
     tag: Literal["few", "common"] | None = None
+    title: Literal["scan", "few", "common"] | None = None
     if flt.tag is not None:
         values["tag"] = flt.tag
         tag = "few" if _few_carry(conn, owner_id, flt.tag) else "common"
@@ -233,13 +249,20 @@ def list_query(
             values["window"] = WALK_WINDOW
     if flt.title_contains:
         values["title"] = _contains_pattern(flt.title_contains)
+        title = "scan"
+        folded = flt.title_contains.casefold()  # as tk_fold, SQLite's fold
+        if tag is None and conn.dialect.name == "sqlite" and len(folded) >= TRIGRAM:
+            values["phrase"] = '"' + folded.replace('"', '""') + '"'
+            title = "few" if _few_titled(conn, owner_id, values["phrase"]) else "common"
+            if title == "common":
+                values["window"] = WALK_WINDOW
     if cursor is not None:
         values["at"], values["key"] = _decode_cursor(cursor)
     shape = _ListShape(
         trashed=bool(flt.trashed),
         flags=tuple((f, w) for f in SESSION_FLAGS if (w := getattr(flt, f)) is not None),
         tag=tag,
-        title=bool(flt.title_contains),
+        title=title,
         after=cursor is not None,
     )
     return shape, values
@@ -252,15 +275,27 @@ def list_statement(conn: sa.Connection, engine: StoreEngine, shape: _ListShape) 
 
 
 def _contains_pattern(text: str) -> str:
-    """A LIKE pattern for titles holding ``text`` (case-folded), with LIKE's
-    own characters and the escape taken literally."""
-    escaped = text.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    """A LIKE pattern for titles holding ``text``, with LIKE's own characters
+    and the escape taken literally; the statement folds it as it folds the
+    titles (``StoreEngine.fold``)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 
 
 def _list_statement(engine: StoreEngine, shape: _ListShape) -> sa.Executable:
-    src: sa.FromClause = _carrying(engine.dialect) if shape.tag == "few" else sessions
+    src: sa.FromClause = sessions
+    if shape.tag == "few":
+        src = _carrying(engine.dialect)
+    elif shape.title == "few":
+        src = _titled()
     c = src.c
+
+    def holds_title(c: sa.ColumnCollection[str, Any]) -> sa.ColumnElement[bool]:
+        # Tested in every way, the index's too: it narrows, this decides.
+        # Folded once per statement (a subquery), not once per row.
+        pattern = sa.select(engine.fold(sa.bindparam("title", type_=sa.String)))
+        return engine.fold(c.title).like(pattern.scalar_subquery(), escape="\\")
+
     q = sa.select(src).where(c.owner_id == sa.bindparam("owner"))
     q = q.where(c.deleted_at.is_not(None) if shape.trashed else c.deleted_at.is_(None))
     for name, want in shape.flags:
@@ -268,19 +303,26 @@ def _list_statement(engine: StoreEngine, shape: _ListShape) -> sa.Executable:
         # PostgreSQL's generic plans can then match it to the flag's partial
         # index (ix_sessions_<flag>).
         q = q.where(c[name] == want)
-    if shape.title:
-        q = q.where(engine.fold(c.title).like(sa.bindparam("title"), escape="\\"))
+    if shape.title is not None and shape.title != "common":
+        q = q.where(holds_title(c))
     if shape.after:
         at = sa.bindparam("at", type_=sessions.c.last_activity_at.type)
         q = q.where(sa.tuple_(c.last_activity_at, c.id) < sa.tuple_(at, sa.bindparam("key")))
     q = q.order_by(c.last_activity_at.desc(), c.id.desc())
     if shape.tag == "common":
-        q = _walk_window(engine, q)
+        q = _walk_window(engine, q, engine.carries_tag)
+    elif shape.title == "common":
+        q = _walk_window(engine, q, holds_title)
     return q.limit(sa.bindparam("n", type_=sa.BigInteger))
 
 
-def _walk_window(engine: StoreEngine, listed: sa.Select[Any]) -> sa.Select[Any]:
-    """Those of the list's first ``window`` sessions that carry the tag.
+def _walk_window(
+    engine: StoreEngine,
+    listed: sa.Select[Any],
+    test: Callable[[sa.ColumnCollection[str, Any]], sa.ColumnElement[bool]],
+) -> sa.Select[Any]:
+    """Those of the list's first ``window`` sessions that pass ``test`` (carry
+    the tag, hold the title's text).
 
     PostgreSQL knows the rows of a subquery come out in its order: the
     window is a subquery with a LIMIT. SQLite (3.40) would sort them again,
@@ -291,15 +333,11 @@ def _walk_window(engine: StoreEngine, listed: sa.Select[Any]) -> sa.Select[Any]:
     if engine.keeps_subquery_order:
         recent = listed.limit(window).subquery("recent")
         c = recent.c
-        return (
-            sa.select(recent)
-            .where(engine.carries_tag(c))
-            .order_by(c.last_activity_at.desc(), c.id.desc())
-        )
+        return sa.select(recent).where(test(c)).order_by(c.last_activity_at.desc(), c.id.desc())
     c = sessions.c
     edge = listed.with_only_columns(c.last_activity_at).limit(1).offset(window)
     bound = sa.func.coalesce(edge.scalar_subquery(), sa.literal_column("''"))
-    return listed.where(c.last_activity_at >= bound, engine.carries_tag(c))
+    return listed.where(c.last_activity_at >= bound, test(c))
 
 
 def _few_carry(conn: sa.Connection, owner_id: str, tag: str) -> bool:
@@ -319,6 +357,47 @@ def _tag_count_statement() -> sa.Executable:
         .limit(sa.bindparam("cap", type_=sa.BigInteger))
     )
     return sa.select(sa.func.count()).select_from(some.subquery())
+
+
+def _few_titled(conn: sa.Connection, owner_id: str, phrase: str) -> bool:
+    """Whether fewer than ``FEW_TITLED`` of the user's sessions hold the text
+    in their titles, by the trigram index (at most that many matches)."""
+    stmt = prepared(conn.dialect, "sessions.title_count", _title_count_statement)
+    values = {"owner": owner_id, "phrase": phrase, "cap": FEW_TITLED}
+    found = stmt.execute(prepared_cursor(conn), values).fetchone()[0]
+    return int(found) < FEW_TITLED
+
+
+_search_titles = sa.table("search_titles", sa.column("rowid"))
+
+
+def _title_matches() -> sa.Select[Any]:
+    """The user's sessions whose folded titles hold the phrase, found through
+    SQLite's trigram index (revision 0012), each by rowid."""
+    st = _search_titles
+    return (
+        sa.select(sessions)
+        .select_from(st.join(sessions, sa.literal_column("sessions.rowid") == st.c.rowid))
+        .where(
+            sa.literal_column("search_titles").op("MATCH")(sa.bindparam("phrase")),
+            sessions.c.owner_id == sa.bindparam("owner"),
+        )
+    )
+
+
+def _title_count_statement() -> sa.Executable:
+    some = (
+        _title_matches()
+        .with_only_columns(sa.literal(1))
+        .limit(sa.bindparam("cap", type_=sa.BigInteger))
+    )
+    return sa.select(sa.func.count()).select_from(some.subquery())
+
+
+def _titled() -> sa.CTE:
+    """The user's sessions whose titles hold the text, by the trigram index.
+    Materialized for the reason given at :func:`_carrying`."""
+    return _title_matches().cte("titled").prefix_with("MATERIALIZED")
 
 
 def _carrying(dialect: str) -> sa.CTE:

@@ -1,0 +1,286 @@
+"""search_titles, SQLite's trigram index behind the list's title filter
+(revision 0012), and the ways the list reads a title filter.
+
+The database keeps the index from ``sessions.title`` by triggers, folding
+each title as Python's ``str.casefold`` does, so these tests drive the writes
+a user can make and compare the index with the titles. The list finds a
+text's sessions through the index when few titles hold it and walks the
+list otherwise; every way must give the same pages, on both engines (on
+PostgreSQL the filter always walks).
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from contract_helpers import list_plan, new_session
+
+from replay_checks import all_pages
+from threadkeep import Actor, Threadkeep
+from threadkeep.model.imports import ImportedMessage, ImportedSession
+from threadkeep.store import sessions as session_q
+from threadkeep.store import tables
+
+
+def indexed(tk: Threadkeep) -> dict[str, str]:
+    """What search_titles holds: session id -> folded title."""
+    with tk.engine.sa_engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT s.id, t.folded FROM search_titles AS t JOIN sessions AS s ON s.rowid = t.rowid"
+        ).all()
+        count = conn.exec_driver_sql("SELECT count(*) FROM search_titles").scalar_one()
+    assert count == len(rows), "entries with no session"
+    return dict(rows)  # type: ignore[arg-type]
+
+
+def titled(tk: Threadkeep) -> dict[str, str]:
+    """What the sessions' own titles say the index should hold."""
+    c = tables.sessions.c
+    with tk.engine.sa_engine.connect() as conn:
+        rows = conn.execute(sa.select(c.id, c.title).where(c.title.is_not(None))).all()
+    return {sid: title.casefold() for sid, title in rows}
+
+
+def follows(tk: Threadkeep) -> dict[str, str]:
+    held = indexed(tk)
+    assert held == titled(tk)
+    return held
+
+
+@pytest.fixture
+def sqlite_only(tk: Threadkeep) -> None:
+    if tk.dialect != "sqlite":
+        pytest.skip("the trigram index is SQLite's; PostgreSQL's title filter walks the list")
+
+
+@pytest.mark.usefixtures("sqlite_only")
+def test_the_index_follows_every_write_to_a_title(
+    tk: Threadkeep, actor: Actor, other_actor: Actor
+) -> None:
+    a = new_session(tk, actor, title="Straße nach Köln")
+    untitled = new_session(tk, actor)
+    theirs = new_session(tk, other_actor, title="THEIR plans")
+    assert follows(tk) == {a.id: "strasse nach köln", theirs.id: "their plans"}
+    tk.update_session(actor, a.id, {"title": "Renamed ΣΊΣΥΦΟΣ"})
+    assert follows(tk)[a.id] == "renamed σίσυφοσ"
+    tk.update_session(actor, untitled.id, {"title": "now titled"})
+    tk.update_session(actor, a.id, {"title": None})
+    assert a.id not in follows(tk)
+    tk.update_session(actor, a.id, {"title": "back again", "tags": ["x"]})
+    tk.append_message(actor, a.id, {"role": "user", "content": "more"})
+    branch = tk.fork_session(actor, a.id, at_seq=1).value  # a branch inherits the title
+    assert follows(tk)[branch.id] == "back again"
+    tk.rewind_session(actor, a.id, to_seq=0)
+    follows(tk)
+    tk.delete_session(actor, branch.id)  # the trash keeps it: its view filters by title
+    assert branch.id in follows(tk)
+    tk.restore_session(actor, branch.id)
+    tk.delete_session(actor, branch.id)
+    tk.purge_session(actor, branch.id)
+    assert branch.id not in follows(tk)
+    tk.import_session(
+        actor,
+        ImportedSession(
+            id="imp-1",
+            source="test",
+            title="Imported ﬁle notes",
+            messages=[ImportedMessage(id="imp-1-m1", role="user", content="hi")],
+        ),
+    )
+    assert follows(tk)["imp-1"] == "imported file notes"
+    tk.erase_user(actor.user_id)
+    assert follows(tk) == {theirs.id: "their plans"}
+
+
+def _rowids(tk: Threadkeep) -> list[tuple[Any, ...]]:
+    with tk.engine.sa_engine.connect() as conn:
+        return [tuple(r) for r in conn.exec_driver_sql("SELECT rowid, folded FROM search_titles")]
+
+
+@pytest.mark.usefixtures("sqlite_only")
+def test_appends_and_other_edits_leave_the_index_alone(tk: Threadkeep, actor: Actor) -> None:
+    """What keeps an append's cost unchanged: the triggers run only when a
+    write changes the title (or creates or deletes the session). A trigger
+    that ran would leave FTS5 a new segment; the index's own shadow table
+    counts them."""
+
+    def segments() -> Any:
+        with tk.engine.sa_engine.connect() as conn:
+            return conn.exec_driver_sql("SELECT count(*), max(id) FROM search_titles_data").one()
+
+    s = new_session(tk, actor, title="Quiet title")
+    before, shape = _rowids(tk), segments()
+    tk.append_message(actor, s.id, {"role": "user", "content": "one"})
+    tk.append_messages(actor, s.id, [{"role": "assistant", "content": "two"}] * 3)
+    tk.update_session(actor, s.id, {"tags": ["t"], "pinned": True, "metadata": {"k": 1}})
+    tk.update_session(actor, s.id, {"title": "Quiet title"})  # the same title
+    tk.delete_session(actor, s.id)
+    tk.restore_session(actor, s.id)
+    assert _rowids(tk) == before and segments() == shape
+    tk.update_session(actor, s.id, {"title": "quiet title"})  # a change, if only of case
+    assert segments() != shape
+
+
+@pytest.fixture
+def title_way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each way of reading a title filter, forced: "few" finds the sessions
+    through the index, "common" walks the list, "short walk" walks so few
+    that it must often fall back to the first way. On PostgreSQL every way
+    is the walk, and the test checks it gives the same pages."""
+    monkeypatch.setattr(session_q, "FEW_TITLED", 10**9 if request.param == "few" else 0)
+    if request.param == "short walk":
+        monkeypatch.setattr(session_q, "WALK_WINDOW", 3)
+    return str(request.param)
+
+
+TITLES = [
+    "Trip to the Straße",
+    "STRASSE cleaning",
+    "weekly report",
+    "Report: weekly",
+    "100% done_now",
+    'say "hi" again',
+    "Σίσυφος notes",
+    "ﬁnal draft",
+    "draft",
+    "a\\b path",
+]
+TEXTS = [
+    "strasse",
+    "straße",
+    "STRASSE",
+    "report",
+    "weekly",
+    "% d",
+    "_now",
+    '"hi"',
+    "σίσυφος",
+    "ΣΊΣΥΦΟΣ",
+    "final",
+    "draft",
+    "dr",
+    "a\\b",
+    "absent text",
+    "t",
+]
+
+
+def folding(tk: Threadkeep) -> Any:
+    """How the engine folds a title and the text looked for (StoreEngine.fold):
+    SQLite as ``str.casefold``; PostgreSQL ``lower()`` with final sigma
+    folded, which leaves sharp s and ligatures alone (Python's ``lower``
+    writes a final sigma where PostgreSQL's writes the medial one; the
+    translation makes them agree)."""
+    if tk.dialect == "sqlite":
+        return str.casefold
+    return lambda text: text.lower().replace("\u03c2", "\u03c3")
+
+
+def _backdate(tk: Threadkeep, times: dict[str, datetime]) -> None:
+    c = tables.sessions.c
+
+    def op(tx: Any) -> None:
+        for sid, at in times.items():
+            tx.conn.execute(tables.sessions.update().where(c.id == sid).values(last_activity_at=at))
+
+    tk.engine.write(op)
+
+
+@pytest.mark.parametrize("title_way", ["few", "common", "short walk"], indirect=True)
+def test_every_way_gives_the_true_pages(tk: Threadkeep, actor: Actor, title_way: str) -> None:
+    """Titles with letters whose folding changes their length (ß, ﬁ), Greek
+    final sigma, LIKE's own characters and FTS5's quote; flags, trash and
+    activity times (some equal, so the id breaks the tie); every text,
+    walked page by page with the cursor, against what Python finds."""
+    rng = random.Random(2027)
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    made = []
+    for i in range(60):
+        s = new_session(
+            tk, actor, id=f"s{i:03d}", title=TITLES[i % len(TITLES)], starred=rng.random() < 0.3
+        )
+        made.append(s.id)
+    new_session(tk, actor, id="untitled")
+    noise = new_session(tk, Actor(tk.create_user("eve").value.id), title=" ".join(TITLES))
+    times = {sid: base + timedelta(minutes=rng.randrange(20)) for sid in [*made, "untitled"]}
+    _backdate(tk, times)
+    trashed = set(rng.sample(made, 8))
+    for sid in trashed:
+        tk.delete_session(actor, sid)
+    stored = {s: tk.get_session(actor, s) for s in made}
+    fold = folding(tk)
+
+    for text in TEXTS:
+        for extra in ({}, {"starred": True}, {"trashed": True}, {"tag": "none"}):
+            flt = {"title_contains": text, **extra}
+
+            def holds(sid: str, flt: dict[str, Any] = flt, text: str = text) -> bool:
+                s = stored[sid]
+                return (
+                    fold(text) in fold(s.title or "")
+                    and (sid in trashed) == bool(flt.get("trashed"))
+                    and ("starred" not in flt or s.starred == flt["starred"])
+                    and "tag" not in flt
+                )
+
+            truth = sorted((s for s in made if holds(s)), key=lambda s: (times[s], s), reverse=True)
+            got = [s.id for s in all_pages(tk, actor, flt, limit=4)]
+            assert got == truth, (title_way, flt)
+            assert noise.id not in got
+
+
+@pytest.mark.parametrize("title_way", ["few", "common"], indirect=True)
+def test_each_way_reads_the_index_as_planned(tk: Threadkeep, actor: Actor, title_way: str) -> None:
+    """SQLite, "few": the trigram index, then each session by rowid, sorted
+    (never a walk of the list); "common": the list's own index, newest first,
+    above the window's activity time, never sorted. A text of fewer than
+    three characters, and PostgreSQL, always walk."""
+    for i in range(12):
+        new_session(tk, actor, title="needle in hay" if i % 3 == 0 else "hay")
+    assert len(tk.list_sessions(actor, title_contains="NEEDLE").items) == 4
+    plan = list_plan(tk, actor, title_contains="needle")
+    if tk.dialect != "sqlite":
+        assert "ix_sessions_live_activity" in plan and "search_titles" not in plan, plan
+        return
+    if title_way == "few":
+        assert "search_titles VIRTUAL TABLE" in plan, plan
+        assert "ix_sessions_live_activity" not in plan, plan
+    else:
+        assert "ix_sessions_live_activity" in plan and "search_titles" not in plan, plan
+        assert "(owner_id=? AND last_activity_at>?)" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
+    short = list_plan(tk, actor, title_contains="ne")
+    assert "search_titles" not in short and "ix_sessions_live_activity" in short, short
+
+
+# Each title, with texts that must find it on both engines, and on SQLite
+# (where folding is Python's casefold) more.
+OWN_TEXT = {
+    "Straße nach Köln": (["Straße nach Köln", "straße", "STRAßE", "KÖLN"], ["STRASSE"]),
+    "ΣΊΣΥΦΟΣ": (["σίσυφος", "Σίσυφος", "ΣΊΣΥΦΟΣ", "ΣΥΦ"], []),
+    "Σίσυφος": (["σίσυφος", "Σίσυφος", "ΣΊΣΥΦΟΣ", "συφ"], []),
+    "ﬁnal ĲSSEL": (["ﬁnal", "ĳssel", "ĲSSEL"], ["FINAL", "final"]),
+    "İstanbul": (["İstanbul", "STANBUL", "stan"], ["i\u0307stanbul"]),
+}
+
+
+@pytest.mark.parametrize("title", list(OWN_TEXT))
+def test_a_title_is_found_by_its_own_text_in_any_case(
+    tk: Threadkeep, actor: Actor, title: str
+) -> None:
+    """Through every way of reading the filter. Before, PostgreSQL compared
+    its lower() of the title with Python's casefold() of the text, so
+    "Straße" and "Σίσυφος" did not find themselves there."""
+    s = new_session(tk, actor, title=title)
+    new_session(tk, actor, title="something else")
+    both, sqlite = OWN_TEXT[title]
+    for text in both + (sqlite if tk.dialect == "sqlite" else []):
+        for few in (10**9, 0):
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(session_q, "FEW_TITLED", few)
+                got = [x.id for x in tk.list_sessions(actor, title_contains=text).items]
+            assert got == [s.id], (text, few)
