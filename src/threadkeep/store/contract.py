@@ -152,12 +152,14 @@ class StoreEngine(abc.ABC):
         after commit; SQLite has nothing to do)."""
 
     @abc.abstractmethod
-    def fold(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+    def fold(self, column: sa.ColumnElement[Any], sigma: bool = True) -> sa.ColumnElement[str]:
         """``column`` case-folded (Unicode-aware). The title filter folds both
         the titles and the text it looks for with it, so a title is found by
         its own text in any case. SQLite's is Python's ``str.casefold``;
         PostgreSQL (before 18) has no case folding, and its is ``lower()``
-        with final sigma folded, which keeps ``ß`` and ligatures as they are."""
+        with final sigma folded, which keeps ``ß`` and ligatures as they are.
+        ``sigma=False``: the text holds no sigma, so an engine may skip
+        folding final sigma, which only such a text could tell apart."""
 
     @abc.abstractmethod
     def carries_tag(self, session: sa.ColumnCollection[str, Any]) -> sa.ColumnElement[bool]:

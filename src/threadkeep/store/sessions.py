@@ -179,6 +179,7 @@ class _ListShape:
     flags: tuple[tuple[str, bool], ...]
     tag: Literal["few", "common"] | None  # how a tag filter is read, below
     title: Literal["scan", "few", "common"] | None  # how a title filter is, below
+    sigma: bool  # the title's text holds a sigma (StoreEngine.fold)
     after: bool
 
 
@@ -263,6 +264,7 @@ def list_query(
         flags=tuple((f, w) for f in SESSION_FLAGS if (w := getattr(flt, f)) is not None),
         tag=tag,
         title=title,
+        sigma="\u03c3" in (flt.title_contains or "").casefold(),
         after=cursor is not None,
     )
     return shape, values
@@ -293,8 +295,9 @@ def _list_statement(engine: StoreEngine, shape: _ListShape) -> sa.Executable:
     def holds_title(c: sa.ColumnCollection[str, Any]) -> sa.ColumnElement[bool]:
         # Tested in every way, the index's too: it narrows, this decides.
         # Folded once per statement (a subquery), not once per row.
-        pattern = sa.select(engine.fold(sa.bindparam("title", type_=sa.String)))
-        return engine.fold(c.title).like(pattern.scalar_subquery(), escape="\\")
+        text = sa.bindparam("title", type_=sa.String)
+        pattern = sa.select(engine.fold(text, shape.sigma)).scalar_subquery()
+        return engine.fold(c.title, shape.sigma).like(pattern, escape="\\")
 
     q = sa.select(src).where(c.owner_id == sa.bindparam("owner"))
     q = q.where(c.deleted_at.is_not(None) if shape.trashed else c.deleted_at.is_(None))

@@ -394,7 +394,7 @@ class SqliteStore(StoreEngine):
     def txid_sql(self) -> sa.ColumnElement[int]:
         return sa.bindparam("txid", type_=sa.BigInteger)
 
-    def fold(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+    def fold(self, column: sa.ColumnElement[Any], sigma: bool = True) -> sa.ColumnElement[str]:
         return sa.func.tk_fold(column, type_=sa.String)
 
     def carries_tag(self, session: sa.ColumnCollection[str, Any]) -> sa.ColumnElement[bool]:
