@@ -20,8 +20,9 @@ Per engine, on a fresh store:
   page with its cursor, 50 runs each; the ratio deep/page-1 should be ~1.
 * **filtered views** of those 100,000 sessions: tags carried by half of
   them, a tenth, a hundredth, 20 of them, none of them, and the 5,000 oldest
-  (a common tag that no recent session carries); 20 starred sessions; a
-  title substring 11 sessions hold. p50 over 20 runs of the first page of
+  (a common tag that no recent session carries); 20 starred sessions; title
+  texts that 10 sessions hold, a hundredth, a tenth, all, none, and a
+  two-letter one that none hold. p50 over 20 runs of the first page of
   50, checked against the truth computed in Python, and its ratio to the
   unfiltered page's p50 in the same run.
 * **fork 10k**: a session holding 10,000 messages; ``fork_session(at_seq=k)``
@@ -223,6 +224,17 @@ VIEW_FEW = 20  # sessions carrying the "few" tag, and starred ones
 VIEW_OLD = 5_000  # the oldest sessions, which alone carry the "old" tag
 
 
+# Title texts for the filtered views; every title is "Chat s<6 digits>".
+VIEW_TITLES = {
+    "10": "chat s00001",  # s000010-s000019
+    "hundredth": "s001",  # s001000-s001999
+    "tenth": "s01",  # s010000-s019999
+    "all": "chat",
+    "absent": "no such title",
+    "2 letters, absent": "9z",  # shorter than a trigram: a walk of every session
+}
+
+
 def view_tags(todo: list[tuple], rng: random.Random) -> tuple[dict[str, list[str]], set[str]]:
     """Each session's tags for the filtered views, by id, and the ids of the
     starred sessions."""
@@ -257,7 +269,10 @@ def w_views(tk: Threadkeep, me: Actor, rows: list[tuple], sz: dict[str, int]) ->
             for name in (*VIEW_SHARES, "few", "old", "absent")
         },
         "starred": ({"starred": True}, lambda s: s.starred),
-        "title": ({"title_contains": "chat s00001"}, lambda s: "chat s00001" in s.title.lower()),
+        **{
+            f"title {name}": ({"title_contains": text}, lambda s, t=text: t in s.title.lower())
+            for name, text in VIEW_TITLES.items()
+        },
     }
     out: dict[str, Any] = {"sessions": len(rows), "page": page, "runs": runs}
     ok = True
