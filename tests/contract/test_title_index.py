@@ -96,6 +96,37 @@ def test_the_index_follows_every_write_to_a_title(
     assert follows(tk) == {theirs.id: "their plans"}
 
 
+def test_a_build_that_distrusts_the_schema_still_writes_titles(tmp_path: Any) -> None:
+    """Some SQLite builds turn ``trusted_schema`` off by default. There a
+    trigger may not write an FTS5 table nor call a function Python
+    registered (neither is marked innocuous), so every title write failed
+    (and since revision 0006 every new session and every message edit),
+    until add_functions turned the setting on for its connection."""
+    import sqlite3
+
+    from threadkeep.store.sqlite_functions import add_functions, fold
+
+    path = tmp_path / "t.db"
+    with Threadkeep.open(f"sqlite:///{path}") as tk:
+        me = Actor(tk.create_user("ada").value.id)
+        s = new_session(tk, me, title="old")
+    rename = "UPDATE sessions SET title = 'New Title' WHERE id = ?"
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA trusted_schema = OFF")
+        conn.create_function("tk_fold", 1, fold, deterministic=True)
+        with pytest.raises(sqlite3.OperationalError, match="unsafe use of"):
+            conn.execute(rename, (s.id,))
+        conn.rollback()
+        add_functions(conn)
+        conn.execute(rename, (s.id,))
+        conn.commit()
+    finally:
+        conn.close()
+    with Threadkeep.open(f"sqlite:///{path}") as tk:
+        assert follows(tk) == {s.id: "new title"}
+
+
 def _rowids(tk: Threadkeep) -> list[tuple[Any, ...]]:
     with tk.engine.sa_engine.connect() as conn:
         return [tuple(r) for r in conn.exec_driver_sql("SELECT rowid, folded FROM search_titles")]

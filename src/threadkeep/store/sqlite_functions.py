@@ -20,5 +20,15 @@ def fold(value: str | None) -> str | None:
 
 def add_functions(dbapi_conn: Any, _record: Any = None) -> None:
     """Register the functions on a DBAPI connection; also usable as a
-    SQLAlchemy ``connect`` event listener."""
+    SQLAlchemy ``connect`` event listener.
+
+    ``trusted_schema`` on: a SQLite built with it off by default refuses a
+    trigger that writes an FTS5 table or calls a function not marked
+    innocuous (Python's ``create_function`` cannot mark one), so creating
+    a session, or finishing, editing or purging a message, would fail
+    ("unsafe use of virtual table": the search triggers of revision 0006).
+    The setting guards against a hostile database file whose schema makes
+    an application's functions or virtual tables act for it; threadkeep
+    opens its own files, and its functions have no effects."""
+    dbapi_conn.execute("PRAGMA trusted_schema = ON")
     dbapi_conn.create_function("tk_fold", 1, fold, deterministic=True)
