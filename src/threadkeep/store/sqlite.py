@@ -28,6 +28,7 @@ from threadkeep.errors import StoreClosed, StoreError, ThreadkeepError
 from threadkeep.model.common import Committed, utcnow
 from threadkeep.model.jsontext import dumps
 from threadkeep.own_files import create_private, make_dirs
+from threadkeep.store import sqlite_support
 from threadkeep.store.changes import change_params
 from threadkeep.store.contract import ChangeRow, ReadFn, StoreEngine, WriteFn, WriteTx
 from threadkeep.store.group_commit import GroupCommitQueue, Request
@@ -71,6 +72,7 @@ class SqliteStore(StoreEngine):
                 "threadkeep needs a SQLite file (sqlite:///path/to/file.db), not an "
                 "in-memory database: an in-memory database is lost when the process exits"
             )
+        sqlite_support.require()  # before a file is made for it
         # Private and durable (threadkeep/own_files.py): the directories,
         # and the file, made before SQLite opens it so that it and its -wal
         # and -shm (which take its mode) are 0600.
