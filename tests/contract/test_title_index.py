@@ -12,16 +12,18 @@ PostgreSQL the filter always walks).
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from contract_helpers import list_plan, new_session
+from contract_helpers import list_plan, new_session, query_plan
 
 from replay_checks import all_pages
 from threadkeep import Actor, Threadkeep
 from threadkeep.model.imports import ImportedMessage, ImportedSession
+from threadkeep.model.sessions import SessionFilter
 from threadkeep.store import sessions as session_q
 from threadkeep.store import tables
 
@@ -286,6 +288,18 @@ def test_each_way_reads_the_index_as_planned(tk: Threadkeep, actor: Actor, title
         assert "TEMP B-TREE" not in plan, plan
     short = list_plan(tk, actor, title_contains="ne")
     assert "search_titles" not in short and "ix_sessions_live_activity" in short, short
+    # A short text's page that the walk did not fill: the folded titles, one
+    # by one (no trigram to look up), then each session by rowid.
+    with tk.engine.sa_engine.connect() as conn:
+        shape, values = session_q.list_query(
+            conn, actor.user_id, SessionFilter(title_contains="ne"), 50, None
+        )
+        assert shape.title == "common" and not shape.trigrams
+        del values["window"]
+        stmt = session_q.list_statement(conn, tk.engine, replace(shape, title="few"))
+        plan = query_plan(conn, stmt.sql, tuple(stmt.params(values)))
+    assert "SCAN search_titles VIRTUAL TABLE" in plan, plan
+    assert "ix_sessions_live_activity" not in plan, plan
 
 
 # Each title, with texts that must find it on both engines, and on SQLite
