@@ -22,7 +22,13 @@ ERASED = b"bytes that must not come back"
 
 
 def ack(label: str) -> None:
-    fd = os.open(os.environ["TK_FSLOG"], os.O_WRONLY | os.O_APPEND)
+    ack_to(os.environ["TK_FSLOG"], label)
+
+
+def ack_to(log: str | os.PathLike[str], label: str) -> None:
+    """One ``ack`` line, appended after everything the record holds so far
+    (the test's own process writes it when a server it watches answered)."""
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND)
     try:
         os.write(fd, f"ack {label}\n".encode())
     finally:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import fs_child
 import fslog
+import httpx
 import preload
 import pytest
 
@@ -88,6 +90,93 @@ def test_what_threadkeep_says_it_kept_is_durable_at_that_moment(
     made = [line for line in log.read_text().splitlines() if str(root) in line]
     assert any(line.startswith(("create ", "rename ")) for line in made), "nothing recorded"
     assert problems == {ack: [] for ack in SCENARIOS[scenario]}
+
+
+SERVE_ACKS = ["first start: the token shown", "session", "append", "upload"]
+
+
+def test_what_threadkeep_serve_answered_is_durable_at_that_moment(
+    shim: Path, tmp_path: Path
+) -> None:
+    """The same check through a real ``threadkeep serve`` under the shim, the
+    acks being what a user sees: on first start it makes its data
+    directory, database, user and token and prints the token, which must be
+    kept by then (its hash is what lets it in); then each write the API
+    answered 2xx, a file upload included."""
+    root = tmp_path / "w"
+    root.mkdir()
+    log = tmp_path / "fs.log"
+    log.touch()
+    env = {
+        **os.environ,
+        "LD_PRELOAD": str(shim),
+        "TK_FSLOG": str(log),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "THREADKEEP_BLOBS__BACKEND": "fs",
+        "THREADKEEP_DATA_DIR": str(root / "data"),
+        "THREADKEEP_CONFIG": str(tmp_path / "no-config.toml"),
+    }
+    env.pop("THREADKEEP_DATABASE_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "threadkeep.cli", "serve", "--port", "0"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        base, token, said = _serving(proc)
+        assert base and token, said[-3000:]
+        fs_child.ack_to(log, SERVE_ACKS[0])
+        with httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        ) as c:
+            made = c.post("/v1/sessions", json={"title": "kept"})
+            assert made.status_code == 201, made.text
+            fs_child.ack_to(log, SERVE_ACKS[1])
+            sid = made.json()["id"]
+            said_ok = c.post(
+                f"/v1/sessions/{sid}/messages",
+                json={"messages": [{"role": "user", "content": "keep this"}]},
+            )
+            assert said_ok.status_code == 201, said_ok.text
+            fs_child.ack_to(log, SERVE_ACKS[2])
+            up = c.post(
+                f"/v1/sessions/{sid}/uploads",
+                params={"filename": "a.txt"},
+                content=b"the bytes of a file sent over HTTP",
+            )
+            assert up.status_code == 201, up.text
+            fs_child.ack_to(log, SERVE_ACKS[3])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    problems = fslog.replay(log, root)
+    assert list(problems) == SERVE_ACKS
+    recorded = [line for line in log.read_text().splitlines() if str(root) in line]
+    assert any(line.startswith("rename ") and "-blobs/" in line for line in recorded), recorded
+    assert problems == {ack: [] for ack in SERVE_ACKS}
+
+
+def _serving(proc: subprocess.Popen[str]) -> tuple[str | None, str | None, str]:
+    """The URL and token ``threadkeep serve`` printed on first start."""
+    assert proc.stdout is not None
+    base = token = None
+    said = ""
+    deadline = time.monotonic() + 60
+    while (base is None or token is None) and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        said += line
+        if m := re.search(r"serving (http://127\.0\.0\.1:\d+)", line):
+            base = m.group(1)
+        if m := re.search(r"token: (tk_\S+)", line):
+            token = m.group(1)
+    return base, token, said
 
 
 def test_the_replay_finds_a_name_or_bytes_a_power_cut_could_take(tmp_path: Path) -> None:
