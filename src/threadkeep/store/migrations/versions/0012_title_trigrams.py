@@ -27,7 +27,7 @@ index there needs the ``pg_trgm`` extension (docs/performance.md).
 
 Revision ID: 0012
 Revises: 0011
-Create Date: 2026-12-07 22:30:00
+Create Date: 2026-12-07 21:45:00
 """
 
 from __future__ import annotations
