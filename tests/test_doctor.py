@@ -14,6 +14,7 @@ from typer.testing import CliRunner, Result
 from conftest import write_past_the_index
 from threadkeep import Actor, Threadkeep
 from threadkeep.cli.main import app
+from threadkeep.store import sqlite_support
 
 
 @pytest.fixture(autouse=True)
@@ -52,6 +53,7 @@ def test_a_healthy_deployment_passes(db_url: str) -> None:
     for name in ("settings", "bind", "database", "schema", "users", "tokens"):
         assert found[name]["status"] == "ok"
     if db_url.startswith("sqlite"):
+        assert found["sqlite"]["detail"].endswith("with FTS5's trigram tokenizer")
         assert found["journal_mode"]["detail"] == "wal"
         assert found["synchronous"]["detail"] == "full"
         assert found["disk space"]["status"] == "ok"
@@ -91,6 +93,21 @@ def test_a_missing_sqlite_file_fails_and_is_not_created(tmp_path: Path) -> None:
     assert found["database"]["status"] == "fail"
     assert "threadkeep migrate" in found["database"]["hint"]
     assert not path.exists()
+
+
+def test_a_sqlite_too_old_fails_first_and_names_the_ways_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_support.sqlite3, "sqlite_version_info", (3, 31, 1))
+    path = tmp_path / "t.db"
+
+    code, found = checks("--database-url", f"sqlite:///{path}")
+
+    assert code == 1
+    assert found["sqlite"]["status"] == "fail"
+    assert "3.35.0 or newer, and this Python uses 3.31.1" in found["sqlite"]["detail"]
+    assert "PostgreSQL" in found["sqlite"]["hint"]
+    assert "database" not in found and not path.exists()
 
 
 def test_no_active_token_fails_with_the_token_create_hint(db_url: str) -> None:

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import shutil
+import sqlite3
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -36,7 +37,7 @@ from threadkeep.config import Settings, data_dir, load_settings
 from threadkeep.errors import SchemaInUse, SchemaTooNew, ThreadkeepError
 from threadkeep.library import Threadkeep
 from threadkeep.model.common import utcnow
-from threadkeep.store import diagnostics, open_engine, shown_url
+from threadkeep.store import diagnostics, open_engine, shown_url, sqlite_support
 from threadkeep.store import migrate as migrations
 from threadkeep.store.contract import StoreEngine
 from threadkeep.store.translate import translate_errors
@@ -195,6 +196,16 @@ def _check_sqlite_files(report: Report, path: Path) -> bool:
         return False
     _check_private(report, path)
     return True
+
+
+def _check_sqlite_library(report: Report) -> bool:
+    """The SQLite this Python links: too old, no store opens (False)."""
+    missing = sqlite_support.problem(sqlite3.sqlite_version_info, sqlite_support.has_fts5_trigram())
+    if missing is None:
+        report.add("sqlite", "ok", sqlite_support.describe())
+        return True
+    report.add("sqlite", "fail", f"threadkeep needs {missing}", sqlite_support.WAYS_OUT)
+    return False
 
 
 def _check_private(report: Report, path: Path) -> None:
@@ -455,6 +466,8 @@ def run_checks(database_url: str | None = None, host: str | None = None) -> Repo
     is_sqlite = url.startswith("sqlite")
     header_journal: str | None = None
     if is_sqlite:
+        if not _check_sqlite_library(report):
+            return report
         database = sa.make_url(url).database
         if database and database != ":memory:":
             path = Path(database).expanduser()
@@ -515,7 +528,8 @@ def doctor(
     """Check a deployment and say what to fix.
 
     Checks the settings, the database (reachable, schema current, durability
-    settings; on SQLite, the search index against the tables), the data
+    settings; on SQLite, the SQLite library this Python uses and the search
+    index against the tables), the data
     directory, disk space and the database files' modes (SQLite), the server
     bind address, and that a user and an active token exist. One line per check:
     ok, warn or fail, with a fix for anything not ok. Exit code 1 when any

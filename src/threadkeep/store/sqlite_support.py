@@ -31,7 +31,7 @@ def problem(version: tuple[int, ...], fts5: bool) -> str | None:
 
 
 @functools.cache
-def _has_fts5_trigram() -> bool:
+def has_fts5_trigram() -> bool:
     conn = sqlite3.connect(":memory:")
     try:
         conn.execute("CREATE VIRTUAL TABLE probe USING fts5(text, tokenize = 'trigram')")
@@ -44,10 +44,18 @@ def _has_fts5_trigram() -> bool:
 
 def require() -> None:
     """Raise StoreError when this Python's SQLite cannot hold a store."""
-    missing = problem(sqlite3.sqlite_version_info, _has_fts5_trigram())
+    missing = problem(sqlite3.sqlite_version_info, has_fts5_trigram())
     if missing is not None:
-        raise StoreError(
-            f"threadkeep needs {missing}. Use a Python built with a newer SQLite "
-            "(python.org's builds and Debian 12's are), or PostgreSQL "
-            "(THREADKEEP_DATABASE_URL=postgresql://...)"
-        )
+        raise StoreError(f"threadkeep needs {missing}. {WAYS_OUT}")
+
+
+WAYS_OUT = (
+    "Use a Python built with a newer SQLite (python.org's builds and Debian 12's "
+    "are), or PostgreSQL (THREADKEEP_DATABASE_URL=postgresql://...)"
+)
+
+
+def describe() -> str:
+    """This Python's SQLite, as the doctor shows it."""
+    fts5 = "with" if has_fts5_trigram() else "without"
+    return f"SQLite {sqlite3.sqlite_version}, {fts5} FTS5's trigram tokenizer"
