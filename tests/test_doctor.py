@@ -110,6 +110,17 @@ def test_a_sqlite_too_old_fails_first_and_names_the_ways_out(
     assert "database" not in found and not path.exists()
 
 
+def test_reindex_of_a_missing_sqlite_file_fails_and_makes_none(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.db"
+    for args in ([], ["--check"]):
+        done = CliRunner().invoke(
+            app, ["reindex", "--database-url", f"sqlite:///{path}", *args], prog_name="threadkeep"
+        )
+        assert done.exit_code == 2, done.output
+        assert "does not exist" in done.output and "threadkeep migrate" in done.output
+        assert not path.exists()
+
+
 def test_no_active_token_fails_with_the_token_create_hint(db_url: str) -> None:
     with Threadkeep.open(db_url) as tk:
         user = tk.create_user("ada").value

@@ -36,7 +36,7 @@ def _revision(rev: str | None, head: str) -> str:
     return f"{rev} (head)" if rev == head else rev
 
 
-def _missing_sqlite_file(url: str) -> Path | None:
+def missing_sqlite_file(url: str) -> Path | None:
     """The file a sqlite:/// URL names, when it does not exist yet."""
     if not url.startswith("sqlite"):
         return None
@@ -72,7 +72,7 @@ def migrate(
         head = migrations.code_head()
         out.print(f"database: {shown_url(url)}", markup=False)
         if check:
-            missing = _missing_sqlite_file(url)
+            missing = missing_sqlite_file(url)
             if missing is not None:
                 out.print(
                     f"[yellow]not migrated:[/] {missing} does not exist; "
