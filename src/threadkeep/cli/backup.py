@@ -102,7 +102,7 @@ def backup(
     """
     out = Console(highlight=False, soft_wrap=True)
     with reported_errors():
-        tk = open_store(database_url)
+        tk = open_store(database_url, existing=True)
         try:
             out.print(f"backing up {shown_url(tk.engine.url)} into {dest}", markup=False)
             with progress_bars(out) as progress, translate_errors():

@@ -95,7 +95,7 @@ def cleanup(
     """
     out = Console(highlight=False, soft_wrap=True)
     with reported_errors():
-        tk = open_store(database_url)
+        tk = open_store(database_url, existing=True)
         try:
             if not as_json:
                 out.print(

@@ -44,7 +44,7 @@ def copy(
     out = Console(highlight=False, soft_wrap=True)
     with reported_errors():
         target_settings = load_settings(database_url=target)
-        tk = open_store(database_url)
+        tk = open_store(database_url, existing=True)
         try:
             out.print(f"copying {shown_url(tk.engine.url)} into {shown_url(target)}", markup=False)
             with progress_bars(out) as progress, translate_errors():

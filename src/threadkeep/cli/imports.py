@@ -263,7 +263,7 @@ def export_(
             raise InvalidInput("--format", f"must be one of {', '.join(EXPORT_FORMATS)}")
         if all_users and (output is None or session or user):
             raise InvalidInput("--all-users", "needs --output DIR, and no --user or --session")
-        with open_store(database_url) as tk:
+        with open_store(database_url, existing=True) as tk:
             if all_users:
                 assert output is not None
                 make_dirs(output)

@@ -15,16 +15,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from threadkeep.cli.errors import (
-    EXIT_CHECK_FAILED,
-    EXIT_ERROR,
-    EXIT_OK,
-    print_error,
-    reported_errors,
-)
-from threadkeep.cli.migrate import DatabaseUrl, missing_sqlite_file
+from threadkeep.cli.errors import EXIT_CHECK_FAILED, EXIT_OK, reported_errors
+from threadkeep.cli.migrate import DatabaseUrl
 from threadkeep.cli.token import open_store
-from threadkeep.config import load_settings
 from threadkeep.model.search import SearchIndexCheck
 
 _NAMES = {
@@ -68,15 +61,7 @@ def reindex(
     """
     out = Console(highlight=False, soft_wrap=True)
     with reported_errors():
-        url = load_settings(database_url=database_url).database_url
-        missing = missing_sqlite_file(url)
-        if missing is not None:  # opening the store would make one, empty
-            print_error(
-                f"{missing} does not exist: there is no index to check or rebuild "
-                "(`threadkeep migrate` creates the database)"
-            )
-            raise typer.Exit(EXIT_ERROR)
-        tk = open_store(database_url)
+        tk = open_store(database_url, existing=True)
         try:
             # Both are empty on PostgreSQL, whose index cannot drift.
             found = tk.check_search_index() if check else tk.rebuild_search_index()

@@ -16,9 +16,9 @@ from rich.console import Console
 from rich.table import Table
 
 from threadkeep.cli.errors import reported_errors
-from threadkeep.cli.migrate import DatabaseUrl
+from threadkeep.cli.migrate import DatabaseUrl, missing_sqlite_file
 from threadkeep.config import load_settings
-from threadkeep.errors import AlreadyExists, InvalidInput
+from threadkeep.errors import AlreadyExists, InvalidInput, StoreError
 from threadkeep.library import Threadkeep
 from threadkeep.model.common import Actor, utcnow
 from threadkeep.model.users import User
@@ -54,8 +54,18 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
 
 
-def open_store(database_url: str | None) -> Threadkeep:
+def open_store(database_url: str | None, *, existing: bool = False) -> Threadkeep:
+    """The store the settings name, migrated. ``existing``: for a command that
+    reads a store (backup, export, a list...), a SQLite file that does not
+    exist is an error, where opening would make an empty one, and the
+    command would then report on nothing as if all were well (a backup of a
+    mistyped path, every night)."""
     settings = load_settings(database_url=database_url)
+    if existing and (missing := missing_sqlite_file(settings.database_url)) is not None:
+        raise StoreError(
+            f"{missing} does not exist: there is no threadkeep database there; check "
+            "--database-url or THREADKEEP_DATABASE_URL (`threadkeep migrate` makes a new one)"
+        )
     with translate_errors():
         return Threadkeep.open(settings=settings)
 
@@ -169,7 +179,7 @@ def list_tokens(
 ) -> None:
     """List API tokens (never the tokens themselves: only their ids and details)."""
     with reported_errors():
-        tk = open_store(database_url)
+        tk = open_store(database_url, existing=True)
         try:
             users = {u.id: u for u in tk.list_users()}
             tokens = (
@@ -208,7 +218,7 @@ def revoke(
 ) -> None:
     """Revoke an API token: it stops working at once."""
     with reported_errors():
-        tk = open_store(database_url)
+        tk = open_store(database_url, existing=True)
         try:
             found = tk.find_token(token_id)
             revoked = tk.revoke_token(Actor(found.user_id), token_id).value

@@ -75,7 +75,7 @@ def list_(database_url: DatabaseUrl = None) -> None:
     """List the users: id, name, when created, and whether disabled (an
     erasure disables a user first)."""
     with reported_errors():
-        tk = open_store(database_url)
+        tk = open_store(database_url, existing=True)
         try:
             users = tk.list_users()
         finally:
@@ -103,7 +103,7 @@ def export(
     upload under blobs/, and manifest.json with counts and a sha256 per file."""
     out = Console(highlight=False, soft_wrap=True, stderr=True)
     with reported_errors():
-        tk = open_store(database_url)
+        tk = open_store(database_url, existing=True)
         try:
             counts = tk.user_row_counts(user_id)
             total = sum(v for k, v in counts.items() if k != "changes")
@@ -143,7 +143,7 @@ def erase(
     data, its tokens and the user itself. Cannot be undone: export first."""
     err = Console(highlight=False, soft_wrap=True, stderr=True)
     with reported_errors():
-        tk = open_store(database_url)
+        tk = open_store(database_url, existing=True)
         try:
             user = tk.get_user(user_id)  # UserNotFound before any question
             counts = tk.user_row_counts(user_id)
