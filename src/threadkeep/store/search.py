@@ -36,7 +36,6 @@ from threadkeep.model.search import (
     SearchIndexCheck,
     SearchKind,
 )
-from threadkeep.store.sqlite_functions import add_functions
 from threadkeep.store.types import UTCDateTime
 
 PREFIX = "search_"  # every schema object of the search index is named search_*
@@ -334,7 +333,8 @@ def _pg_snippets(
 def rebuild(conn: sa.Connection) -> None:
     """Rebuild the SQLite index from the tables (after a restore, or a migration
     that rebuilt messages, tool_events or sessions). PostgreSQL's index is a
-    generated column and never needs it."""
+    generated column and never needs it. The titles are folded by tk_fold,
+    which every SQLite engine threadkeep makes adds (store/sqlite_functions.py)."""
     if conn.dialect.name != "sqlite":
         return
     revision = importlib.import_module("threadkeep.store.migrations.versions.0006_search")
@@ -345,7 +345,6 @@ def rebuild(conn: sa.Connection) -> None:
     conn.exec_driver_sql("DELETE FROM search_titles")
     for stmt in revision.SQLITE_BACKFILL:
         conn.exec_driver_sql(stmt)
-    add_functions(conn.connection.dbapi_connection)  # the titles are folded here
     conn.exec_driver_sql(titles.SQLITE_BACKFILL)
 
 

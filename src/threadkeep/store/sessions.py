@@ -227,7 +227,7 @@ def list_sessions(
     own index, or for a rare tag session_tags)."""
     shape, values = list_query(conn, owner_id, flt, limit, cursor)
     rows = list_statement(conn, engine, shape).execute(prepared_cursor(conn), values).fetchall()
-    if "window" in values and len(rows) <= limit:  # the walk's window ran out
+    if "common" in (shape.tag, shape.title) and len(rows) <= limit:  # the window ran out
         del values["window"]
         if shape.tag == "common":
             shape = replace(shape, tag="few")
@@ -247,6 +247,8 @@ def list_query(
     values: dict[str, Any] = {"owner": owner_id, "n": limit + 1}
     tag: Literal["few", "common"] | None = None
     title: Literal["scan", "few", "common"] | None = None
+    folded = (flt.title_contains or "").casefold()  # as tk_fold, SQLite's fold
+    short = len(folded) < TRIGRAM
     if flt.tag is not None:
         values["tag"] = flt.tag
         tag = "few" if _few_carry(conn, owner_id, flt.tag) else "common"
@@ -255,14 +257,13 @@ def list_query(
     if flt.title_contains:
         values["title"] = _contains_pattern(flt.title_contains)
         title = "scan"
-        folded = flt.title_contains.casefold()  # as tk_fold, SQLite's fold
         if tag is None and conn.dialect.name == "sqlite":
-            if len(folded) >= TRIGRAM:
-                values["phrase"] = '"' + folded.replace('"', '""') + '"'
-                title = "few" if _few_titled(conn, owner_id, values["phrase"]) else "common"
-            else:
+            if short:
                 values["folded"] = folded
                 title = "common"
+            else:
+                values["phrase"] = '"' + folded.replace('"', '""') + '"'
+                title = "few" if _few_titled(conn, owner_id, values["phrase"]) else "common"
             if title == "common":
                 values["window"] = WALK_WINDOW
     if cursor is not None:
@@ -272,8 +273,8 @@ def list_query(
         flags=tuple((f, w) for f in SESSION_FLAGS if (w := getattr(flt, f)) is not None),
         tag=tag,
         title=title,
-        sigma="\u03c3" in (flt.title_contains or "").casefold(),
-        trigrams="folded" not in values,
+        sigma="\u03c3" in folded,
+        trigrams=not short,
         after=cursor is not None,
     )
     return shape, values
