@@ -266,3 +266,33 @@ def test_no_arguments_shows_the_help() -> None:
 
     assert "migrate" in result.output
     assert "version" in result.output
+
+
+# Commands that read a store: a mistyped path must not become a new, empty
+# store that the command then reports on as if all were well.
+READERS = {
+    "backup": ["backup", "{tmp}/bk"],
+    "export": ["export", "--all-users", "--output", "{tmp}/out.jsonl"],
+    "token list": ["token", "list"],
+    "token revoke": ["token", "revoke", "tok-1"],
+    "user list": ["user", "list"],
+    "user export": ["user", "export", "u1", "{tmp}/u1.zip"],
+    "user erase": ["user", "erase", "u1", "--yes"],
+    "cleanup": ["cleanup", "--dry-run"],
+    "copy": ["copy", "sqlite:///{tmp}/copy.db"],
+    "reindex": ["reindex"],
+    "reindex --check": ["reindex", "--check"],
+}
+
+
+@pytest.mark.parametrize("command", list(READERS))
+def test_a_command_that_reads_a_missing_sqlite_file_fails_and_makes_none(
+    tmp_path: Path, command: str
+) -> None:
+    path = tmp_path / "typo.db"
+    args = [a.format(tmp=tmp_path) for a in READERS[command]]
+    done = run(*args, "--database-url", f"sqlite:///{path}")
+    assert done.exit_code == 2, done.output
+    assert "typo.db does not exist" in done.output, done.output
+    assert "threadkeep migrate" in done.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nor the data dir

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from contract_helpers import list_plan, new_session
+from contract_helpers import backdate, list_plan, new_session
 
 from replay_checks import all_pages
 from threadkeep import Actor, Threadkeep
@@ -128,17 +128,6 @@ def few_tagged(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     return str(request.param)
 
 
-def _backdate(tk: Threadkeep, times: dict[str, datetime]) -> None:
-    """Give sessions the activity times of a long history (ties included)."""
-    c = tables.sessions.c
-
-    def op(tx: Any) -> None:
-        for sid, at in times.items():
-            tx.conn.execute(tables.sessions.update().where(c.id == sid).values(last_activity_at=at))
-
-    tk.engine.write(op)
-
-
 @pytest.mark.parametrize("few_tagged", ["few", "common", "short walk"], indirect=True)
 def test_both_ways_give_the_true_pages(tk: Threadkeep, actor: Actor, few_tagged: str) -> None:
     """Random tags, flags, trash and activity times (some equal, so the id
@@ -154,7 +143,7 @@ def test_both_ways_give_the_true_pages(tk: Threadkeep, actor: Actor, few_tagged:
         made.append(s.id)
     noise = new_session(tk, Actor(tk.create_user("eve").value.id), tags=tags)
     times = {sid: base + timedelta(minutes=rng.randrange(20)) for sid in made}
-    _backdate(tk, times)
+    backdate(tk, times)
     trashed = set(rng.sample(made, 8))
     for sid in trashed:
         tk.delete_session(actor, sid)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from contract_helpers import list_plan, new_session, query_plan
+from contract_helpers import backdate, list_plan, new_session, query_plan
 
 from replay_checks import all_pages
 from threadkeep import Actor, Threadkeep
@@ -213,16 +213,6 @@ def folding(tk: Threadkeep) -> Any:
     return lambda text: text.lower().replace("\u03c2", "\u03c3")
 
 
-def _backdate(tk: Threadkeep, times: dict[str, datetime]) -> None:
-    c = tables.sessions.c
-
-    def op(tx: Any) -> None:
-        for sid, at in times.items():
-            tx.conn.execute(tables.sessions.update().where(c.id == sid).values(last_activity_at=at))
-
-    tk.engine.write(op)
-
-
 @pytest.mark.parametrize("title_way", ["few", "common", "short walk"], indirect=True)
 def test_every_way_gives_the_true_pages(tk: Threadkeep, actor: Actor, title_way: str) -> None:
     """Titles with letters whose folding changes their length (ß, ﬁ), Greek
@@ -240,7 +230,7 @@ def test_every_way_gives_the_true_pages(tk: Threadkeep, actor: Actor, title_way:
     new_session(tk, actor, id="untitled")
     noise = new_session(tk, Actor(tk.create_user("eve").value.id), title=" ".join(TITLES))
     times = {sid: base + timedelta(minutes=rng.randrange(20)) for sid in [*made, "untitled"]}
-    _backdate(tk, times)
+    backdate(tk, times)
     trashed = set(rng.sample(made, 8))
     for sid in trashed:
         tk.delete_session(actor, sid)

@@ -59,10 +59,9 @@ def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return preload.build("fslog.c", tmp_path_factory.mktemp("fslog"))
 
 
-@pytest.mark.parametrize("scenario", list(SCENARIOS))
-def test_what_threadkeep_says_it_kept_is_durable_at_that_moment(
-    shim: Path, tmp_path: Path, scenario: str
-) -> None:
+def under_the_shim(shim: Path, tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
+    """The root everything is made under, the record, and the environment
+    of a process whose file operations go into it."""
     root = tmp_path / "w"
     root.mkdir()
     log = tmp_path / "fs.log"
@@ -76,6 +75,14 @@ def test_what_threadkeep_says_it_kept_is_durable_at_that_moment(
         "THREADKEEP_BLOBS__BACKEND": "fs",
     }
     env.pop("THREADKEEP_DATABASE_URL", None)
+    return root, log, env
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_what_threadkeep_says_it_kept_is_durable_at_that_moment(
+    shim: Path, tmp_path: Path, scenario: str
+) -> None:
+    root, log, env = under_the_shim(shim, tmp_path)
     done = subprocess.run(
         [sys.executable, str(CHILD), str(root), scenario],
         env=env,
@@ -103,20 +110,9 @@ def test_what_threadkeep_serve_answered_is_durable_at_that_moment(
     directory, database, user and token and prints the token, which must be
     kept by then (its hash is what lets it in); then each write the API
     answered 2xx, a file upload included."""
-    root = tmp_path / "w"
-    root.mkdir()
-    log = tmp_path / "fs.log"
-    log.touch()
-    env = {
-        **os.environ,
-        "LD_PRELOAD": str(shim),
-        "TK_FSLOG": str(log),
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "THREADKEEP_BLOBS__BACKEND": "fs",
-        "THREADKEEP_DATA_DIR": str(root / "data"),
-        "THREADKEEP_CONFIG": str(tmp_path / "no-config.toml"),
-    }
-    env.pop("THREADKEEP_DATABASE_URL", None)
+    root, log, env = under_the_shim(shim, tmp_path)
+    env["THREADKEEP_DATA_DIR"] = str(root / "data")
+    env["THREADKEEP_CONFIG"] = str(tmp_path / "no-config.toml")
     proc = subprocess.Popen(
         [sys.executable, "-m", "threadkeep.cli", "serve", "--port", "0"],
         env=env,
