@@ -19,6 +19,7 @@ from api_helpers import (
 )
 
 from threadkeep import Threadkeep
+from threadkeep.api.problems import ApiProblem
 from threadkeep.model.common import utcnow
 from threadkeep.service.tokens import hash_token
 from threadkeep.store import tables
@@ -366,6 +367,107 @@ def test_another_users_ids_answer_404_on_every_route_and_nothing_is_written(
     after = api.get(f"/v1/sessions/{ids['session_id']}", headers=owner.headers).json()
     assert after == before
     assert store.authenticate(owner.token).revoked_at is None
+
+
+# How to reach each route without an id with a request its schema accepts:
+# (body, query). A body of bytes is sent as it is.
+OWN_REQUESTS: dict[tuple[str, str], tuple[Any, dict[str, str]]] = {
+    ("POST", "/v1/sessions"): ({}, {}),
+    ("GET", "/v1/sessions"): (None, {}),
+    ("GET", "/v1/me"): (None, {}),
+    ("GET", "/v1/me/export"): (None, {}),
+    ("POST", "/v1/me/import"): (b"PK\x05\x06" + bytes(18), {}),
+    ("DELETE", "/v1/me"): (None, {"confirm": "someone"}),
+    ("GET", "/v1/tokens"): (None, {}),
+    ("POST", "/v1/tokens"): ({"name": "x"}, {}),
+    ("GET", "/v1/shape"): (None, {"table": "sessions", "offset": "-1"}),
+    ("GET", "/v1/shapes/{table}"): (None, {"offset": "-1"}),
+    ("GET", "/v1/search"): (None, {"q": "secret"}),
+}
+
+
+def test_an_unknown_token_answers_401_on_every_route_and_nothing_is_written(
+    api: Api, store: Threadkeep
+) -> None:
+    """The token is looked up in the route's own worker thread (auth.py), not
+    by the dependency. Every route must still check it before it does
+    anything: a route that skipped the check would answer 2xx or 404 here."""
+    assert set(OWN_REQUESTS) == OWN
+    _, ids = _victim(api, store)
+    stranger = {"Authorization": "Bearer tk_" + "A" * 43}
+    requests = [(m, t.format(**ids), body, {}) for (m, t), body in FOREIGN.items()]
+    requests += [
+        (m, t.format(table="sessions"), body, query)
+        for (m, t), (body, query) in OWN_REQUESTS.items()
+    ]
+    with writes_nothing(store):
+        for method, url, body, query in requests:
+            if query:
+                r = api.request(method, url, params=query, headers=stranger)
+            elif method == "POST" and url.endswith("/import"):
+                headers = {**stranger, "content-type": "application/zip"}
+                r = api.request(method, url, content=body, headers=headers)
+            else:
+                r = _send(api, method, url, body, stranger)
+            problem = assert_problem(r, 401)
+            assert problem["detail"].startswith("unknown token"), (method, url, problem)
+
+
+def test_an_authenticated_request_makes_one_hop_to_the_thread_pool(
+    api: Api, store: Threadkeep, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The token lookup runs in the thread that runs the route: one hop where
+    a sync auth dependency made two (each 100-200 µs of CPU on 2 cores)."""
+    import anyio.to_thread
+
+    who = new_caller(store)
+    sid = new_session(api, who)
+    hops: list[Any] = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def counted(func: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(func)
+        return await run_sync(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+    assert api.get(f"/v1/sessions/{sid}", headers=who.headers).status_code == 200
+    appended = api.post(
+        f"/v1/sessions/{sid}/messages",
+        json={"messages": [{"role": "user", "content": "hi"}]},
+        headers=who.headers,
+    )
+    assert appended.status_code == 201, appended.text
+    assert len(hops) == 2, hops
+
+
+def test_a_principal_refuses_to_say_who_it_is_before_its_token_is_checked(
+    store: Threadkeep,
+) -> None:
+    from threadkeep.api.auth import Principal, UncheckedPrincipal
+    from threadkeep.service.tokens import Scope
+
+    who = new_caller(store, scopes=("read",))
+    principal = Principal(store, who.token, Scope.READ)
+    with pytest.raises(UncheckedPrincipal):
+        _ = principal.actor
+    principal.check()
+    assert principal.actor == who.actor
+    assert principal.token.user_id == who.actor.user_id
+    # The scope is part of the check: a read token is no writer.
+    writer = Principal(store, who.token, Scope.WRITE)
+    with pytest.raises(ApiProblem) as refused:
+        writer.check()
+    assert refused.value.status == 403
+    with pytest.raises(UncheckedPrincipal):
+        _ = writer.actor
+
+
+def test_a_missing_token_answers_401_before_the_body_is_validated(
+    api: Api, store: Threadkeep
+) -> None:
+    with writes_nothing(store):
+        r = api.post("/v1/sessions", json={"title": 42, "flags": "x"})
+    assert_problem(r, 401)
 
 
 def test_listings_show_only_the_callers_own_rows(api: Api, store: Threadkeep) -> None:

@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute
 
 from threadkeep import __version__
 from threadkeep.api import problems
+from threadkeep.api.auth import checked_endpoint
 from threadkeep.api.metrics import Metrics
 from threadkeep.api.middleware import BodyGuard, RequestContext
 from threadkeep.api.route_order import MATCH_FIRST, order_for_matching
@@ -216,7 +217,9 @@ _ROUTE_FIELDS = tuple(
 
 def add_routes(app: FastAPI, router: APIRouter) -> None:
     """Add ``router``'s routes to the app's own router, each as its module
-    declared it, rather than ``app.include_router(router)``.
+    declared it, rather than ``app.include_router(router)``, and each endpoint
+    wrapped to check its request's token in the thread that runs it
+    (auth.checked_endpoint).
 
     Since 0.137 FastAPI keeps an included router as a node of the route tree
     and walks it on every request, route by route, with bookkeeping in the
@@ -229,7 +232,7 @@ def add_routes(app: FastAPI, router: APIRouter) -> None:
         if not isinstance(route, APIRoute):
             raise TypeError(f"{route!r} is not an APIRoute; add it to the app another way")
         fields = {name: getattr(route, name) for name in _ROUTE_FIELDS}
-        app.router.add_api_route(route.path, route.endpoint, **fields)
+        app.router.add_api_route(route.path, checked_endpoint(route.endpoint), **fields)
 
 
 def _matching_rank(app: FastAPI) -> Callable[[BaseRoute], int]:
