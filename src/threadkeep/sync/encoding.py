@@ -69,9 +69,9 @@ def column_kinds(table_name: str) -> dict[str, str]:
 def format_timestamptz(value: datetime | str) -> str:
     """``2026-01-02 03:04:05.123456+00``, as PostgreSQL prints timestamptz in UTC.
 
-    Not ``strftime``, nor an f-string field by field: each cost more than
-    the rest of a message's encoding (3.3 µs against 2.2 µs for this), and a
-    session's first sync formats one per message."""
+    ``isoformat``, not ``strftime`` nor an f-string of seven fields: a
+    session's first sync formats one per message, and the f-string took
+    2.3-2.5 µs of the 7 µs a message's encoding cost, against 1.4 µs."""
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if value.tzinfo is None:
