@@ -208,3 +208,75 @@ def test_exporting_one_session_takes_its_branches_along(tk: Threadkeep) -> None:
     ]
     assert sessions == ["a", "a-fork", "a-tail"] or sessions == ["a", "a-tail", "a-fork"]
     assert counts.sessions == 3
+
+
+
+def _import_text(tk: Threadkeep, me: Actor, text: str, tmp_path: Path) -> Any:
+    path = tmp_path / "export.jsonl"
+    path.write_text(text, encoding="utf-8")
+    return run_import(
+        tk, me, FORMATS["threadkeep"].read(path, me.user_id), format="threadkeep", path=str(path)
+    )
+
+
+def _evidence(message_id: str) -> dict[str, Any]:
+    return {
+        "kind": "k",
+        "description": "d",
+        "evidence": [{"kind": "message", "id": message_id}],
+    }
+
+
+def test_a_record_naming_a_message_purged_since_is_exported_and_imported_as_it_is(
+    tk: Threadkeep, tmp_path: Path
+) -> None:
+    """A record names a message of its session; a rewind moves the message
+    into a branch, and purging the branch deletes it. The record still names
+    it: the store's own state, which its export must import. Before, the
+    import refused the session ("no message ... of this user has that id"),
+    so a user who had done this could not move their data."""
+    me = Actor(tk.create_user("ada").value.id)
+    s = tk.create_session(me, id="dangling").value
+    m = tk.append_message(me, s.id, {"role": "user", "content": "said"}).value
+    tk.record_misalignment(me, s.id, _evidence(m.id))
+    branch = tk.rewind_session(me, s.id, to_seq=0).value.branch
+    assert branch is not None
+    tk.delete_session(me, branch.id)
+    tk.purge_session(me, branch.id)
+    text = export_text(tk, me)
+    assert m.id in text and tk.get_messages(me, s.id) == []
+
+    with Threadkeep.open(f"sqlite:///{tmp_path}/second.db") as second:
+        second.create_user("ada", id=me.user_id)
+        report = _import_text(second, me, text, tmp_path)
+        assert report.failed == [], report.failed
+        (kept,) = second.list_misalignments(me, "dangling")
+        assert [e.id for e in kept.evidence] == [m.id]
+        assert export_text(second, me).splitlines()[1:] == text.splitlines()[1:]
+
+
+def test_a_record_naming_another_users_message_is_refused(tk: Threadkeep, tmp_path: Path) -> None:
+    """What the import still refuses: an id another user's message has, with
+    the answer an id of nobody's used to get, and nothing written."""
+    victim = Actor(tk.create_user("victim").value.id)
+    vs = tk.create_session(victim).value
+    theirs = tk.append_message(victim, vs.id, {"role": "user", "content": "private"}).value
+    me = Actor(tk.create_user("mallory").value.id)
+    s = tk.create_session(me, id="mine").value
+    m = tk.append_message(me, s.id, {"role": "user", "content": "mine"}).value
+    tk.record_misalignment(me, s.id, _evidence(m.id))
+    forged = "\n".join(
+        line.replace(m.id, theirs.id) if '"table":"misalignments"' in line else line
+        for line in export_text(tk, me).splitlines()
+    )
+    assert theirs.id in forged
+    tk.delete_session(me, s.id)
+    tk.purge_session(me, s.id)  # so that the import makes the session again
+
+    before = row_counts(tk)
+    report = _import_text(tk, me, forged, tmp_path)
+    (failed,) = report.failed
+    assert failed[1].endswith(
+        f"names {theirs.id!r}: no message or tool event of this user has that id"
+    ), failed
+    assert row_counts(tk) == before

@@ -293,22 +293,27 @@ def _same_todos(conn: sa.Connection, owner_id: str, sid: str, items: list[NewTod
 def _missing_reference(
     conn: sa.Connection, owner_id: str, message_ids: set[str], tool_event_ids: set[str]
 ) -> str | None:
-    """The first id a record of threadkeep's export names that this owner has
-    no message / tool event with (None: all there). Owner-wide, not
+    """The first id a record of threadkeep's export names that another owner
+    holds a message / tool event with (None: none). Owner-wide, not
     session-wide: a rewind moves messages into a branch, and the records that
-    named them stay where they were."""
+    named them stay where they were.
+
+    An id that no row holds at all is kept: it is what purging that branch
+    leaves in the source store, whose records then name messages that are
+    gone, and its own export must import. Nothing reads a record's ids as a
+    way to another row, so a name is all it is."""
     for table, wanted in ((messages, message_ids), (tool_events, tool_event_ids)):
         if not wanted:
             continue
         c = table.c
-        found = set(
-            conn.execute(
-                sa.select(c.id).where(c.id.in_(sorted(wanted)), c.owner_id == owner_id)
-            ).scalars()
-        )
-        missing = wanted - found
-        if missing:
-            return sorted(missing)[0]
+        theirs = conn.execute(
+            sa.select(c.id)
+            .where(c.id.in_(sorted(wanted)), c.owner_id != owner_id)
+            .order_by(c.id)
+            .limit(1)
+        ).scalar()
+        if theirs is not None:
+            return str(theirs)
     return None
 
 
