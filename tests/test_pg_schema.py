@@ -34,6 +34,7 @@ from threadkeep.copy_store import copy_store
 from threadkeep.errors import BackupError, CopyError, StoreError
 from threadkeep.store import migrate as migrations
 from threadkeep.store import pg_url, tables
+from threadkeep.store import sessions as session_q
 from threadkeep.store.notify import PgChangeChannel
 from threadkeep.sync.proxy import upstream_params
 from threadkeep.sync.shapes import Shape
@@ -127,7 +128,10 @@ def test_a_store_in_its_own_schema_leaves_the_applications_tables_as_they_were(
         assert [m.content for m in tk.get_history(me, branch.id)] == ["hi", "a cormorant"]
 
     assert app_state(shared_db) == before
-    assert tables_in(shared_db, "threadkeep") == set(tables.metadata.tables) | {"alembic_version"}
+    assert tables_in(shared_db, "threadkeep") == set(tables.metadata.tables) | {
+        "alembic_version",
+        "search_title_grams",  # revision 0013, not declared in tables.py
+    }
     assert psql(shared_db, "SELECT version_num FROM threadkeep.alembic_version") == [
         (migrations.code_head(),)
     ]
@@ -449,4 +453,23 @@ def test_the_tag_index_follows_a_write_made_from_outside_the_schema(shared_db: s
     with Threadkeep.open(url) as tk:
         assert [x.id for x in tk.list_sessions(me, tag="new").items] == [s.id]
         assert tk.list_sessions(me, tag="old").items == []
+    assert app_state(shared_db) == before
+
+
+def test_the_title_grams_follow_a_write_made_from_outside_the_schema(shared_db: str) -> None:
+    """search_title_grams (revision 0013) likewise: its trigger function
+    runs with the store's search_path, so an UPDATE of the title from a
+    connection on ``public`` keeps threadkeep's index, and the list finds
+    the new title through it."""
+    before = app_state(shared_db)
+    url = with_schema(shared_db, "threadkeep")
+    with Threadkeep.open(url) as tk:
+        me = Actor(tk.create_user("ada").value.id)
+        s = tk.create_session(me, title="old title").value
+    psql(shared_db, f"UPDATE threadkeep.sessions SET title = 'Renamed Plan' WHERE id = '{s.id}'")
+    with Threadkeep.open(url) as tk, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(session_q, "WALK_WINDOW", 0)  # every page through the index
+        assert [x.id for x in tk.list_sessions(me, title_contains="plan").items] == [s.id]
+        assert tk.list_sessions(me, title_contains="old").items == []
+        assert all(c.ok for c in tk.check_search_index())
     assert app_state(shared_db) == before

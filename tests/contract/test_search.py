@@ -488,11 +488,28 @@ def test_the_index_check_finds_what_was_written_past_it_and_a_rebuild_repairs_it
     tk.start_tool_event(actor, s.id, {"name": "picker"})
     tk.start_message(actor, s.id, {"role": "assistant", "content": "ripening"})  # not indexed yet
     if tk.dialect != "sqlite":
-        # The index is a generated column of each row: it cannot drift.
+        # The search index is a generated column of each row: it cannot
+        # drift. The title trigrams (revision 0013) are a table of their own.
         before = row_counts(tk)
-        assert tk.check_search_index() == []
-        assert tk.rebuild_search_index() == []
-        assert row_counts(tk) == before
+        healthy = {c.index: (c.expected, c.missing, c.stale) for c in tk.check_search_index()}
+        assert healthy == {"search_title_grams": (1, 0, 0)}
+        untitled = new_session(tk, actor)
+        with tk.engine.sa_engine.begin() as conn:
+            conn.exec_driver_sql(
+                "UPDATE search_title_grams SET grams = '{}' WHERE session_id = %s", (s.id,)
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO search_title_grams VALUES (%s, '{phantom}')", (untitled.id,)
+            )
+        drifted = {c.index: (c.expected, c.missing, c.stale) for c in tk.check_search_index()}
+        assert drifted == {"search_title_grams": (1, 1, 1)}
+        # A page the walk did not fill is read through the index: it decides.
+        assert tk.list_sessions(actor, title_contains="orchard").items == []
+        before = row_counts(tk)
+        rebuilt = tk.rebuild_search_index()
+        assert [(c.index, c.expected, c.ok) for c in rebuilt] == [("search_title_grams", 1, True)]
+        assert row_counts(tk) == before  # the index is not synced data: nothing logged
+        assert [x.id for x in tk.list_sessions(actor, title_contains="CHARD N").items] == [s.id]
         return
     healthy = {c.index: (c.expected, c.missing, c.stale) for c in tk.check_search_index()}
     assert healthy == {

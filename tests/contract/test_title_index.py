@@ -1,12 +1,15 @@
-"""search_titles, SQLite's trigram index behind the list's title filter
-(revision 0012), and the ways the list reads a title filter.
+"""The trigram indexes behind the list's title filter: SQLite's
+search_titles (revision 0012, FTS5) and PostgreSQL's search_title_grams
+(revision 0013, a GIN index of arrays), and the ways the list reads a title
+filter.
 
-The database keeps the index from ``sessions.title`` by triggers, folding
-each title as Python's ``str.casefold`` does, so these tests drive the writes
-a user can make and compare the index with the titles. The list finds a
-text's sessions through the index when few titles hold it and walks the
-list otherwise; every way must give the same pages, on both engines (on
-PostgreSQL the filter always walks).
+The database keeps each index from ``sessions.title`` by triggers, folding
+each title the way the engine's filter folds it, so these tests drive the
+writes a user can make and compare the index with the titles. The list
+finds a text's sessions through the index when few titles hold it and walks
+the list otherwise (PostgreSQL: walks first, and reads through the index
+what the walk's window did not fill); every way must give the same pages,
+on both engines.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ def follows(tk: Threadkeep) -> dict[str, str]:
 @pytest.fixture
 def sqlite_only(tk: Threadkeep) -> None:
     if tk.dialect != "sqlite":
-        pytest.skip("the trigram index is SQLite's; PostgreSQL's title filter walks the list")
+        pytest.skip("search_titles is SQLite's (PostgreSQL's index: search_title_grams)")
 
 
 @pytest.mark.usefixtures("sqlite_only")
@@ -96,6 +99,98 @@ def test_the_index_follows_every_write_to_a_title(
     assert follows(tk)["imp-1"] == "imported file notes"
     tk.erase_user(actor.user_id)
     assert follows(tk) == {theirs.id: "their plans"}
+
+
+@pytest.fixture
+def postgres_only(tk: Threadkeep) -> None:
+    if tk.dialect != "postgresql":
+        pytest.skip("search_title_grams is PostgreSQL's (SQLite's index: search_titles)")
+
+
+def trigrams(text: str) -> set[str]:
+    return {text[i : i + 3] for i in range(len(text) - 2)}
+
+
+def grams_follow(tk: Threadkeep) -> dict[str, set[str]]:
+    """What search_title_grams holds, after checking that it holds what
+    tk_title_grams gives for each titled session now, and nothing else."""
+    with tk.engine.sa_engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT session_id, grams FROM search_title_grams").all()
+        fresh = conn.exec_driver_sql(
+            "SELECT id, tk_title_grams(owner_id, title) FROM sessions WHERE title IS NOT NULL"
+        ).all()
+    held = {sid: set(grams) for sid, grams in rows}
+    assert held == {sid: set(grams) for sid, grams in fresh}
+    assert all(c.ok for c in tk.check_search_index())
+    return held
+
+
+@pytest.mark.usefixtures("postgres_only")
+def test_the_grams_follow_every_write_to_a_title(
+    tk: Threadkeep, actor: Actor, other_actor: Actor
+) -> None:
+    me, them = f"o:{actor.user_id}", f"o:{other_actor.user_id}"
+    a = new_session(tk, actor, title="Straße Köln")
+    untitled = new_session(tk, actor)
+    theirs = new_session(tk, other_actor, title="THEIR")
+    # lower(), the final sigma as the medial one; the owner's own element.
+    assert grams_follow(tk) == {
+        a.id: {me} | trigrams("straße köln"),
+        theirs.id: {them, "the", "hei", "eir"},
+    }
+    tk.update_session(actor, a.id, {"title": "ΣΊΣΥΦΟΣ ok"})
+    assert grams_follow(tk)[a.id] == {me} | trigrams("σίσυφοσ ok")
+    tk.update_session(actor, untitled.id, {"title": "ab"})  # too short for a trigram
+    assert grams_follow(tk)[untitled.id] == {me}
+    tk.update_session(actor, a.id, {"title": None})
+    assert a.id not in grams_follow(tk)
+    tk.update_session(actor, a.id, {"title": "back again", "tags": ["x"]})
+    tk.append_message(actor, a.id, {"role": "user", "content": "more"})
+    branch = tk.fork_session(actor, a.id, at_seq=1).value  # a branch inherits the title
+    assert grams_follow(tk)[branch.id] == {me} | trigrams("back again")
+    tk.rewind_session(actor, a.id, to_seq=0)
+    tk.delete_session(actor, branch.id)  # the trash keeps it: its view filters by title
+    assert branch.id in grams_follow(tk)
+    tk.restore_session(actor, branch.id)
+    tk.delete_session(actor, branch.id)
+    tk.purge_session(actor, branch.id)
+    assert branch.id not in grams_follow(tk)
+    tk.import_session(
+        actor,
+        ImportedSession(
+            id="imp-1",
+            source="test",
+            title="Imported notes",
+            messages=[ImportedMessage(id="imp-1-m1", role="user", content="hi")],
+        ),
+    )
+    assert "imp-1" in grams_follow(tk)
+    tk.erase_user(actor.user_id)
+    assert grams_follow(tk) == {theirs.id: {them, "the", "hei", "eir"}}
+
+
+@pytest.mark.usefixtures("postgres_only")
+def test_appends_and_other_edits_leave_the_grams_alone(tk: Threadkeep, actor: Actor) -> None:
+    """The triggers run only on an insert and on an update that changes the
+    title; a row they rewrote would have a new xmin."""
+
+    def rows() -> Any:
+        with tk.engine.sa_engine.connect() as conn:
+            return conn.exec_driver_sql(
+                "SELECT session_id, xmin::text, grams FROM search_title_grams"
+            ).all()
+
+    s = new_session(tk, actor, title="Quiet title")
+    before = rows()
+    tk.append_message(actor, s.id, {"role": "user", "content": "one"})
+    tk.append_messages(actor, s.id, [{"role": "assistant", "content": "two"}] * 3)
+    tk.update_session(actor, s.id, {"tags": ["t"], "pinned": True, "metadata": {"k": 1}})
+    tk.update_session(actor, s.id, {"title": "Quiet title"})  # the same title
+    tk.delete_session(actor, s.id)
+    tk.restore_session(actor, s.id)
+    assert rows() == before
+    tk.update_session(actor, s.id, {"title": "quiet title"})  # a change, if only of case
+    assert rows() != before
 
 
 def test_a_build_that_distrusts_the_schema_still_writes_titles(tmp_path: Any) -> None:
@@ -162,11 +257,14 @@ def test_appends_and_other_edits_leave_the_index_alone(tk: Threadkeep, actor: Ac
 def title_way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Each way of reading a title filter, forced: "few" finds the sessions
     through the index, "common" walks the list, "short walk" walks so few
-    that it must often fall back to the first way. On PostgreSQL every way
-    is the walk, and the test checks it gives the same pages."""
+    that it must often fall back to the first way. PostgreSQL always walks
+    first: there "few" is a walk of no session at all, so every page comes
+    through the index."""
     monkeypatch.setattr(session_q, "FEW_TITLED", 10**9 if request.param == "few" else 0)
     if request.param == "short walk":
         monkeypatch.setattr(session_q, "WALK_WINDOW", 3)
+    if request.param == "few":
+        monkeypatch.setattr(session_q, "WALK_WINDOW", 0)
     return str(request.param)
 
 
@@ -267,7 +365,22 @@ def test_each_way_reads_the_index_as_planned(tk: Threadkeep, actor: Actor, title
     assert len(tk.list_sessions(actor, title_contains="NEEDLE").items) == 4
     plan = list_plan(tk, actor, title_contains="needle")
     if tk.dialect != "sqlite":
-        assert "ix_sessions_live_activity" in plan and "search_titles" not in plan, plan
+        # The walk first, always; a page it did not fill, through the GIN
+        # index, then each session by key (never a walk of the list).
+        assert "ix_sessions_live_activity" in plan and "search_title" not in plan, plan
+        with tk.engine.sa_engine.connect() as conn:
+            shape, values = session_q.list_query(
+                conn, actor.user_id, SessionFilter(title_contains="needle"), 50, None
+            )
+            assert shape.title == "common"
+            del values["window"]
+            stmt = session_q.list_statement(conn, tk.engine, replace(shape, title="few"))
+            few = query_plan(conn, stmt.sql, stmt.params(values))
+        assert "Bitmap Index Scan on search_title_grams_gin" in few, few
+        assert "Index Cond: ((id)::text = (search_title_grams.session_id)::text)" in few, few
+        assert "ix_sessions_live_activity" not in few and "Seq Scan" not in few, few
+        short = list_plan(tk, actor, title_contains="ne")  # no trigram: the walk, whole
+        assert "search_title" not in short and "ix_sessions_live_activity" in short, short
         return
     if title_way == "few":
         assert "search_titles VIRTUAL TABLE" in plan, plan

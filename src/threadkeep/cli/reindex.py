@@ -24,6 +24,7 @@ _NAMES = {
     "search_messages": "messages",
     "search_sessions": "session titles",
     "search_titles": "session titles (the list's title filter)",
+    "search_title_grams": "session titles (the list's title filter)",
     "search_tool_events": "tool events",
 }
 
@@ -50,20 +51,20 @@ def reindex(
         typer.Option("--json", help='Print {"ok": ..., "indexes": [...]} instead.'),
     ] = False,
 ) -> None:
-    """Check or rebuild the SQLite search index.
+    """Check or rebuild the search index.
 
     Without --check, rebuilds the index of message text, session titles and
     tool events from the tables, in one transaction (other writers wait: stop
     `threadkeep serve` first on a large database), then checks it. With
     --check, only compares. Exit code 1 when the index (after a rebuild, the
-    rebuilt one) does not match the tables. PostgreSQL computes its index
-    from each row: there is nothing to check or rebuild.
+    rebuilt one) does not match the tables. PostgreSQL computes its search
+    index from each row; what it has to check or rebuild is the title
+    trigrams behind the list's title filter.
     """
     out = Console(highlight=False, soft_wrap=True)
     with reported_errors():
         tk = open_store(database_url, existing=True)
         try:
-            # Both are empty on PostgreSQL, whose index cannot drift.
             found = tk.check_search_index() if check else tk.rebuild_search_index()
         finally:
             tk.close()

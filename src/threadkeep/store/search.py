@@ -332,9 +332,16 @@ def _pg_snippets(
 
 def rebuild(conn: sa.Connection) -> None:
     """Rebuild the SQLite index from the tables (after a restore, or a migration
-    that rebuilt messages, tool_events or sessions). PostgreSQL's index is a
-    generated column and never needs it. The titles are folded by tk_fold,
-    which every SQLite engine threadkeep makes adds (store/sqlite_functions.py)."""
+    that rebuilt messages, tool_events or sessions). PostgreSQL's search index
+    is a generated column and never needs it; its title trigrams (revision
+    0013) are a table of their own, kept by triggers, rebuilt here too. The
+    titles are folded by tk_fold on SQLite, which every SQLite engine
+    threadkeep makes adds (store/sqlite_functions.py)."""
+    if conn.dialect.name == "postgresql":
+        grams = importlib.import_module("threadkeep.store.migrations.versions.0013_pg_title_grams")
+        conn.exec_driver_sql("DELETE FROM search_title_grams")
+        conn.exec_driver_sql(grams.PG_BACKFILL)
+        return
     if conn.dialect.name != "sqlite":
         return
     revision = importlib.import_module("threadkeep.store.migrations.versions.0006_search")
@@ -361,11 +368,36 @@ _SQLITE_INDEXES = [
 ]
 
 
+# PostgreSQL's title trigrams (revision 0013) against the titles: titled
+# sessions with no entry or with another array than their title gives now
+# (missing: the filter's index would not find them), and entries of no
+# titled session (stale).
+_PG_TITLE_GRAMS_CHECK = """
+SELECT count(*),
+       count(*) FILTER (WHERE g.grams IS DISTINCT FROM tk_title_grams(s.owner_id, s.title)),
+       (SELECT count(*) FROM search_title_grams AS d WHERE NOT EXISTS
+            (SELECT 1 FROM sessions AS m WHERE m.id = d.session_id AND m.title IS NOT NULL))
+FROM sessions AS s LEFT JOIN search_title_grams AS g ON g.session_id = s.id
+WHERE s.title IS NOT NULL
+"""
+
+
 def check_index(conn: sa.Connection) -> list[SearchIndexCheck]:
     """Compare each SQLite search index with its table, by rowid: one pass
-    over each (0.13 s for 200,000 messages, measured). PostgreSQL's index
-    is a generated column of the row itself and cannot drift: nothing to
-    check, so the list is empty there."""
+    over each (0.13 s for 200,000 messages, measured). PostgreSQL's search
+    index is a generated column of the row itself and cannot drift; its
+    title trigrams are a table kept by triggers, and are checked."""
+    if conn.dialect.name == "postgresql":
+        expected, missing, stale = conn.exec_driver_sql(_PG_TITLE_GRAMS_CHECK).one()
+        return [
+            SearchIndexCheck(
+                kind=SearchKind.SESSIONS,
+                index="search_title_grams",
+                expected=expected,
+                missing=missing,
+                stale=stale,
+            )
+        ]
     if conn.dialect.name != "sqlite":
         return []
     out: list[SearchIndexCheck] = []
