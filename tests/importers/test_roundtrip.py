@@ -210,7 +210,6 @@ def test_exporting_one_session_takes_its_branches_along(tk: Threadkeep) -> None:
     assert counts.sessions == 3
 
 
-
 def _import_text(tk: Threadkeep, me: Actor, text: str, tmp_path: Path) -> Any:
     path = tmp_path / "export.jsonl"
     path.write_text(text, encoding="utf-8")
