@@ -31,54 +31,68 @@ from threadkeep.store import sessions as session_q
 from threadkeep.store import tables
 
 
-def indexed(tk: Threadkeep) -> dict[str, str]:
-    """What search_titles holds: session id -> folded title."""
-    with tk.engine.sa_engine.connect() as conn:
-        rows = conn.exec_driver_sql(
-            "SELECT s.id, t.folded FROM search_titles AS t JOIN sessions AS s ON s.rowid = t.rowid"
-        ).all()
-        count = conn.exec_driver_sql("SELECT count(*) FROM search_titles").scalar_one()
-    assert count == len(rows), "entries with no session"
-    return dict(rows)  # type: ignore[arg-type]
+def trigrams(text: str) -> set[str]:
+    return {text[i : i + 3] for i in range(len(text) - 2)}
 
 
-def titled(tk: Threadkeep) -> dict[str, str]:
-    """What the sessions' own titles say the index should hold."""
+def entry(tk: Threadkeep, owner: Actor, title: str) -> Any:
+    """What the engine's index should hold for a session titled ``title``:
+    SQLite's search_titles the title folded by ``str.casefold``; PostgreSQL's
+    search_title_grams the trigrams of its ``lower()`` (final sigma as
+    medial) and the owner's own element."""
+    if tk.dialect == "sqlite":
+        return title.casefold()
+    return frozenset({f"o:{owner.user_id}"} | trigrams(title.lower().replace("\u03c2", "\u03c3")))
+
+
+def follows(tk: Threadkeep) -> dict[str, Any]:
+    """What the engine's title index holds, by session id, after checking
+    that it holds an entry for every titled session, as its title gives it
+    now, and nothing else."""
     c = tables.sessions.c
     with tk.engine.sa_engine.connect() as conn:
-        rows = conn.execute(sa.select(c.id, c.title).where(c.title.is_not(None))).all()
-    return {sid: title.casefold() for sid, title in rows}
-
-
-def follows(tk: Threadkeep) -> dict[str, str]:
-    held = indexed(tk)
-    assert held == titled(tk)
+        if tk.dialect == "sqlite":
+            held = dict(
+                conn.exec_driver_sql(
+                    "SELECT s.id, t.folded FROM search_titles AS t "
+                    "JOIN sessions AS s ON s.rowid = t.rowid"
+                ).all()
+            )
+            count = conn.exec_driver_sql("SELECT count(*) FROM search_titles").scalar_one()
+            assert count == len(held), "entries with no session"
+            titles = conn.execute(sa.select(c.id, c.title).where(c.title.is_not(None))).all()
+            assert held == {sid: title.casefold() for sid, title in titles}
+        else:
+            rows = conn.exec_driver_sql("SELECT session_id, grams FROM search_title_grams").all()
+            held = {sid: frozenset(grams) for sid, grams in rows}
+            fresh = conn.exec_driver_sql(
+                "SELECT id, tk_title_grams(owner_id, title) FROM sessions WHERE title IS NOT NULL"
+            ).all()
+            assert held == {sid: frozenset(grams) for sid, grams in fresh}
+    assert all(c.ok for c in tk.check_search_index())
     return held
 
 
-@pytest.fixture
-def sqlite_only(tk: Threadkeep) -> None:
-    if tk.dialect != "sqlite":
-        pytest.skip("search_titles is SQLite's (PostgreSQL's index: search_title_grams)")
-
-
-@pytest.mark.usefixtures("sqlite_only")
 def test_the_index_follows_every_write_to_a_title(
     tk: Threadkeep, actor: Actor, other_actor: Actor
 ) -> None:
     a = new_session(tk, actor, title="Straße nach Köln")
     untitled = new_session(tk, actor)
     theirs = new_session(tk, other_actor, title="THEIR plans")
-    assert follows(tk) == {a.id: "strasse nach köln", theirs.id: "their plans"}
+    assert follows(tk) == {
+        a.id: entry(tk, actor, "Straße nach Köln"),
+        theirs.id: entry(tk, other_actor, "THEIR plans"),
+    }
     tk.update_session(actor, a.id, {"title": "Renamed ΣΊΣΥΦΟΣ"})
-    assert follows(tk)[a.id] == "renamed σίσυφοσ"
-    tk.update_session(actor, untitled.id, {"title": "now titled"})
+    assert follows(tk)[a.id] == entry(tk, actor, "renamed σίσυφοσ")
+    tk.update_session(actor, untitled.id, {"title": "ab"})  # too short for a trigram
+    assert follows(tk)[untitled.id] == entry(tk, actor, "ab")
     tk.update_session(actor, a.id, {"title": None})
     assert a.id not in follows(tk)
     tk.update_session(actor, a.id, {"title": "back again", "tags": ["x"]})
     tk.append_message(actor, a.id, {"role": "user", "content": "more"})
     branch = tk.fork_session(actor, a.id, at_seq=1).value  # a branch inherits the title
-    assert follows(tk)[branch.id] == "back again"
+    assert follows(tk)[branch.id] == entry(tk, actor, "back again")
     tk.rewind_session(actor, a.id, to_seq=0)
     follows(tk)
     tk.delete_session(actor, branch.id)  # the trash keeps it: its view filters by title
@@ -92,105 +106,45 @@ def test_the_index_follows_every_write_to_a_title(
         ImportedSession(
             id="imp-1",
             source="test",
-            title="Imported ﬁle notes",
+            title="Imported \ufb01le notes",
             messages=[ImportedMessage(id="imp-1-m1", role="user", content="hi")],
         ),
     )
-    assert follows(tk)["imp-1"] == "imported file notes"
+    assert follows(tk)["imp-1"] == entry(tk, actor, "Imported \ufb01le notes")
     tk.erase_user(actor.user_id)
-    assert follows(tk) == {theirs.id: "their plans"}
+    assert follows(tk) == {theirs.id: entry(tk, other_actor, "THEIR plans")}
 
 
-@pytest.fixture
-def postgres_only(tk: Threadkeep) -> None:
-    if tk.dialect != "postgresql":
-        pytest.skip("search_title_grams is PostgreSQL's (SQLite's index: search_titles)")
+def test_appends_and_other_edits_leave_the_index_alone(tk: Threadkeep, actor: Actor) -> None:
+    """What keeps an append's cost unchanged: the triggers run only when a
+    write changes the title (or creates or deletes the session). On SQLite a
+    trigger that ran would leave FTS5 a new segment (its shadow table counts
+    them); on PostgreSQL a row it rewrote would have a new xmin."""
 
-
-def trigrams(text: str) -> set[str]:
-    return {text[i : i + 3] for i in range(len(text) - 2)}
-
-
-def grams_follow(tk: Threadkeep) -> dict[str, set[str]]:
-    """What search_title_grams holds, after checking that it holds what
-    tk_title_grams gives for each titled session now, and nothing else."""
-    with tk.engine.sa_engine.connect() as conn:
-        rows = conn.exec_driver_sql("SELECT session_id, grams FROM search_title_grams").all()
-        fresh = conn.exec_driver_sql(
-            "SELECT id, tk_title_grams(owner_id, title) FROM sessions WHERE title IS NOT NULL"
-        ).all()
-    held = {sid: set(grams) for sid, grams in rows}
-    assert held == {sid: set(grams) for sid, grams in fresh}
-    assert all(c.ok for c in tk.check_search_index())
-    return held
-
-
-@pytest.mark.usefixtures("postgres_only")
-def test_the_grams_follow_every_write_to_a_title(
-    tk: Threadkeep, actor: Actor, other_actor: Actor
-) -> None:
-    me, them = f"o:{actor.user_id}", f"o:{other_actor.user_id}"
-    a = new_session(tk, actor, title="Straße Köln")
-    untitled = new_session(tk, actor)
-    theirs = new_session(tk, other_actor, title="THEIR")
-    # lower(), the final sigma as the medial one; the owner's own element.
-    assert grams_follow(tk) == {
-        a.id: {me} | trigrams("straße köln"),
-        theirs.id: {them, "the", "hei", "eir"},
-    }
-    tk.update_session(actor, a.id, {"title": "ΣΊΣΥΦΟΣ ok"})
-    assert grams_follow(tk)[a.id] == {me} | trigrams("σίσυφοσ ok")
-    tk.update_session(actor, untitled.id, {"title": "ab"})  # too short for a trigram
-    assert grams_follow(tk)[untitled.id] == {me}
-    tk.update_session(actor, a.id, {"title": None})
-    assert a.id not in grams_follow(tk)
-    tk.update_session(actor, a.id, {"title": "back again", "tags": ["x"]})
-    tk.append_message(actor, a.id, {"role": "user", "content": "more"})
-    branch = tk.fork_session(actor, a.id, at_seq=1).value  # a branch inherits the title
-    assert grams_follow(tk)[branch.id] == {me} | trigrams("back again")
-    tk.rewind_session(actor, a.id, to_seq=0)
-    tk.delete_session(actor, branch.id)  # the trash keeps it: its view filters by title
-    assert branch.id in grams_follow(tk)
-    tk.restore_session(actor, branch.id)
-    tk.delete_session(actor, branch.id)
-    tk.purge_session(actor, branch.id)
-    assert branch.id not in grams_follow(tk)
-    tk.import_session(
-        actor,
-        ImportedSession(
-            id="imp-1",
-            source="test",
-            title="Imported notes",
-            messages=[ImportedMessage(id="imp-1-m1", role="user", content="hi")],
-        ),
-    )
-    assert "imp-1" in grams_follow(tk)
-    tk.erase_user(actor.user_id)
-    assert grams_follow(tk) == {theirs.id: {them, "the", "hei", "eir"}}
-
-
-@pytest.mark.usefixtures("postgres_only")
-def test_appends_and_other_edits_leave_the_grams_alone(tk: Threadkeep, actor: Actor) -> None:
-    """The triggers run only on an insert and on an update that changes the
-    title; a row they rewrote would have a new xmin."""
-
-    def rows() -> Any:
+    def state() -> Any:
         with tk.engine.sa_engine.connect() as conn:
-            return conn.exec_driver_sql(
+            if tk.dialect == "sqlite":
+                rows = conn.exec_driver_sql("SELECT rowid, folded FROM search_titles").all()
+                segments = conn.exec_driver_sql(
+                    "SELECT count(*), max(id) FROM search_titles_data"
+                ).one()
+                return [tuple(r) for r in rows], tuple(segments)
+            rows = conn.exec_driver_sql(
                 "SELECT session_id, xmin::text, grams FROM search_title_grams"
             ).all()
+            return [tuple(r) for r in rows]
 
     s = new_session(tk, actor, title="Quiet title")
-    before = rows()
+    before = state()
     tk.append_message(actor, s.id, {"role": "user", "content": "one"})
     tk.append_messages(actor, s.id, [{"role": "assistant", "content": "two"}] * 3)
     tk.update_session(actor, s.id, {"tags": ["t"], "pinned": True, "metadata": {"k": 1}})
     tk.update_session(actor, s.id, {"title": "Quiet title"})  # the same title
     tk.delete_session(actor, s.id)
     tk.restore_session(actor, s.id)
-    assert rows() == before
+    assert state() == before
     tk.update_session(actor, s.id, {"title": "quiet title"})  # a change, if only of case
-    assert rows() != before
+    assert state() != before
 
 
 def test_a_build_that_distrusts_the_schema_still_writes_titles(tmp_path: Any) -> None:
@@ -221,36 +175,7 @@ def test_a_build_that_distrusts_the_schema_still_writes_titles(tmp_path: Any) ->
     finally:
         conn.close()
     with Threadkeep.open(f"sqlite:///{path}") as tk:
-        assert follows(tk) == {s.id: "new title"}
-
-
-def _rowids(tk: Threadkeep) -> list[tuple[Any, ...]]:
-    with tk.engine.sa_engine.connect() as conn:
-        return [tuple(r) for r in conn.exec_driver_sql("SELECT rowid, folded FROM search_titles")]
-
-
-@pytest.mark.usefixtures("sqlite_only")
-def test_appends_and_other_edits_leave_the_index_alone(tk: Threadkeep, actor: Actor) -> None:
-    """What keeps an append's cost unchanged: the triggers run only when a
-    write changes the title (or creates or deletes the session). A trigger
-    that ran would leave FTS5 a new segment; the index's own shadow table
-    counts them."""
-
-    def segments() -> Any:
-        with tk.engine.sa_engine.connect() as conn:
-            return conn.exec_driver_sql("SELECT count(*), max(id) FROM search_titles_data").one()
-
-    s = new_session(tk, actor, title="Quiet title")
-    before, shape = _rowids(tk), segments()
-    tk.append_message(actor, s.id, {"role": "user", "content": "one"})
-    tk.append_messages(actor, s.id, [{"role": "assistant", "content": "two"}] * 3)
-    tk.update_session(actor, s.id, {"tags": ["t"], "pinned": True, "metadata": {"k": 1}})
-    tk.update_session(actor, s.id, {"title": "Quiet title"})  # the same title
-    tk.delete_session(actor, s.id)
-    tk.restore_session(actor, s.id)
-    assert _rowids(tk) == before and segments() == shape
-    tk.update_session(actor, s.id, {"title": "quiet title"})  # a change, if only of case
-    assert segments() != shape
+        assert follows(tk) == {s.id: entry(tk, me, "New Title")}
 
 
 @pytest.fixture
