@@ -6,11 +6,13 @@ guarantees/test_crash.py, test_backup.py)."""
 from __future__ import annotations
 
 from typing import Any
+from unittest import mock
 
 from conftest import apply_changes
 from random_writes import WORD
 from threadkeep import Actor, Session, Threadkeep
 from threadkeep.model.sync import ShapeSnapshot
+from threadkeep.store import sessions as session_q
 from threadkeep.sync.shapes import Shape, change_messages, snapshot_messages
 
 
@@ -78,8 +80,9 @@ def assert_views_agree(tk: Threadkeep, actor: Actor, context: object = None) -> 
     index matches its tables, each session's history is seq 1..head, and
     each tag's view of the session list (session_tags) is the list's
     sessions that carry the tag, in the list's order, and so is a title
-    text's view (SQLite: the trigram index search_titles) for a few texts
-    taken from the titles."""
+    text's view for a few texts taken from the titles: as the list reads it,
+    and with no walk at all, through the engine's trigram index alone
+    (SQLite's search_titles, PostgreSQL's search_title_grams)."""
     listed = all_pages(tk, actor, {})
     for tag in {t for s in listed for t in s.tags}:
         want = [s.id for s in listed if tag in s.tags]
@@ -88,6 +91,9 @@ def assert_views_agree(tk: Threadkeep, actor: Actor, context: object = None) -> 
         want = [s.id for s in listed if text.casefold() in (s.title or "").casefold()]
         got = [s.id for s in all_pages(tk, actor, {"title_contains": text})]
         assert got == want, (text, context)
+        with mock.patch.object(session_q, "WALK_WINDOW", 0):
+            indexed = [s.id for s in all_pages(tk, actor, {"title_contains": text})]
+        assert indexed == want, (text, "through the index", context)
     messages = tk.shape_snapshot(actor, "messages").rows
     wrote = {r["id"] for r in messages if WORD in (r["content"] or "")}
     assert _search_ids(tk, actor, WORD) == wrote, context
