@@ -490,7 +490,6 @@ def test_the_index_check_finds_what_was_written_past_it_and_a_rebuild_repairs_it
     if tk.dialect != "sqlite":
         # The search index is a generated column of each row: it cannot
         # drift. The title trigrams (revision 0013) are a table of their own.
-        before = row_counts(tk)
         healthy = {c.index: (c.expected, c.missing, c.stale) for c in tk.check_search_index()}
         assert healthy == {"search_title_grams": (1, 0, 0)}
         untitled = new_session(tk, actor)
