@@ -4,16 +4,18 @@ moves from ``threadkeep serve``'s sync to real Electric gets the same strings.""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from conftest import PG_ADMIN_URL, db_property, require_pg
+from threadkeep.sync import encoding
 from threadkeep.sync.encoding import encode_row, format_timestamptz
 
 
@@ -75,6 +77,31 @@ def test_jsonb_has_postgresqls_spacing_and_keeps_non_ascii(
 ) -> None:
     printed = _printed(server, psycopg.types.json.Jsonb(value), "jsonb")
     assert encode_row("messages", {"metadata": value}) == {"metadata": printed}
+
+
+# Any JSON value, floats and objects of many keys included: the encoder built
+# once must write what json.dumps writes with jsonb's spacing.
+ANY_JSON = st.recursive(
+    JSON_SCALARS | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(TEXT), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300)
+@given(value=ANY_JSON)
+@example(value={"é": "ü\u2028", "n": [1.5, -0.0, 1e300, 2**70]})
+def test_the_jsonb_encoder_built_once_writes_what_json_dumps_writes(value: Any) -> None:
+    assert encoding.jsonb_text(value) == json.dumps(value, ensure_ascii=False)
+
+
+def test_without_the_c_encoder_jsonb_text_falls_back_to_the_python_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(json.encoder, "c_make_encoder", None)
+    fallback = encoding._jsonb_text_function()
+    assert fallback == encoding._JSONB.encode
+    assert fallback({"a": [1, "é"]}) == '{"a": [1, "é"]}'
 
 
 def test_a_row_keeps_its_nulls_and_drops_unknown_keys() -> None:
