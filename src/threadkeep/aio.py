@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from threadkeep.library import Threadkeep
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
     from datetime import datetime, timedelta
     from pathlib import Path
 
@@ -836,12 +836,19 @@ class AsyncThreadkeep:
         )
 
     async def shape_snapshot(
-        self, actor: Actor, table: str, *, session_id: str | None = None
+        self,
+        actor: Actor,
+        table: str,
+        *,
+        session_id: str | None = None,
+        encode: Mapping[str, Callable[[Any], Any]] | None = None,
     ) -> ShapeSnapshot:
         """Every row of ``table`` the actor may see (in one session, if given),
         with the offset of the last change this snapshot contains: follow with
         :meth:`shape_changes` from that offset and nothing is missed or repeated."""
-        return await self._run(self.sync.shape_snapshot, actor, table, session_id=session_id)
+        return await self._run(
+            self.sync.shape_snapshot, actor, table, session_id=session_id, encode=encode
+        )
 
     async def start_message(
         self, actor: Actor, session_id: str, message: NewMessage | Mapping[str, Any]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from contract_helpers import new_session, not_raising, user_msgs, with_messages
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from threadkeep import Actor, Change, InvalidInput, Operation
+from threadkeep.sync.encoding import value_text
 from threadkeep.sync.shapes import Shape, change_messages, snapshot_messages
 
 
@@ -314,6 +316,31 @@ def test_a_client_gets_the_same_message_from_the_log_as_from_a_snapshot(
     shape = Shape("messages", me.user_id, s.id)
     logged = tk.shape_changes(me, "messages", start, session_id=s.id).changes
     live = {m["key"]: m["value"] for m in change_messages(shape, logged)}
-    rows = tk.shape_snapshot(me, "messages", session_id=s.id).rows
-    snap = {m["key"]: m["value"] for m in snapshot_messages(shape, rows)}
+    # As the shape endpoint reads it: encoded as the rows come out of the store.
+    text = value_text("messages")
+    rows = tk.shape_snapshot(me, "messages", session_id=s.id, encode=text).rows
+    snap = {m["key"]: m["value"] for m in snapshot_messages(shape, rows, encoded=True)}
     assert len(live) == 2 and live == snap
+    plain = tk.shape_snapshot(me, "messages", session_id=s.id).rows
+    assert {m["key"]: m["value"] for m in snapshot_messages(shape, plain)} == snap
+
+
+def test_a_snapshot_read_with_encode_passes_each_non_null_value_through_it(tk, actor):
+    titled = tk.create_session(actor, title="Trip").value
+    untitled = tk.create_session(actor).value
+    plain = {r["id"]: r for r in tk.shape_snapshot(actor, "sessions").rows}
+    rows = {
+        r["id"]: r for r in tk.shape_snapshot(actor, "sessions", encode={"title": str.upper}).rows
+    }
+    assert rows[titled.id]["title"] == "TRIP" and rows[untitled.id]["title"] is None
+    for sid in (titled.id, untitled.id):  # the other columns as they are read without it
+        assert {k: v for k, v in rows[sid].items() if k != "title"} == {
+            k: v for k, v in plain[sid].items() if k != "title"
+        }
+
+
+@pytest.mark.parametrize("encode", [["title"], {"title": 3}, "title"])
+def test_encode_must_map_column_names_to_functions(tk, actor, encode):
+    with pytest.raises(InvalidInput) as e:
+        tk.shape_snapshot(actor, "sessions", encode=encode)
+    assert e.value.field == "encode"

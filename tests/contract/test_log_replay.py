@@ -36,6 +36,7 @@ from random_writes import OPS, STEPS, AtOnce, World, make_world, random_steps
 from replay_checks import assert_views_agree, differences, followed, state_of
 from threadkeep import Threadkeep
 from threadkeep.store.tables import SYNCED_TABLES
+from threadkeep.sync.encoding import encode_row, value_text
 from threadkeep.sync.shapes import Shape, change_messages
 
 
@@ -98,6 +99,9 @@ def test_following_the_change_log_rebuilds_every_synced_table(
         ]
         held = followed(tk, me, shape, start[shape])
         assert differences(held, state_of(shape, want)) == [], (shape, steps)
+    for t in SYNCED_TABLES:  # the shape endpoint's read, encoded as it is read
+        encoded = tk.shape_snapshot(me, t, encode=value_text(t)).rows
+        assert encoded == [encode_row(t, r) for r in whole[t].rows], (t, steps)
     theirs = {r["id"] for t in SYNCED_TABLES for r in tk.shape_snapshot(world.them, t).rows}
     mine = {r["id"] for t in SYNCED_TABLES for r in whole[t].rows}
     assert not theirs & mine

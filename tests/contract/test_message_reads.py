@@ -169,8 +169,32 @@ def test_json_and_enum_processors():
 def test_a_generated_decoder_applies_processors_and_checks_the_row_length():
     from threadkeep.store.prepared import _compile
 
-    decode = _compile(["a", "it's", "c"], [None, str.upper, None])
+    decode = _compile(["a", "it's", "c"], [None, str.upper, None], [None, None, None])
     assert decode((1, "x", None)) == {"a": 1, "it's": "X", "c": None}
     assert decode((1, None, 3)) == {"a": 1, "it's": None, "c": 3}
     with pytest.raises(ValueError):
         decode((1, 2))
+
+
+def test_a_decoders_then_function_runs_after_the_processor_and_never_on_null():
+    from threadkeep.store.prepared import _compile
+
+    decode = _compile(["a", "b", "c"], [str.upper, None, None], [repr, str, None])
+    assert decode(("x", 7, 8)) == {"a": "'X'", "b": "7", "c": 8}
+    assert decode((None, None, None)) == {"a": None, "b": None, "c": None}
+
+
+def test_decoders_with_then_functions_are_kept_by_function_and_bounded():
+    """The same functions get the same decoder; a caller making new functions
+    per call costs a compile each time, never unbounded memory."""
+    from threadkeep.store import prepared
+
+    dialect = sa.create_engine("sqlite://").dialect
+    upper = {"title": str.upper}
+    first = prepared.then_decoder(dialect, tables.sessions, upper)
+    assert prepared.then_decoder(dialect, tables.sessions, dict(upper)) is first
+    for i in range(prepared._THEN_DECODERS_KEPT * 2):
+        prepared.then_decoder(dialect, tables.sessions, {"title": lambda v, i=i: f"{v}{i}"})
+    kept = getattr(dialect, prepared._THEN_DECODERS)
+    assert len(kept) == prepared._THEN_DECODERS_KEPT
+    assert prepared.then_decoder(dialect, tables.sessions, upper) is not first  # dropped

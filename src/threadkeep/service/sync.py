@@ -8,7 +8,9 @@ changes itself.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -42,18 +44,33 @@ class SyncOps(ServiceBase):
         return owner, args.optional_key("session_id", session_id)
 
     def shape_snapshot(
-        self, actor: Actor, table: str, *, session_id: str | None = None
+        self,
+        actor: Actor,
+        table: str,
+        *,
+        session_id: str | None = None,
+        encode: Mapping[str, Callable[[Any], Any]] | None = None,
     ) -> ShapeSnapshot:
         """Every row of ``table`` the actor may see (in one session, if given),
         with the offset of the last change this snapshot contains: follow with
-        :meth:`shape_changes` from that offset and nothing is missed or repeated."""
+        :meth:`shape_changes` from that offset and nothing is missed or repeated.
+
+        ``encode`` maps columns to a function that each non-null value of the
+        column goes through as the rows are read; the rows then hold what it
+        returns. The shape endpoint passes its Electric text encoding
+        (``threadkeep.sync.encoding.value_text``): a long history's first sync
+        encodes each value once, with no dict of Python values in between."""
         owner, session_id = self._shape_args(actor, table, session_id)
+        if encode is not None and not (
+            isinstance(encode, Mapping) and all(callable(f) for f in encode.values())
+        ):
+            raise InvalidInput("encode", "must map column names to functions")
 
         def read(conn: sa.Connection) -> ShapeSnapshot:
             if session_id is not None:
                 session_q.get_row(conn, owner, session_id)  # SessionNotFound, as elsewhere
             state = sync_q.read_state(conn)
-            rows = sync_q.read_rows(conn, table, owner, session_id)
+            rows = sync_q.read_rows(conn, table, owner, session_id, encode)
             return ShapeSnapshot(rows, state.last_offset, sync_q.tx_snapshot(conn, state), state)
 
         return self.engine.snapshot_read(read)

@@ -8,6 +8,7 @@ shape: trashing one reaches clients as a delete, restoring it as an insert.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 
 from threadkeep.model.sync import ChangeHead, SyncState, TxSnapshot
 from threadkeep.store.gc_pause import gc_paused
-from threadkeep.store.prepared import cursor, decoder, prepared
+from threadkeep.store.prepared import cursor, decoder, prepared, then_decoder
 from threadkeep.store.tables import changes, log_state, metadata, sessions, sync_readers
 
 
@@ -57,12 +58,17 @@ def _rows_statement(table: sa.Table, narrowed: bool) -> sa.Executable:
 
 
 def read_rows(
-    conn: sa.Connection, table_name: str, owner_id: str, session_id: str | None
+    conn: sa.Connection,
+    table_name: str,
+    owner_id: str,
+    session_id: str | None,
+    encode: Mapping[str, Callable[[Any], Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Every row of the shape, as dicts of the table's columns. A client's
     first sync of a session reads its whole history here, so the statement is
     compiled once and its rows decoded by the table's generated decoder
-    (store/prepared.py), as the history reads are."""
+    (store/prepared.py), as the history reads are. ``encode`` (per column,
+    applied to each non-null value once decoded) goes into that decoder."""
     table = synced_table(table_name)
     narrowed = session_id is not None
     stmt = prepared(
@@ -72,7 +78,10 @@ def read_rows(
     )
     values = {"owner": owner_id, "sid": session_id} if narrowed else {"owner": owner_id}
     rows = stmt.execute(cursor(conn), values).fetchall()
-    decode = decoder(conn.dialect, table).decode
+    if encode is None:
+        decode = decoder(conn.dialect, table).decode
+    else:
+        decode = then_decoder(conn.dialect, table, encode).decode
     with gc_paused(len(rows)):
         return [decode(r) for r in rows]
 

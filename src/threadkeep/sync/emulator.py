@@ -28,7 +28,7 @@ from threadkeep.library import Threadkeep
 from threadkeep.model.common import Actor
 from threadkeep.model.sync import ShapeChanges, ShapeSnapshot, SyncState
 from threadkeep.sync import protocol
-from threadkeep.sync.encoding import table_schema
+from threadkeep.sync.encoding import table_schema, value_text
 from threadkeep.sync.hub import LiveHub
 from threadkeep.sync.protocol import ProtocolError
 from threadkeep.sync.shapes import Shape, change_messages, snapshot_messages
@@ -116,8 +116,10 @@ class Emulator:
             # Encoded in the thread too: a long session's first sync encodes
             # thousands of rows, which on the event loop would hold up every
             # other request for as long.
-            snap = self.tk.shape_snapshot(actor, shape.table, session_id=shape.session_id)
-            return snap, list(snapshot_messages(shape, snap.rows))
+            snap = self.tk.shape_snapshot(
+                actor, shape.table, session_id=shape.session_id, encode=value_text(shape.table)
+            )
+            return snap, list(snapshot_messages(shape, snap.rows, encoded=True))
 
         snap, body = await asyncio.to_thread(read)
         t = snap.txids

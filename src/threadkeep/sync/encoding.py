@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import cache
+from types import MappingProxyType
 from typing import Any
 
 import sqlalchemy as sa
@@ -161,13 +162,20 @@ _TEXT: dict[str, Callable[[Any], str]] = {
 
 
 @cache
-def _column_text(table_name: str) -> dict[str, Callable[[Any], str]]:
-    """Each column's text form of a non-null value; ``row`` values may be the
-    database's Python values or their JSON form from the change log."""
-    return {name: _TEXT.get(kind, str) for name, kind in column_kinds(table_name).items()}
+def value_text(table_name: str) -> Mapping[str, Callable[[Any], str]]:
+    """Each column's text form of a non-null value; values may be the
+    database's Python values or their JSON form from the change log.
+
+    A snapshot passes this to ``shape_snapshot(encode=...)``, so that its rows
+    come out of the store already encoded; the change log's rows go through
+    :func:`encode_row`. Both use these functions, so a row reads the same
+    either way (tests/contract/test_changes.py)."""
+    return MappingProxyType(
+        {name: _TEXT.get(kind, str) for name, kind in column_kinds(table_name).items()}
+    )
 
 
 def encode_row(table_name: str, row: dict[str, Any]) -> dict[str, str | None]:
     """The columns of ``row`` that the table has, encoded; unknown keys dropped."""
-    text = _column_text(table_name)
+    text = value_text(table_name)
     return {k: None if v is None else text[k](v) for k, v in row.items() if k in text}

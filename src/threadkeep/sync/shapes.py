@@ -65,12 +65,16 @@ def row_key(table: str, key: str) -> str:
     return f'"public"."{table}"/"{key.replace("/", "//")}"'
 
 
-def snapshot_messages(shape: Shape, rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def snapshot_messages(
+    shape: Shape, rows: Iterable[dict[str, Any]], *, encoded: bool = False
+) -> Iterator[dict[str, Any]]:
+    """A snapshot's rows as insert messages. ``encoded``: the rows were read
+    with ``encode=value_text(table)`` and are already the protocol's text."""
     relation = shape.relation
     for row in rows:
         yield {
             "key": row_key(shape.table, str(row["id"])),
-            "value": encode_row(shape.table, row),
+            "value": row if encoded else encode_row(shape.table, row),
             "headers": {"operation": "insert", "relation": relation},
         }
 
