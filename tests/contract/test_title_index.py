@@ -35,14 +35,21 @@ def trigrams(text: str) -> set[str]:
     return {text[i : i + 3] for i in range(len(text) - 2)}
 
 
+def pg_grams(text: str) -> set[str]:
+    """PostgreSQL's elements of a folded title (revisions 0013 and 0014): its
+    trigrams, its bigrams as ``b:`` and its characters as ``u::``."""
+    bigrams = {"b:" + text[i : i + 2] for i in range(len(text) - 1)}
+    return trigrams(text) | bigrams | {"u::" + c for c in text}
+
+
 def entry(tk: Threadkeep, owner: Actor, title: str) -> Any:
     """What the engine's index should hold for a session titled ``title``:
     SQLite's search_titles the title folded by ``str.casefold``; PostgreSQL's
-    search_title_grams the trigrams of its ``lower()`` (final sigma as
-    medial) and the owner's own element."""
+    search_title_grams the trigrams, bigrams and characters of its
+    ``lower()`` (final sigma as medial) and the owner's own element."""
     if tk.dialect == "sqlite":
         return title.casefold()
-    return frozenset({f"o:{owner.user_id}"} | trigrams(title.lower().replace("\u03c2", "\u03c3")))
+    return frozenset({f"o:{owner.user_id}"} | pg_grams(title.lower().replace("\u03c2", "\u03c3")))
 
 
 def follows(tk: Threadkeep) -> dict[str, Any]:
@@ -87,6 +94,8 @@ def test_the_index_follows_every_write_to_a_title(
     assert follows(tk)[a.id] == entry(tk, actor, "renamed σίσυφοσ")
     tk.update_session(actor, untitled.id, {"title": "ab"})  # too short for a trigram
     assert follows(tk)[untitled.id] == entry(tk, actor, "ab")
+    tk.update_session(actor, untitled.id, {"title": "ς"})  # one character, final sigma
+    assert follows(tk)[untitled.id] == entry(tk, actor, "ς")
     tk.update_session(actor, a.id, {"title": None})
     assert a.id not in follows(tk)
     tk.update_session(actor, a.id, {"title": "back again", "tags": ["x"]})
@@ -222,6 +231,12 @@ TEXTS = [
     "a\\b",
     "absent text",
     "t",
+    "ß",
+    "ς",
+    "%",
+    "_n",
+    "9z",
+    "ﬁ",
 ]
 
 
@@ -304,8 +319,21 @@ def test_each_way_reads_the_index_as_planned(tk: Threadkeep, actor: Actor, title
         assert "Bitmap Index Scan on search_title_grams_gin" in few, few
         assert "Index Cond: ((id)::text = (search_title_grams.session_id)::text)" in few, few
         assert "ix_sessions_live_activity" not in few and "Seq Scan" not in few, few
-        short = list_plan(tk, actor, title_contains="ne")  # no trigram: the walk, whole
-        assert "search_title" not in short and "ix_sessions_live_activity" in short, short
+        # Texts of two characters and of one (revision 0014): the same ways.
+        for text in ("ne", "n"):
+            assert len(tk.list_sessions(actor, title_contains=text.upper()).items) == 4
+            short = list_plan(tk, actor, title_contains=text)
+            assert "ix_sessions_live_activity" in short and "search_title" not in short, short
+            with tk.engine.sa_engine.connect() as conn:
+                shape, values = session_q.list_query(
+                    conn, actor.user_id, SessionFilter(title_contains=text), 50, None
+                )
+                assert shape.title == "common"
+                del values["window"]
+                stmt = session_q.list_statement(conn, tk.engine, replace(shape, title="few"))
+                few = query_plan(conn, stmt.sql, stmt.params(values))
+            assert "Bitmap Index Scan on search_title_grams_gin" in few, few
+            assert "ix_sessions_live_activity" not in few and "Seq Scan" not in few, few
         return
     if title_way == "few":
         assert "search_titles VIRTUAL TABLE" in plan, plan

@@ -762,7 +762,7 @@ def test_the_titles_revision_downgrades_and_builds_its_index_again(db_url: str) 
                 after = set(sa.inspect(conn).get_table_names())
                 assert after == set(before) - {"search_title_grams"}
                 functions = conn.exec_driver_sql(
-                    "SELECT count(*) FROM pg_proc WHERE proname LIKE 'tk_title_grams%%'"
+                    "SELECT count(*) FROM pg_proc WHERE proname LIKE 'tk_title_%%grams%%'"
                 ).scalar_one()
                 assert functions == 0
             alembic.command.upgrade(migrate.alembic_config(conn), "head")
@@ -792,3 +792,55 @@ def test_the_titles_revision_downgrades_and_builds_its_index_again(db_url: str) 
             "s1",
             "s2",
         ]
+
+
+def test_the_short_title_grams_revision_downgrades_and_upgrades(db_url: str) -> None:
+    """0014 (PostgreSQL) adds each title's bigrams and characters to its array;
+    down to 0013 rebuilds every array with 0013's function (trigrams only)
+    and drops the text's function, up again rebuilds them, and a text of one
+    or two characters is then found through the index. On SQLite it changes
+    nothing, both ways, and the same texts are found."""
+    pg = db_url.startswith("postgresql")
+    with Threadkeep.open(db_url) as tk:
+        me = Actor(tk.create_user("ada").value.id)
+        for i, title in enumerate(["Trip 9z", "Σίσυφος", None, "other"]):
+            tk.create_session(me, id=f"s{i}", title=title)
+
+    def short_elements(conn: sa.Connection) -> int:
+        if not pg:
+            return -1
+        return int(
+            conn.exec_driver_sql(
+                "SELECT count(*) FROM search_title_grams, unnest(grams) AS g "
+                "WHERE g LIKE 'b:%%' OR g LIKE 'u::%%'"
+            ).scalar_one()
+        )
+
+    eng = _sa_engine(db_url)
+    try:
+        with eng.begin() as conn:
+            assert short_elements(conn) != 0
+            before = sa.inspect(conn).get_table_names()
+            alembic.command.downgrade(migrate.alembic_config(conn), "0013")
+            assert sa.inspect(conn).get_table_names() == before
+            assert short_elements(conn) in (0, -1)
+            if pg:
+                functions = conn.exec_driver_sql(
+                    "SELECT count(*) FROM pg_proc WHERE proname = 'tk_title_text_grams'"
+                ).scalar_one()
+                assert functions == 0
+                # A title written by code of 0013's time.
+                conn.execute(
+                    tables.sessions.update().where(tables.sessions.c.id == "s2").values(title="Ab")
+                )
+            alembic.command.upgrade(migrate.alembic_config(conn), "head")
+            assert short_elements(conn) != 0
+    finally:
+        eng.dispose()
+    with Threadkeep.open(db_url) as tk, pytest.MonkeyPatch.context() as mp:
+        assert all(c.ok for c in tk.check_search_index())
+        mp.setattr(session_q, "WALK_WINDOW", 0)  # every page through the index
+        titled_ab = ["s2"] if pg else []
+        for text, want in [("9Z", ["s0"]), ("ς", ["s1"]), ("ab", titled_ab), ("o", ["s3"])]:
+            found = sorted(s.id for s in tk.list_sessions(me, title_contains=text).items)
+            assert found == want, text

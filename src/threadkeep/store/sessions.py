@@ -204,18 +204,19 @@ WALK_WINDOW = 4_000
 # with the same window. A session passed on the walk costs more here (its
 # row is read to fold its title) and a match found through the index a
 # little more too, so the number of matches where walking starts to pay is
-# higher. A text of fewer than three characters has no trigram: it always
-# walks first, and a page the window did not fill reads the index's folded
+# higher. A text of fewer than three characters has no trigram in SQLite's
+# index: it always walks first, and a page the window did not fill reads the index's folded
 # titles one by one (a scan of that small table: 20 ms for 100,000 titles,
 # where walking them all took 210). "scan" is the walk without a window,
-# where the index is not to be had (a text under three characters on
-# PostgreSQL, a tag filter beside it, which then decides the way).
+# where the index is not to be had (a tag filter beside it, which then
+# decides the way).
 #
-# PostgreSQL's index (search_title_grams, revision 0013) is a GIN index of
-# each title's trigrams, and a GIN scan cannot stop at a count: it builds
-# the whole set of matches first, which for a text every title holds costs
-# more than the walk. So there the list walks first, with the window, and
-# reads a page the window did not fill through the index.
+# PostgreSQL's index (search_title_grams, revisions 0013 and 0014) is a GIN
+# index of each title's trigrams, bigrams and characters, and a GIN scan
+# cannot stop at a count: it builds the whole set of matches first, which
+# for a text every title holds costs more than the walk. So there the list
+# walks first, with the window, and reads a page the window did not fill
+# through the index, for a text of any length.
 FEW_TITLED = 2_000
 TRIGRAM = 3
 
@@ -270,8 +271,9 @@ def list_query(
             else:
                 values["phrase"] = '"' + folded.replace('"', '""') + '"'
                 title = "few" if _few_titled(conn, owner_id, values["phrase"]) else "common"
-        elif tag is None and len(flt.title_contains.lower()) >= TRIGRAM:
-            # PostgreSQL folds the text itself (tk_title_grams, with lower()).
+        elif tag is None:
+            # PostgreSQL folds the text itself (tk_title_text_grams, with
+            # lower()); a text of any length has an element to look up.
             values["text"] = flt.title_contains
             title = "common"
         if title == "common":
@@ -424,11 +426,12 @@ _title_grams = sa.table("search_title_grams", sa.column("session_id"), sa.column
 
 
 def _pg_title_matches() -> sa.Select[Any]:
-    """The user's sessions whose titles have every trigram of the text, and
-    the user's own element, by PostgreSQL's GIN index (revision 0013); each
-    session then by primary key, as :func:`_carrying` reads a tag's."""
+    """The user's sessions whose titles have every trigram of the text (or
+    its one bigram or character, when shorter), and the user's own element,
+    by PostgreSQL's GIN index (revisions 0013 and 0014); each session then
+    by primary key, as :func:`_carrying` reads a tag's."""
     tg = _title_grams.c
-    want = sa.func.tk_title_grams(
+    want = sa.func.tk_title_text_grams(
         sa.bindparam("owner", type_=sa.String),
         sa.bindparam("text", type_=sa.String),
         type_=sa.ARRAY(sa.Text),
