@@ -231,7 +231,8 @@ VIEW_TITLES = {
     "tenth": "s01",  # s010000-s019999
     "all": "chat",
     "absent": "no such title",
-    "2 letters, absent": "9z",  # shorter than a trigram: a walk of every session
+    "2 letters, absent": "9z",  # shorter than a trigram (SQLite: a scan of the titles)
+    "1 letter, absent": "z",
 }
 
 
