@@ -198,3 +198,15 @@ def test_decoders_with_then_functions_are_kept_by_function_and_bounded():
     kept = getattr(dialect, prepared._THEN_DECODERS)
     assert len(kept) == prepared._THEN_DECODERS_KEPT
     assert prepared.then_decoder(dialect, tables.sessions, upper) is not first  # dropped
+
+    class Unhashable:
+        __hash__ = None  # type: ignore[assignment]
+
+        def __call__(self, value: str) -> str:
+            return value.upper()
+
+    decode = prepared.then_decoder(dialect, tables.sessions, {"title": Unhashable()})
+    assert len(kept) == prepared._THEN_DECODERS_KEPT
+    row = dict.fromkeys(decode.names)
+    row["title"] = "trip"
+    assert decode(tuple(row.values()))["title"] == "TRIP"

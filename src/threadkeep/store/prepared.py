@@ -204,10 +204,14 @@ def then_decoder(
 ) -> RowDecoder:
     """The decoder of ``table``'s whole rows with ``then`` (see
     :class:`RowDecoder`). Building one compiles a function (about 0.5 ms), so
-    the same functions get the same decoder again."""
+    the same functions get the same decoder again (a callable that cannot
+    be hashed gets a new one each time)."""
     cache = _cache(dialect, _THEN_DECODERS)
     key = (table.name, tuple(then.items()))
-    d: RowDecoder | None = cache.get(key)
+    try:
+        d: RowDecoder | None = cache.get(key)
+    except TypeError:  # an unhashable callable
+        return RowDecoder(table, dialect, then=then)
     if d is None:
         d = RowDecoder(table, dialect, then=then)
         with _then_lock:
