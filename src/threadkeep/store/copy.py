@@ -258,7 +258,13 @@ def finish(dst: sa.Connection, state: SyncState, last_offset: int, epoch: int) -
 
 
 def search_index_ok(dst: sa.Connection) -> bool:
-    """Whether SQLite's index matches its tables (always, on PostgreSQL)."""
+    """Whether the SQLite index that :func:`finish` rebuilt matches its
+    tables. On PostgreSQL nothing was rebuilt: the title trigrams were
+    written by this transaction's own triggers from the rows just compared,
+    and checking them would compute every array again (about 0.1 ms a titled
+    session). ``threadkeep doctor`` checks them."""
+    if dst.dialect.name != "sqlite":
+        return True
     return all(check.ok for check in search.check_index(dst))
 
 
