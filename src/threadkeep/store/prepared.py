@@ -124,7 +124,7 @@ def _compile(
         if after is not None:
             env[f"t{i}"] = after
             value = f"t{i}({value})"
-        if value == f"v{i}":
+        if proc is None and after is None:
             items.append(f"{name!r}: v{i}")
         else:
             items.append(f"{name!r}: None if v{i} is None else {value}")

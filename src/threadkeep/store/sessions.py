@@ -205,9 +205,9 @@ WALK_WINDOW = 4_000
 # row is read to fold its title) and a match found through the index a
 # little more too, so the number of matches where walking starts to pay is
 # higher. A text of fewer than three characters has no trigram in SQLite's
-# index: it always walks first, and a page the window did not fill reads the index's folded
-# titles one by one (a scan of that small table: 20 ms for 100,000 titles,
-# where walking them all took 210). "scan" is the walk without a window,
+# index: it always walks first, and a page the window did not fill reads
+# the index's folded titles one by one (a scan of that small table: 20 ms
+# for 100,000 titles, where walking them all took 210). "scan" is the walk without a window,
 # where the index is not to be had (a tag filter beside it, which then
 # decides the way).
 #
