@@ -807,8 +807,6 @@ def test_the_short_title_grams_revision_downgrades_and_upgrades(db_url: str) -> 
             tk.create_session(me, id=f"s{i}", title=title)
 
     def short_elements(conn: sa.Connection) -> int:
-        if not pg:
-            return -1
         return int(
             conn.exec_driver_sql(
                 "SELECT count(*) FROM search_title_grams, unnest(grams) AS g "
@@ -819,12 +817,13 @@ def test_the_short_title_grams_revision_downgrades_and_upgrades(db_url: str) -> 
     eng = _sa_engine(db_url)
     try:
         with eng.begin() as conn:
-            assert short_elements(conn) != 0
             before = sa.inspect(conn).get_table_names()
+            if pg:
+                assert short_elements(conn) > 0
             alembic.command.downgrade(migrate.alembic_config(conn), "0013")
             assert sa.inspect(conn).get_table_names() == before
-            assert short_elements(conn) in (0, -1)
             if pg:
+                assert short_elements(conn) == 0
                 functions = conn.exec_driver_sql(
                     "SELECT count(*) FROM pg_proc WHERE proname = 'tk_title_text_grams'"
                 ).scalar_one()
@@ -834,7 +833,8 @@ def test_the_short_title_grams_revision_downgrades_and_upgrades(db_url: str) -> 
                     tables.sessions.update().where(tables.sessions.c.id == "s2").values(title="Ab")
                 )
             alembic.command.upgrade(migrate.alembic_config(conn), "head")
-            assert short_elements(conn) != 0
+            if pg:
+                assert short_elements(conn) > 0
     finally:
         eng.dispose()
     with Threadkeep.open(db_url) as tk, pytest.MonkeyPatch.context() as mp:
