@@ -135,6 +135,13 @@ def test_create_for_a_user_that_does_not_exist_raises_user_not_found(tk):
         tk.create_session(Actor("nobody"), title="x")
 
 
+def test_an_unknown_user_is_refused_before_a_taken_id(tk, actor):
+    # Both are checked in one statement; the unknown user is named first.
+    taken = new_session(tk, actor).id
+    with writes_nothing(tk), pytest.raises(UserNotFound):
+        tk.create_session(Actor("nobody"), id=taken)
+
+
 def test_get_of_a_missing_id_raises_session_not_found(tk, actor):
     key = missing_id()
     with pytest.raises(SessionNotFound) as info:

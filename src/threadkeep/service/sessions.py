@@ -13,7 +13,6 @@ from threadkeep.model.text import check_size, json_size
 from threadkeep.service import args
 from threadkeep.service.base import ServiceBase, check_actor, coerce
 from threadkeep.store import sessions as session_q
-from threadkeep.store import users as user_q
 
 
 def _fields(value: Any) -> dict[str, Any]:
@@ -52,8 +51,7 @@ class SessionOps(ServiceBase):
         values = new.model_dump(exclude={"id"})
 
         def op(tx: Any) -> Session:
-            user_q.get_user(tx.conn, owner)
-            return session_q.insert_session(tx, owner, session_id, values)
+            return session_q.insert_session(tx, owner, session_id, values, check_owner=True)
 
         return self.engine.write(op)
 

@@ -4,6 +4,7 @@ someone else is indistinguishable from a missing one."""
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -18,6 +19,7 @@ from threadkeep.errors import (
     InvalidInput,
     InvalidState,
     SessionNotFound,
+    UserNotFound,
     VersionConflict,
 )
 from threadkeep.model.sessions import Session, SessionFilter
@@ -36,6 +38,7 @@ from threadkeep.store.tables import (
     timeline_events,
     tool_events,
     uploads,
+    users,
 )
 
 
@@ -56,8 +59,20 @@ def log_session(tx: WriteTx, op: str, row: Any, columns: Iterable[str] | None = 
     tx.log("sessions", m["id"], op, row_json(data), m["owner_id"], m["id"])
 
 
-def insert_session(tx: WriteTx, owner_id: str, session_id: str, fields: dict[str, Any]) -> Session:
-    taken = tx.conn.execute(sa.select(sessions.c.id).where(sessions.c.id == session_id)).first()
+def insert_session(
+    tx: WriteTx,
+    owner_id: str,
+    session_id: str,
+    fields: dict[str, Any],
+    *,
+    check_owner: bool = False,
+) -> Session:
+    """Insert a session row and log it. ``check_owner`` also refuses an
+    unknown owner (UserNotFound, before the id's AlreadyExists), in the same
+    round trip as the id's check."""
+    owner, taken = tx.conn.execute(_CLAIM, {"sid": session_id, "owner": owner_id}).one()
+    if check_owner and owner is None:
+        raise UserNotFound(owner_id)
     if taken is not None:
         # Reported the same way whoever owns it: the id is simply not available.
         raise AlreadyExists("session", session_id)
@@ -87,9 +102,21 @@ def insert_session(tx: WriteTx, owner_id: str, session_id: str, fields: dict[str
         "deleted_at": None,
     }
     values.update(fields)
-    row = tx.conn.execute(sessions.insert().values(**values).returning(*sessions.c)).one()
+    row = tx.conn.execute(_INSERT, values).one()
     log_session(tx, "insert", row)
     return to_session(row)
+
+
+# Creating a session ran its statements through ``.values(**values)`` and
+# ``.where(... == literal)``, which SQLAlchemy builds and keys anew on every
+# call: about half of a create's client CPU (1.4 ms on SQLite, 2.2 ms on
+# PostgreSQL). Built once, with the values as parameters, they are compiled
+# once and looked up by the cache key each statement memoizes.
+_CLAIM = sa.select(
+    sa.select(users.c.id).where(users.c.id == sa.bindparam("owner")).scalar_subquery(),
+    sa.select(sessions.c.id).where(sessions.c.id == sa.bindparam("sid")).scalar_subquery(),
+)
+_INSERT = sessions.insert().returning(*sessions.c)
 
 
 # The session by id, built once: SQLAlchemy memoizes a statement's cache
@@ -499,19 +526,33 @@ def update_session(
     *,
     live_only: bool = True,
 ) -> Session:
-    c = sessions.c
-    q = sessions.update().where(c.id == session_id, c.owner_id == owner_id)
-    if live_only:
-        q = q.where(c.deleted_at.is_(None))
-    if expected_version is not None:
-        q = q.where(c.version == expected_version)
-    q = q.values(**changes, version=c.version + 1, updated_at=tx.now).returning(*sessions.c)
-    row = tx.conn.execute(q).first()
+    stmt = _update_statement(tuple(changes), live_only, expected_version is not None)
+    params = {f"new_{k}": v for k, v in changes.items()}
+    params.update(sid=session_id, owner=owner_id, expected=expected_version, now=tx.now)
+    row = tx.conn.execute(stmt, params).first()
     if row is None:
         raise _conflict_or_missing(tx.conn, owner_id, session_id, expected_version)
     restored = "deleted_at" in changes and changes["deleted_at"] is None
     log_session(tx, "update", row, None if restored else [*changes, "version", "updated_at"])
     return to_session(row)
+
+
+@functools.lru_cache(maxsize=256)
+def _update_statement(columns: tuple[str, ...], live_only: bool, versioned: bool) -> sa.Update:
+    """The UPDATE of these columns, built once per column list (the few that
+    the service, trash and rewind send). Built per call, with the values
+    inlined, SQLAlchemy built and keyed it anew each time: 0.2-0.3 ms of CPU
+    per update. Only module-level objects are kept, so the cache keeps no
+    engine alive."""
+    c = sessions.c
+    q = sessions.update().where(c.id == sa.bindparam("sid"), c.owner_id == sa.bindparam("owner"))
+    if live_only:
+        q = q.where(c.deleted_at.is_(None))
+    if versioned:
+        q = q.where(c.version == sa.bindparam("expected"))
+    values: dict[str, Any] = {col: sa.bindparam(f"new_{col}", type_=c[col].type) for col in columns}
+    values.update(version=c.version + 1, updated_at=sa.bindparam("now", type_=c.updated_at.type))
+    return q.values(values).returning(*sessions.c)
 
 
 def set_deleted(

@@ -18,8 +18,13 @@ def insert_user(tx: WriteTx, user_id: str, name: str) -> User:
     return User(**values)
 
 
+# Built once: SQLAlchemy memoizes a statement's cache key, so executing the
+# same object skips building and keying the select on every call.
+_BY_ID = sa.select(users).where(users.c.id == sa.bindparam("uid"))
+
+
 def get_user(conn: sa.Connection, user_id: str) -> User:
-    row = conn.execute(sa.select(users).where(users.c.id == user_id)).first()
+    row = conn.execute(_BY_ID, {"uid": user_id}).first()
     if row is None:
         raise UserNotFound(user_id)
     return User.model_validate(row._mapping)
