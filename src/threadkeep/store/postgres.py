@@ -36,6 +36,11 @@ T = TypeVar("T")
 
 # The id of the writing transaction, as Electric reports it (xid8 -> bigint).
 _TXID = sa.cast(sa.cast(sa.func.pg_current_xact_id(), sa.Text), sa.BigInteger)
+# Built once (SQLAlchemy memoizes a statement's cache key; ``.values()`` on
+# every write built and keyed the insert anew, ~0.1 ms of CPU per write).
+_INSERT_CHANGES = changes.insert().values(txid=_TXID)
+_INSERT_CHANGES_TXID = _INSERT_CHANGES.returning(changes.c.txid)
+_SELECT_TXID = sa.select(_TXID)
 
 # A unique violation can be a race between two appends with the same client id;
 # running the operation again finds the winner's row and returns it.
@@ -146,7 +151,7 @@ class PostgresStore(StoreEngine):
     def _insert_changes(tx: WriteTx, rows: list[ChangeRow]) -> None:
         # Offsets are assigned after commit (store/changes.py), so rows written
         # early in the transaction are numbered like the others.
-        tx.conn.execute(changes.insert().values(txid=_TXID), change_params(rows, tx.now))
+        tx.conn.execute(_INSERT_CHANGES, change_params(rows, tx.now))
 
     @staticmethod
     def _flush(tx: WriteTx) -> int:
@@ -154,9 +159,8 @@ class PostgresStore(StoreEngine):
         if not params and tx.replay_txid is not None:
             return tx.replay_txid
         if not params:
-            return int(tx.conn.execute(sa.select(_TXID)).scalar_one())
-        stmt = changes.insert().values(txid=_TXID).returning(changes.c.txid)
-        return int(tx.conn.execute(stmt, params).scalars().first())  # type: ignore[arg-type]
+            return int(tx.conn.execute(_SELECT_TXID).scalar_one())
+        return int(tx.conn.execute(_INSERT_CHANGES_TXID, params).scalars().first())  # type: ignore[arg-type]
 
     def read(self, fn: ReadFn[T], *, single_statement: bool = False) -> T:
         if self._closed:
