@@ -25,13 +25,32 @@ from threadkeep.store.tables import messages, sessions
 
 _STREAMING = MessageStatus.STREAMING.value
 
+# Built once, with bound parameters: an extension runs for every flush of a
+# stream, and a statement built per call (its values inlined) cost more
+# Python than the database's work (SQLite: about 640 -> 450 µs of CPU per
+# extension). SQLAlchemy memoizes a built statement's cache key.
+_c = messages.c
+_EXTEND = (
+    messages.update()
+    .where(
+        _c.id == sa.bindparam("mid"),
+        _c.owner_id == sa.bindparam("owner"),
+        _c.status == _STREAMING,
+    )
+    .values(content=_c.content + sa.bindparam("delta", type_=sa.Text))
+    .returning(*messages.c)
+)
+_STATUS = sa.select(_c.status).where(
+    _c.id == sa.bindparam("mid"), _c.owner_id == sa.bindparam("owner")
+)
+_BEFORE_FINISH = sa.select(_c.status, _c.input_tokens, _c.output_tokens).where(
+    _c.id == sa.bindparam("mid"), _c.owner_id == sa.bindparam("owner")
+)
+
 
 def _not_streaming(tx: WriteTx, owner_id: str, message_id: str) -> InvalidState | MessageNotFound:
     """Why a guarded UPDATE matched no row: no such message, or a finished one."""
-    c = messages.c
-    status = tx.conn.execute(
-        sa.select(c.status).where(c.id == message_id, c.owner_id == owner_id)
-    ).scalar_one_or_none()
+    status = tx.conn.execute(_STATUS, {"mid": message_id, "owner": owner_id}).scalar_one_or_none()
     if status is None:
         return MessageNotFound(message_id)
     return InvalidState(message_id, f"the message is {status}, not streaming")
@@ -51,13 +70,7 @@ def _log(tx: WriteTx, row: Any) -> Message:
 def extend(tx: WriteTx, owner_id: str, message_id: str, delta: str, max_bytes: int) -> Message:
     """Append ``delta`` to a streaming message's content. Over ``max_bytes``
     the whole write is refused (TooLarge) and the message keeps its text."""
-    c = messages.c
-    row = tx.conn.execute(
-        messages.update()
-        .where(c.id == message_id, c.owner_id == owner_id, c.status == _STREAMING)
-        .values(content=c.content + delta)
-        .returning(*messages.c)
-    ).first()
+    row = tx.conn.execute(_EXTEND, {"mid": message_id, "owner": owner_id, "delta": delta}).first()
     if row is None:
         raise _not_streaming(tx, owner_id, message_id)
     check_size("delta", _size(row), max_bytes)  # raising rolls the UPDATE back
@@ -77,11 +90,7 @@ def finish(
     the session's totals, in the same transaction."""
     c = messages.c
     conn = tx.conn
-    before = conn.execute(
-        sa.select(c.status, c.input_tokens, c.output_tokens).where(
-            c.id == message_id, c.owner_id == owner_id
-        )
-    ).first()
+    before = conn.execute(_BEFORE_FINISH, {"mid": message_id, "owner": owner_id}).first()
     if before is None:
         raise MessageNotFound(message_id)
     if before.status != _STREAMING:
