@@ -18,6 +18,61 @@ from threadkeep.store.tables import messages, sessions, timeline_events, tool_ev
 _INHERITED = ("title", "model", "provider", "state", "tags", "metadata")
 
 
+# The statements of a fork and a rewind, built once with bound parameters:
+# built per call, SQLAlchemy built and keyed each anew (an aliased select
+# alone cost ~0.5 ms of CPU), and a rewind runs eight of them.
+_branch = sessions.alias("branch")
+_HOLD_PARENT = (
+    sa.select(sessions.c.id)
+    .where(
+        sessions.c.id
+        == sa.select(_branch.c.parent_session_id)
+        .where(_branch.c.id == sa.bindparam("sid"), _branch.c.owner_id == sa.bindparam("owner"))
+        .scalar_subquery()
+    )
+    .with_for_update(read=True, key_share=True)
+)
+_m = messages.c
+_MOVED_TOKENS = sa.select(
+    sa.func.coalesce(sa.func.sum(_m.input_tokens), 0),
+    sa.func.coalesce(sa.func.sum(_m.output_tokens), 0),
+).where(_m.session_id == sa.bindparam("sid"), _m.seq > sa.bindparam("after"))
+_MOVE_MESSAGES = (
+    messages.update()
+    .where(_m.session_id == sa.bindparam("sid"), _m.seq > sa.bindparam("after"))
+    .values(session_id=sa.bindparam("branch", type_=_m.session_id.type))
+    .returning(*messages.c)
+)
+_MOVE_EVENTS = {
+    table: table.update()
+    .where(
+        table.c.session_id == sa.bindparam("sid"),
+        table.c.message_id.in_(
+            sa.select(_m.id).where(
+                _m.session_id == sa.bindparam("branch", type_=_m.session_id.type)
+            )
+        ),
+    )
+    .values(session_id=sa.bindparam("branch", type_=table.c.session_id.type))
+    .returning(*table.c)
+    for table in (tool_events, timeline_events)
+}
+_s = sessions.c
+_REPARENT = (
+    sessions.update()
+    .where(
+        _s.parent_session_id == sa.bindparam("sid"),
+        _s.fork_seq > sa.bindparam("at"),
+        _s.id != sa.bindparam("branch"),
+    )
+    .values(
+        parent_session_id=sa.bindparam("branch"),
+        updated_at=sa.bindparam("now", type_=_s.updated_at.type),
+    )
+    .returning(*sessions.c)
+)
+
+
 def _check_seq(name: str, seq: int, head: int) -> None:
     if seq < 0 or seq > head:
         raise InvalidInput(name, f"must be between 0 and the session's head seq {head}")
@@ -85,17 +140,7 @@ def _hold_parent(conn: sa.Connection, owner_id: str, session_id: str) -> None:
     parent's own rewind lock, and they wait instead. (If the parent changes
     before the branch row is locked, a rewind of it re-parented the branch:
     the lock taken here is then merely one too many.)"""
-    branch = sessions.alias("branch")
-    parent = (
-        sa.select(branch.c.parent_session_id)
-        .where(branch.c.id == session_id, branch.c.owner_id == owner_id)
-        .scalar_subquery()
-    )
-    conn.execute(
-        sa.select(sessions.c.id)
-        .where(sessions.c.id == parent)
-        .with_for_update(read=True, key_share=True)
-    )
+    conn.execute(_HOLD_PARENT, {"sid": session_id, "owner": owner_id})
 
 
 def rewind(
@@ -144,48 +189,21 @@ def rewind(
     # A session's token totals are those of its own messages (appends, streams
     # and imports add them there): the moved messages take theirs along. Summed
     # before the move, since the branch row must exist for them to point at.
-    c = messages.c
     moved_in, moved_out = conn.execute(
-        sa.select(
-            sa.func.coalesce(sa.func.sum(c.input_tokens), 0),
-            sa.func.coalesce(sa.func.sum(c.output_tokens), 0),
-        ).where(c.session_id == session_id, c.seq > move_after)
+        _MOVED_TOKENS, {"sid": session_id, "after": move_after}
     ).one()
     fields.update(input_tokens=moved_in, output_tokens=moved_out)
     branch = session_q.insert_session(tx, owner_id, branch_id, fields)
 
-    moved = {
-        messages: conn.execute(
-            messages.update()
-            .where(messages.c.session_id == session_id, messages.c.seq > move_after)
-            .values(session_id=branch_id)
-            .returning(*messages.c)
-        ).all()
-    }
+    moving = {"sid": session_id, "branch": branch_id, "after": move_after}
+    moved = {messages: conn.execute(_MOVE_MESSAGES, moving).all()}
     # The events of the moved messages go with them.
-    for table in (tool_events, timeline_events):
-        moved[table] = conn.execute(
-            table.update()
-            .where(
-                table.c.session_id == session_id,
-                table.c.message_id.in_(
-                    sa.select(messages.c.id).where(messages.c.session_id == branch_id)
-                ),
-            )
-            .values(session_id=branch_id)
-            .returning(*table.c)
-        ).all()
+    for table, stmt in _MOVE_EVENTS.items():
+        moved[table] = conn.execute(stmt, moving).all()
     # Branches of this session that forked after the rewind point read their
     # shared history from the new branch now (it holds what they saw).
     children = conn.execute(
-        sessions.update()
-        .where(
-            sessions.c.parent_session_id == session_id,
-            sessions.c.fork_seq > to_seq,
-            sessions.c.id != branch_id,
-        )
-        .values(parent_session_id=branch_id, updated_at=tx.now)
-        .returning(*sessions.c)
+        _REPARENT, {"sid": session_id, "branch": branch_id, "at": to_seq, "now": tx.now}
     ).all()
     for child in children:
         session_q.log_session(tx, "update", child, ("parent_session_id", "updated_at"))
@@ -210,9 +228,12 @@ def rewind(
 
 def list_branches(conn: sa.Connection, owner_id: str, session_id: str) -> list[Session]:
     session_q.get_row(conn, owner_id, session_id)
-    rows = conn.execute(
-        sa.select(sessions)
-        .where(sessions.c.parent_session_id == session_id, sessions.c.owner_id == owner_id)
-        .order_by(sessions.c.created_at, sessions.c.id)
-    )
+    rows = conn.execute(_BRANCHES, {"sid": session_id, "owner": owner_id})
     return [session_q.to_session(r) for r in rows]
+
+
+_BRANCHES = (
+    sa.select(sessions)
+    .where(_s.parent_session_id == sa.bindparam("sid"), _s.owner_id == sa.bindparam("owner"))
+    .order_by(_s.created_at, _s.id)
+)
