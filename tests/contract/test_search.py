@@ -90,6 +90,21 @@ def test_every_word_must_appear_and_the_better_match_ranks_first(
     assert only_one in ids(tk, actor, "postgres")
 
 
+def test_every_hit_of_a_page_gets_its_own_snippet(tk: Threadkeep, actor: Actor) -> None:
+    # Snippets are read for a whole page at once, per kind of hit: each must
+    # still land on its own hit, on both engines, whatever the kinds.
+    s = new_session(tk, actor, title="needle session title")
+    own = {say(tk, actor, s.id, f"needle word{i} here"): f"word{i}" for i in range(12)}
+    tool = tk.start_tool_event(actor, s.id, {"name": "t", "input": {}}).value.id
+    tk.finish_tool_event(actor, tool, output="needle tooloutput")
+    own[tool] = "tooloutput"
+    own[s.id] = "session"
+    page = tk.search(actor, "needle", limit=50).items
+    assert {h.id for h in page} == set(own)
+    for h in page:
+        assert own[h.id] in h.snippet and "<mark>needle</mark>" in h.snippet
+
+
 def test_snippets_escape_everything_but_the_marks(tk: Threadkeep, actor: Actor) -> None:
     s = new_session(tk, actor, title="<img src=x onerror=alert(1)> exploit title")
     mid = say(tk, actor, s.id, "Try <b onclick=\"x()\">exploit</b> & 'quotes' here")

@@ -297,19 +297,30 @@ def search(
 def _sqlite_snippets(
     conn: sa.Connection, ws: Sequence[str], page: Sequence[tuple[SearchKind, Any]]
 ) -> dict[tuple[SearchKind, str], str]:
+    """The page's snippets, one statement per kind of hit (a statement per
+    hit was over half of a search's time: 20 hits, 2.8 ms a search)."""
     out: dict[tuple[SearchKind, str], str] = {}
     q = fts5_query(ws)
-    for kind, r in page:
-        table = _SQLITE_SNIPPET[kind]
-        text = conn.execute(
-            sa.text(
-                f"SELECT snippet({table}, 0, :o, :c, :e, {SNIPPET_TOKENS}) FROM {table} "
-                f"WHERE {table} MATCH :q AND rowid = :rid"
-            ),
-            {"o": _OPEN, "c": _CLOSE, "e": _ELLIPSIS, "q": q, "rid": r.rid},
-        ).scalar()
-        out[(kind, r.id)] = text or ""
+    for kind in SearchKind:
+        ids = {r.rid: r.id for k, r in page if k is kind}
+        if not ids:
+            continue
+        for rid, text in conn.execute(
+            _SQLITE_SNIPPET_STATEMENTS[kind],
+            {"o": _OPEN, "c": _CLOSE, "e": _ELLIPSIS, "q": q, "rids": list(ids)},
+        ):
+            out[(kind, ids[rid])] = text or ""
     return out
+
+
+# Built once: a text statement built per call is compiled and keyed anew.
+_SQLITE_SNIPPET_STATEMENTS = {
+    kind: sa.text(
+        f"SELECT rowid, snippet({table}, 0, :o, :c, :e, {SNIPPET_TOKENS}) FROM {table} "
+        f"WHERE {table} MATCH :q AND rowid IN :rids"
+    ).bindparams(sa.bindparam("rids", expanding=True))
+    for kind, table in _SQLITE_SNIPPET.items()
+}
 
 
 def _pg_snippets(
