@@ -10,6 +10,7 @@ per-family modules (store/todos.py, store/repos.py...) add what differs.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -119,10 +120,7 @@ def insert(
 
 
 def get_row(conn: sa.Connection, kind: Kind[Any], owner_id: str, session_id: str, key: str) -> Any:
-    t = kind.table
-    row = conn.execute(
-        sa.select(t).where(t.c.id == key, *kind.scoped(owner_id, session_id))
-    ).first()
+    row = conn.execute(_statements(kind.table).get, _key(owner_id, session_id, key)).first()
     if row is None:
         raise kind.not_found(key)
     return row
@@ -161,12 +159,9 @@ def update(
 ) -> R:
     """Change ``values`` of one row and log the row as it now is."""
     t = kind.table
-    row = tx.conn.execute(
-        t.update()
-        .where(t.c.id == key, *kind.scoped(owner_id, session_id))
-        .values(**values, updated_at=tx.now)
-        .returning(*t.c)
-    ).first()
+    params = {f"new_{k}": v for k, v in values.items()}
+    params.update(_key(owner_id, session_id, key), now=tx.now)
+    row = tx.conn.execute(_update_statement(t, tuple(values)), params).first()
     if row is None:
         raise kind.not_found(key)
     tx.log(t.name, key, "update", row_json(row._mapping), owner_id, session_id)
@@ -202,9 +197,46 @@ def patch(
 def delete(tx: WriteTx, kind: Kind[Any], owner_id: str, session_id: str, key: str) -> None:
     live_session(tx, owner_id, session_id)  # a trashed session is read-only, deletes too
     t = kind.table
-    gone = tx.conn.execute(
-        t.delete().where(t.c.id == key, *kind.scoped(owner_id, session_id)).returning(t.c.id)
-    ).first()
+    gone = tx.conn.execute(_statements(t).delete, _key(owner_id, session_id, key)).first()
     if gone is None:
         raise kind.not_found(key)
     tx.log(t.name, key, "delete", None, owner_id, session_id)
+
+
+# The statements of one row by key, built once per table (and, for an
+# update, per column list): built per call with the values inlined,
+# SQLAlchemy built and keyed each anew, which cost more CPU than the
+# database's work on the same row. The caches hold module-level tables only.
+
+
+def _key(owner_id: str, session_id: str, key: str) -> dict[str, Any]:
+    return {"key": key, "owner": owner_id, "sid": session_id}
+
+
+def _by_key(t: sa.Table) -> tuple[sa.ColumnElement[bool], ...]:
+    return (
+        t.c.id == sa.bindparam("key"),
+        t.c.owner_id == sa.bindparam("owner"),
+        t.c.session_id == sa.bindparam("sid"),
+    )
+
+
+@dataclass(frozen=True)
+class _Statements:
+    get: sa.Select[Any]
+    delete: sa.Executable
+
+
+@functools.lru_cache(maxsize=64)
+def _statements(t: sa.Table) -> _Statements:
+    return _Statements(
+        get=sa.select(t).where(*_by_key(t)),
+        delete=t.delete().where(*_by_key(t)).returning(t.c.id),
+    )
+
+
+@functools.lru_cache(maxsize=512)
+def _update_statement(t: sa.Table, columns: tuple[str, ...]) -> sa.Update:
+    values: dict[str, Any] = {c: sa.bindparam(f"new_{c}", type_=t.c[c].type) for c in columns}
+    values["updated_at"] = sa.bindparam("now", type_=t.c.updated_at.type)
+    return t.update().where(*_by_key(t)).values(values).returning(*t.c)
