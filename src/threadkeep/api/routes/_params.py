@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Header, Path, Response
 
+from threadkeep.api.encoded import encoded
 from threadkeep.api.problems import ApiProblem
 from threadkeep.api.schemas import SessionWritten
 from threadkeep.model.common import Committed
@@ -62,7 +63,12 @@ def with_etag(response: Response, session: Session) -> None:
     response.headers["ETag"] = etag(session.version)
 
 
-def session_written(done: Committed[Session], response: Response) -> SessionWritten:
-    """A written session as a route answers it: the row, its txid, its ETag."""
-    with_etag(response, done.value)
-    return SessionWritten.model_construct(**dict(done.value), txid=done.txid)
+def session_written(done: Committed[Session], status_code: int = 200) -> Response:
+    """A written session as a route answers it: the row, its txid, its ETag.
+    Encoded here, in the route's worker thread (api/encoded.py): returned as
+    a model, FastAPI would validate it again in another trip to the pool."""
+    answer = encoded(
+        SessionWritten.model_construct(**dict(done.value), txid=done.txid), status_code
+    )
+    with_etag(answer, done.value)
+    return answer

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from threadkeep.api.auth import TK, Reader, Writer
+from threadkeep.api.encoded import encoded
 from threadkeep.api.problems import error_responses
 from threadkeep.api.routes._params import SessionId, session_written
 from threadkeep.api.schemas import (
@@ -22,11 +23,10 @@ router = APIRouter(prefix="/v1/sessions/{session_id}", tags=["branches"])
     "/fork",
     status_code=201,
     summary="Fork a branch",
+    response_model=SessionWritten,
     responses=error_responses(404, 409, body=True),
 )
-def fork_session(
-    session_id: SessionId, body: ForkRequest, principal: Writer, tk: TK, response: Response
-) -> SessionWritten:
+def fork_session(session_id: SessionId, body: ForkRequest, principal: Writer, tk: TK) -> Response:
     """A new session sharing this one's history up to and including the message
     at ``at_seq`` (or ``at_message_id``); no message is copied."""
     done = tk.fork_session(
@@ -37,17 +37,18 @@ def fork_session(
         id=body.id,
         title=body.title,
     )
-    return session_written(done, response)
+    return session_written(done, 201)
 
 
 @router.post(
     "/rewind",
     summary="Rewind a session",
+    response_model=RewindResult,
     responses=error_responses(404, 409, body=True),
 )
 def rewind_session(
     session_id: SessionId, body: RewindRequest, principal: Writer, tk: TK
-) -> RewindResult:
+) -> Response:
     """Make the message at ``to_seq`` (or ``to_message_id``) the last one.
     Nothing is destroyed: what followed moves to a new branch, returned."""
     done = tk.rewind_session(
@@ -57,10 +58,17 @@ def rewind_session(
         to_message_id=body.to_message_id,
         branch_id=body.branch_id,
     )
-    return RewindResult(session=done.value.session, branch=done.value.branch, txid=done.txid)
+    return encoded(
+        RewindResult(session=done.value.session, branch=done.value.branch, txid=done.txid)
+    )
 
 
-@router.get("/branches", summary="List branches", responses=error_responses(404))
-def list_branches(session_id: SessionId, principal: Reader, tk: TK) -> SessionList:
+@router.get(
+    "/branches",
+    summary="List branches",
+    response_model=SessionList,
+    responses=error_responses(404),
+)
+def list_branches(session_id: SessionId, principal: Reader, tk: TK) -> Response:
     """The sessions forked from this one (its direct branches)."""
-    return SessionList(items=tk.list_branches(principal.actor, session_id))
+    return encoded(SessionList(items=tk.list_branches(principal.actor, session_id)))

@@ -26,14 +26,13 @@ router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
     "",
     status_code=201,
     summary="Create a session",
+    response_model=SessionWritten,
     responses=error_responses(409, body=True),
 )
-def create_session(
-    body: NewSession, principal: Writer, tk: TK, response: Response
-) -> SessionWritten:
+def create_session(body: NewSession, principal: Writer, tk: TK) -> Response:
     """Create a session owned by the token's user. ``id`` is optional (a UUIDv7
     is chosen when absent); a taken id answers 409."""
-    return session_written(tk.create_session(principal.actor, body), response)
+    return session_written(tk.create_session(principal.actor, body), 201)
 
 
 @router.get("", summary="List sessions", response_model=SessionPage, responses=error_responses())
@@ -87,6 +86,7 @@ def get_session(session_id: SessionId, principal: Reader, tk: TK) -> Response:
 @router.patch(
     "/{session_id}",
     summary="Update a session",
+    response_model=SessionWritten,
     responses=error_responses(404, 409, 412, body=True),
 )
 def update_session(
@@ -94,32 +94,31 @@ def update_session(
     body: SessionPatch,
     principal: Writer,
     tk: TK,
-    response: Response,
     if_match: IfMatch = None,
-) -> SessionWritten:
+) -> Response:
     """Change title, tags, star, pin, archive, metadata...: only the fields sent.
     With ``If-Match``, a stale version answers 412 and changes nothing."""
     done = tk.update_session(
         principal.actor, session_id, body, expected_version=expected_version(if_match)
     )
-    return session_written(done, response)
+    return session_written(done)
 
 
 @router.delete(
     "/{session_id}",
     summary="Move a session to the trash (or purge it)",
+    response_model=SessionWritten | Purged,
     responses=error_responses(404, 409, 412, body=True),
 )
 def delete_session(
     session_id: SessionId,
     principal: Writer,
     tk: TK,
-    response: Response,
     purge: Annotated[
         bool, Query(description="Delete for good, with everything in it, instead.")
     ] = False,
     if_match: IfMatch = None,
-) -> SessionWritten | Purged:
+) -> Response:
     """Move the session to the trash (restorable), or with ``purge=true``
     delete it for good (409 while branches share its history)."""
     if purge:
@@ -131,29 +130,29 @@ def delete_session(
                 "Invalid input",
                 "If-Match applies to moving a session to the trash, not to purging it",
             )
-        return Purged(txid=tk.purge_session(principal.actor, session_id).txid)
+        return encoded(Purged(txid=tk.purge_session(principal.actor, session_id).txid))
     done = tk.delete_session(
         principal.actor, session_id, expected_version=expected_version(if_match)
     )
-    return session_written(done, response)
+    return session_written(done)
 
 
 @router.post(
     "/{session_id}/restore",
     summary="Take a session out of the trash",
+    response_model=SessionWritten,
     responses=error_responses(404, 412, body=True),
 )
 def restore_session(
     session_id: SessionId,
     principal: Writer,
     tk: TK,
-    response: Response,
     if_match: IfMatch = None,
-) -> SessionWritten:
+) -> Response:
     done = tk.restore_session(
         principal.actor, session_id, expected_version=expected_version(if_match)
     )
-    return session_written(done, response)
+    return session_written(done)
 
 
 @router.post(
