@@ -137,7 +137,8 @@ _TOOL_FOR_UPDATE = (
 def _tool_update(columns: tuple[str, ...]) -> sa.Update:
     """The UPDATE of these columns, built once per column list: built per
     call with its values inlined, SQLAlchemy built and keyed it anew each
-    time, about a third of a tool call's finish in CPU."""
+    time: more than half of a tool call's finish in CPU (SQLite: 1.0-1.15 ->
+    0.41-0.42 ms)."""
     c = tool_events.c
     values: dict[str, Any] = {col: sa.bindparam(f"new_{col}", type_=c[col].type) for col in columns}
     return (
