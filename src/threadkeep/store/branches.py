@@ -9,10 +9,12 @@ import sqlalchemy as sa
 
 from threadkeep.errors import InvalidInput
 from threadkeep.model.sessions import Session
+from threadkeep.model.trusted import trusted
 from threadkeep.store import messages as message_q
 from threadkeep.store import sessions as session_q
 from threadkeep.store.changes import row_json
 from threadkeep.store.contract import WriteTx
+from threadkeep.store.prepared import cursor, decoder, prepared
 from threadkeep.store.tables import messages, sessions, timeline_events, tool_events
 
 _INHERITED = ("title", "model", "provider", "state", "tags", "metadata")
@@ -228,8 +230,12 @@ def rewind(
 
 def list_branches(conn: sa.Connection, owner_id: str, session_id: str) -> list[Session]:
     session_q.get_row(conn, owner_id, session_id)
-    rows = conn.execute(_BRANCHES, {"sid": session_id, "owner": owner_id})
-    return [session_q.to_session(r) for r in rows]
+    # Compiled once and decoded straight into the models, as the session
+    # list is: a session rewound many times ("regenerate") has many branches.
+    stmt = prepared(conn.dialect, "sessions.branches", lambda: _BRANCHES)
+    rows = stmt.execute(cursor(conn), {"sid": session_id, "owner": owner_id}).fetchall()
+    decode = decoder(conn.dialect, sessions)
+    return [trusted(Session, decode(r)) for r in rows]
 
 
 _BRANCHES = (
