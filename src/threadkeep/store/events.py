@@ -29,7 +29,15 @@ from threadkeep.store.changes import row_json
 from threadkeep.store.chosen_ids import check_free
 from threadkeep.store.contract import WriteTx
 from threadkeep.store.gc_pause import gc_paused
-from threadkeep.store.prepared import RowDecoder, cursor, custom_decoder, decoder, prepared
+from threadkeep.store.prepared import (
+    RowDecoder,
+    bound_set,
+    bound_values,
+    cursor,
+    custom_decoder,
+    decoder,
+    prepared,
+)
 from threadkeep.store.sessions import get_row
 from threadkeep.store.tables import timeline_events, tool_events
 from threadkeep.store.types import enum_result
@@ -120,8 +128,7 @@ def update_tool_event(
     if finished is not None:
         values["finished_at"] = finished
         values["duration_ms"] = _duration_ms(row.started_at, finished)
-    params = {f"new_{k}": v for k, v in values.items()}
-    new = tx.conn.execute(_tool_update(tuple(values)), {**params, **key}).one()
+    new = tx.conn.execute(_tool_update(tuple(values)), {**bound_values(values), **key}).one()
     tx.log("tool_events", event_id, "update", row_json(new._mapping), owner_id, new.session_id)
     return to_tool_event(new)
 
@@ -140,7 +147,7 @@ def _tool_update(columns: tuple[str, ...]) -> sa.Update:
     time: more than half of a tool call's finish in CPU (SQLite: 1.0-1.15 ->
     0.41-0.42 ms)."""
     c = tool_events.c
-    values: dict[str, Any] = {col: sa.bindparam(f"new_{col}", type_=c[col].type) for col in columns}
+    values = bound_set(tool_events, columns)
     return (
         tool_events.update()
         .where(c.id == sa.bindparam("eid"))

@@ -221,6 +221,24 @@ def then_decoder(
     return d
 
 
+# An UPDATE whose column list varies by call (a patch sets only what it was
+# given) is built once per column list by its module and cached, with each
+# new value a bound parameter. The parameters are named ``new_<column>``, so
+# that no value can take the name of one of the statement's own parameters
+# (``sid``, ``owner``, ``now``...), whatever the table's columns are called.
+
+
+def bound_set(table: sa.Table, columns: Iterable[str]) -> dict[str, Any]:
+    """The SET clause's values for ``columns``: bound parameters of the
+    columns' types, to be filled by :func:`bound_values`."""
+    return {c: sa.bindparam(f"new_{c}", type_=table.c[c].type) for c in columns}
+
+
+def bound_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters of :func:`bound_set`'s values."""
+    return {f"new_{c}": v for c, v in values.items()}
+
+
 def cursor(conn: sa.Connection) -> Any:
     """A DBAPI cursor on the connection's current transaction."""
     return conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]

@@ -27,6 +27,7 @@ from threadkeep.store.changes import row_json
 from threadkeep.store.chosen_ids import check_free
 from threadkeep.store.contract import WriteTx
 from threadkeep.store.messages import check_linked_messages
+from threadkeep.store.prepared import bound_set, bound_values
 from threadkeep.store.tables import tool_events
 
 R = TypeVar("R", bound=RecordRow)
@@ -159,7 +160,7 @@ def update(
 ) -> R:
     """Change ``values`` of one row and log the row as it now is."""
     t = kind.table
-    params = {f"new_{k}": v for k, v in values.items()}
+    params = bound_values(values)
     params.update(_key(owner_id, session_id, key), now=tx.now)
     row = tx.conn.execute(_update_statement(t, tuple(values)), params).first()
     if row is None:
@@ -237,6 +238,6 @@ def _statements(t: sa.Table) -> _Statements:
 
 @functools.lru_cache(maxsize=512)
 def _update_statement(t: sa.Table, columns: tuple[str, ...]) -> sa.Update:
-    values: dict[str, Any] = {c: sa.bindparam(f"new_{c}", type_=t.c[c].type) for c in columns}
+    values = bound_set(t, columns)
     values["updated_at"] = sa.bindparam("now", type_=t.c.updated_at.type)
     return t.update().where(*_by_key(t)).values(values).returning(*t.c)

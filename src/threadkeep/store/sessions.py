@@ -27,7 +27,7 @@ from threadkeep.model.text import check_text
 from threadkeep.model.trusted import trusted
 from threadkeep.store.changes import row_json
 from threadkeep.store.contract import StoreEngine, WriteTx
-from threadkeep.store.prepared import Prepared, decoder, prepared
+from threadkeep.store.prepared import Prepared, bound_set, bound_values, decoder, prepared
 from threadkeep.store.prepared import cursor as prepared_cursor
 from threadkeep.store.tables import (
     SESSION_FLAGS,
@@ -528,7 +528,7 @@ def update_session(
     live_only: bool = True,
 ) -> Session:
     stmt = _update_statement(tuple(changes), live_only, expected_version is not None)
-    params = {f"new_{k}": v for k, v in changes.items()}
+    params = bound_values(changes)
     params.update(sid=session_id, owner=owner_id, expected=expected_version, now=tx.now)
     row = tx.conn.execute(stmt, params).first()
     if row is None:
@@ -551,7 +551,7 @@ def _update_statement(columns: tuple[str, ...], live_only: bool, versioned: bool
         q = q.where(c.deleted_at.is_(None))
     if versioned:
         q = q.where(c.version == sa.bindparam("expected"))
-    values: dict[str, Any] = {col: sa.bindparam(f"new_{col}", type_=c[col].type) for col in columns}
+    values = bound_set(sessions, columns)
     values.update(version=c.version + 1, updated_at=sa.bindparam("now", type_=c.updated_at.type))
     return q.values(values).returning(*sessions.c)
 
