@@ -11,6 +11,8 @@ has these calls, so each p50 is given as a ratio to the physical floor
 measured in the same process: one durable single-row insert by the raw
 driver (sqlite3 WAL + ``synchronous=FULL``; psycopg, autocommit). A write
 cannot cost less than one such commit.
+PostgreSQL is reached as ``benchmarks.extra`` reaches it (``PEERS_PG_HOST``,
+``PEERS_PG_PORT``, ``PEERS_PG_USER``), in a database made fresh for each run.
 
 ``--baseline`` runs another checkout's ``src`` (e.g. a ``git worktree`` of
 an older commit) alternately with this one, round after round, each run in
@@ -34,8 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PG = os.environ.get("THREADKEEP_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
-PG_DB = "tk_bench_writes"
+X = "\u00d7"  # the sign RESULTS.md uses for ratios
 
 
 def _median_call(fn: Callable[[int], Any], calls: int) -> tuple[float, float]:
@@ -51,7 +52,8 @@ def _median_call(fn: Callable[[int], Any], calls: int) -> tuple[float, float]:
 
 
 def _raw_floor(engine: str, workdir: str, calls: int) -> float:
-    """p50 in µs of one durable single-row insert by the bare driver."""
+    """p50 in µs of one durable single-row insert by the bare driver (on
+    PostgreSQL, into the database ``benchmarks.extra.open_store`` made)."""
     row = ("x" * 32, "s", "y" * 400)
     if engine == "sqlite":
         db = sqlite3.connect(os.path.join(workdir, "raw.db"), isolation_level=None)
@@ -69,7 +71,10 @@ def _raw_floor(engine: str, workdir: str, calls: int) -> float:
         return p50
     import psycopg
 
-    with psycopg.connect(f"{PG}/{PG_DB}", autocommit=True) as c:
+    from benchmarks.extra import PG, PG_DB
+
+    info = f"host={PG['host']} port={PG['port']} user={PG['user']} dbname={PG_DB}"
+    with psycopg.connect(info, autocommit=True) as c:
         c.execute("CREATE TABLE raw_m (id TEXT PRIMARY KEY, session TEXT, content TEXT)")
         p50, _ = _median_call(
             lambda i: c.execute("INSERT INTO raw_m VALUES (%s, %s, %s)", (f"{i}", *row[1:])),
@@ -78,28 +83,16 @@ def _raw_floor(engine: str, workdir: str, calls: int) -> float:
         return p50
 
 
-def _pg_admin(sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG}/postgres", autocommit=True, connect_timeout=5) as c:
-        c.execute(sql)
-
-
 def child(engine: str, calls: int) -> dict[str, Any]:
     """One run of every call on a fresh store, in this process."""
     import threadkeep
-    from threadkeep import Actor, Threadkeep
+    from benchmarks.extra import open_store
+    from threadkeep import Actor
 
     workdir = tempfile.mkdtemp(prefix="tk-bench-writes-")
-    if engine == "sqlite":
-        url = f"sqlite:///{workdir}/threadkeep.db"
-    else:
-        _pg_admin(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)')
-        _pg_admin(f'CREATE DATABASE "{PG_DB}"')
-        url = f"{PG}/{PG_DB}"
+    tk, cleanup = open_store(engine, workdir)  # a fresh store: SQLite file or PG database
     try:
         floor = _raw_floor(engine, workdir, calls)
-        tk = Threadkeep.open(url)
         me = Actor(tk.create_user("bench").value.id)
         sid = tk.create_session(me, title="Everyday calls").value.id
         big = tk.create_session(me, title="A long history").value.id
@@ -156,12 +149,11 @@ def child(engine: str, calls: int) -> dict[str, Any]:
             ("search, 20 hits", lambda i: tk.search(me, "hello")),
         ]
         out = {name: _median_call(fn, calls) for name, fn in ops}
-        tk.close()
         return {"floor_us": floor, "ops": out, "threadkeep": threadkeep.__file__}
     finally:
+        tk.close()
+        cleanup()
         shutil.rmtree(workdir, ignore_errors=True)
-        if engine != "sqlite":
-            _pg_admin(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)')
 
 
 def _run(code: str | None, engine: str, calls: int) -> dict[str, Any]:
@@ -185,7 +177,7 @@ def _ms(us: float) -> str:
 def report(runs: dict[tuple[str, str], list[dict[str, Any]]], baseline: bool) -> str:
     engines = sorted({e for e, _ in runs}, key=lambda e: e != "sqlite")
     lines = [
-        "| engine | call | p50 ms | x raw durable insert | client CPU µs |"
+        f"| engine | call | p50 ms | {X} raw durable insert | client CPU µs |"
         + (" baseline p50 ms | this / baseline |" if baseline else ""),
         "|---|---|---|---|---|" + ("---|---|" if baseline else ""),
     ]
@@ -195,12 +187,12 @@ def report(runs: dict[tuple[str, str], list[dict[str, Any]]], baseline: bool) ->
         for name in mine[0]["ops"]:
             p50 = statistics.median(r["ops"][name][0] for r in mine)
             cpu = statistics.median(r["ops"][name][1] for r in mine)
-            row = f"| {engine} | {name} | {_ms(p50)} | x{p50 / floor:.1f} | {cpu:,.0f} |"
+            row = f"| {engine} | {name} | {_ms(p50)} | {X}{p50 / floor:.1f} | {cpu:,.0f} |"
             if baseline:
                 base = statistics.median(r["ops"][name][0] for r in runs[(engine, "baseline")])
-                row += f" {_ms(base)} | x{p50 / base:.2f} |"
+                row += f" {_ms(base)} | {X}{p50 / base:.2f} |"
             lines.append(row)
-        lines.append(f"| {engine} | *raw durable insert* | {_ms(floor)} | x1.0 | |")
+        lines.append(f"| {engine} | *raw durable insert* | {_ms(floor)} | {X}1.0 | |")
     return "\n".join(lines) + "\n"
 
 
